@@ -1,0 +1,63 @@
+"""Tasks the engine's tests run (a module of the test suite, imported by the tests)."""
+
+import asyncio
+import time
+
+from django.tasks import task
+
+from worker import PermanentFailure
+
+calls: list[tuple[str, object]] = []
+
+
+@task()
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task()
+def add_sync(a: int, b: int) -> int:
+    return a + b
+
+
+@task(priority=0)
+async def record(label: str) -> str:
+    calls.append(("record", label))
+    return label
+
+
+@task(max_attempts=3, backoff=0.05, backoff_max=0.1)
+async def flaky(key: str, fail_times: int) -> int:
+    """Fails its first ``fail_times`` attempts."""
+    n = sum(1 for name, k in calls if name == "flaky" and k == key) + 1
+    calls.append(("flaky", key))
+    if n <= fail_times:
+        raise ConnectionError(f"attempt {n} failed")
+    return n
+
+
+@task(max_attempts=5, backoff=0.01)
+async def permanent() -> None:
+    raise PermanentFailure("the order service said 404")
+
+
+@task(max_attempts=1, timeout=0.2)
+async def slow_async(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+@task(max_attempts=1, timeout=0.2)
+def slow_sync(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"
+
+
+@task(takes_context=True)
+async def with_context(context, tag: str) -> dict:
+    return {"tag": tag, "attempt": context.attempt, "id": context.task_result.id}
+
+
+@task()
+async def bad_return() -> object:
+    return {1, 2}

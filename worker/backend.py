@@ -1,0 +1,189 @@
+"""The TASKS backend: Django's enqueue/get_result on top of the Redis protocol.
+
+    TASKS = {"default": {
+        "BACKEND": "worker.backend.RedisBackend",
+        "QUEUES": ["default", "reports"],
+        "OPTIONS": {"url": "redis://127.0.0.1:6379/0"},  # None: embedded redis-server
+    }}
+
+See docs/configuration.md for every option.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.db import transaction
+from django.tasks import TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from worker import message
+from worker.broker import Keys, NewJob, write_enqueue
+from worker.connection import async_client, embedded_url, redacted, sync_client
+from worker.exceptions import BrokerUnavailable
+from worker.results import make_result, parse
+from worker.task import Task
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+DEFAULTS: dict[str, Any] = {
+    "url": None,  # redis:// or unix:// URL; None starts/joins the embedded server
+    "embedded_dir": None,  # where the embedded server lives; default BASE_DIR/var/redis
+    "prefix": "tasks",  # of every key, so several projects can share one Redis
+    "max_payload_bytes": 1024 * 1024,
+    "result_ttl": 24 * 3600,  # seconds a finished job's result is kept
+    "lease": 10.0,  # seconds without a heartbeat before a worker's jobs are handed on
+}
+
+
+class RedisBackend(BaseTaskBackend):
+    task_class = Task
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        unknown = set(self.options) - set(DEFAULTS)
+        if unknown:
+            raise InvalidTask(f"TASKS[{alias!r}]['OPTIONS']: unknown option(s) {sorted(unknown)}")
+        self.config = {**DEFAULTS, **self.options}
+        for queue in self.queues:
+            self._check_queue_name(queue)
+        self.keys = Keys(self.config["prefix"])
+        self.max_payload_bytes = int(self.config["max_payload_bytes"])
+        self.result_ttl = float(self.config["result_ttl"])
+        self.lease = float(self.config["lease"])
+        self._url: str | None = self.config["url"]
+        self._client: redis.Redis | None = None
+        # redis.asyncio clients belong to the loop that made them.
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @staticmethod
+    def _check_queue_name(queue: str) -> None:
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+            raise InvalidTask(
+                f"queue name {queue!r} must be 1-100 letters, digits, '_', '.' or '-'"
+            )
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            folder = self.config["embedded_dir"] or Path(settings.BASE_DIR) / "var" / "redis"
+            self._url = embedded_url(Path(folder))
+        return self._url
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = sync_client(self.url)
+        return self._client
+
+    def aclient(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = async_client(self.url)
+        return client
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        self._check_queue_name(task.queue_name)
+
+    @contextmanager
+    def _reaching_redis(self, what: str):
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise BrokerUnavailable(
+                f"{what}: Redis at {redacted(self.url)} is unreachable ({e}); nothing was sent"
+            ) from e
+
+    def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
+        self.validate_task(task)
+        body = message.encode(task, args, kwargs, self.max_payload_bytes)
+        now = timezone.now()
+        job_id = message.new_job_id(task.queue_name)
+        run_after = task.run_after
+        result = make_result(
+            task, job_id, TaskResultStatus.READY, list(args), dict(kwargs), self.alias,
+            enqueued_at=now,
+        )  # fmt: skip
+        job = NewJob(
+            id=job_id,
+            queue=task.queue_name,
+            body=body,
+            priority=task.priority,
+            max_attempts=task.max_attempts,
+            run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
+            enqueued_ms=int(now.timestamp() * 1000),
+        )
+        return result, job
+
+    @staticmethod
+    def _on_commit(send: Callable[[], None]) -> bool:
+        """Defer ``send`` to the commit of the open transaction, if there is one."""
+        if not transaction.get_connection().in_atomic_block:
+            return False
+        transaction.on_commit(send, robust=False)
+        return True
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        result, job = self._prepare(task, args, kwargs)
+        send = partial(self._send, result, job)
+        if not self._on_commit(send):
+            send()
+        return result
+
+    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        result, job = self._prepare(task, args, kwargs)
+        # The loop thread's connection is only in a transaction when sync code opened one
+        # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
+        if self._on_commit(partial(self._send, result, job)):
+            return result
+        with self._reaching_redis(f"enqueue {task.module_path}"):
+            async with self.aclient().pipeline(transaction=True) as pipe:
+                write_enqueue(pipe, self.keys, job)
+                await pipe.execute()
+        await task_enqueued.asend(type(self), task_result=result)
+        return result
+
+    def _send(self, result: TaskResult, job: NewJob) -> None:
+        with self._reaching_redis(f"enqueue {result.task.module_path}"):
+            with self.client().pipeline(transaction=True) as pipe:
+                write_enqueue(pipe, self.keys, job)
+                pipe.execute()
+        task_enqueued.send(type(self), task_result=result)
+
+    def get_result(self, result_id: str) -> TaskResult:
+        key = self._job_key(result_id)
+        with self._reaching_redis(f"get result {result_id}"):
+            fields = self.client().hgetall(key)
+        return parse(result_id, fields, self.alias)
+
+    async def aget_result(self, result_id: str) -> TaskResult:
+        key = self._job_key(result_id)
+        with self._reaching_redis(f"get result {result_id}"):
+            fields = await self.aclient().hgetall(key)
+        return parse(result_id, fields, self.alias)
+
+    def _job_key(self, result_id: str) -> str:
+        try:
+            return self.keys.job(result_id)
+        except ValueError as e:
+            raise TaskResultDoesNotExist(str(e)) from None

@@ -1,0 +1,204 @@
+"""The Redis protocol: key names and every command the engine sends (docs/protocol.md).
+
+Enqueue is written for any pipeline, so the sync ``enqueue`` and the async ``aenqueue`` share
+it; the worker's side (lease, ack, requeue, heartbeats) is async only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from django.tasks.base import TASK_MAX_PRIORITY
+
+from worker import scripts
+from worker.message import queue_of
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Keys:
+    """Every key name. A queue's keys share the hash tag {queue} (one Redis Cluster slot)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def queue(self, queue: str) -> str:
+        return f"{self.prefix}:{{{queue}}}"
+
+    def job_prefix(self, queue: str) -> str:
+        return f"{self.queue(queue)}:job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix(queue_of(job_id)) + job_id
+
+    def ready(self, queue: str) -> str:
+        return f"{self.queue(queue)}:ready"
+
+    def delayed(self, queue: str) -> str:
+        return f"{self.queue(queue)}:delayed"
+
+    def dead(self, queue: str) -> str:
+        return f"{self.queue(queue)}:dead"
+
+    def notify(self, queue: str) -> str:
+        return f"{self.queue(queue)}:notify"
+
+    def workers(self, queue: str) -> str:
+        return f"{self.queue(queue)}:workers"
+
+    def wip(self, queue: str, worker_id: str) -> str:
+        return f"{self.queue(queue)}:wip:{worker_id}"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What an enqueue writes."""
+
+    id: str
+    queue: str
+    body: bytes
+    priority: int
+    max_attempts: int
+    run_after_ms: int | None
+    enqueued_ms: int
+
+
+def write_enqueue(pipe: Any, keys: Keys, job: NewJob) -> None:
+    """Queue the commands of one enqueue on ``pipe`` (a MULTI pipeline, sync or async)."""
+    # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
+    score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
+    fields: dict[str, Any] = {
+        "payload": job.body,
+        "priority": job.priority,
+        "score": score,
+        "max_attempts": job.max_attempts,
+        "status": "READY",
+        "attempts": 0,
+        "enqueued_at": job.enqueued_ms,
+    }
+    if job.run_after_ms is not None:
+        fields["run_after"] = job.run_after_ms
+    pipe.hset(keys.job(job.id), mapping=fields)
+    if job.run_after_ms is not None and job.run_after_ms > job.enqueued_ms:
+        pipe.zadd(keys.delayed(job.queue), {job.id: job.run_after_ms})
+    else:
+        pipe.zadd(keys.ready(job.queue), {job.id: score})
+    # One wake-up token at most: a worker blocked on the list starts at once.
+    pipe.rpush(keys.notify(job.queue), 1)
+    pipe.ltrim(keys.notify(job.queue), -1, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job leased to this worker by a fetch. ``payload`` is None when the job is gone."""
+
+    id: str
+    payload: bytes | None
+    attempt: int = 0
+    worker_ids: tuple[str, ...] = ()
+    enqueued_ms: int | None = None
+    started_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt, as the ack script takes it."""
+
+    job_id: str
+    kind: str  # "ok", "err" (retry while attempts remain) or "fatal"
+    value: bytes  # JSON: the return value, or {"exception_class_path", "traceback"}
+    retry_delay_ms: int = 0
+
+
+def error_json(exception_class_path: str, traceback: str) -> bytes:
+    return orjson.dumps({"exception_class_path": exception_class_path, "traceback": traceback})
+
+
+class Broker:
+    """The worker's side of the protocol, on one asyncio Redis client."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._fetch = client.register_script(scripts.FETCH)
+        self._ack = client.register_script(scripts.ACK)
+        self._requeue = client.register_script(scripts.REQUEUE)
+
+    async def fetch(self, queue: str, count: int, worker_id: str) -> tuple[list[Lease], int | None]:
+        """Lease up to ``count`` ready jobs; also returns when the next delayed job is due."""
+        k = self.keys
+        keys = [k.ready(queue), k.delayed(queue), k.wip(queue, worker_id), k.workers(queue)]
+        keys.append(k.notify(queue))
+        rows, next_due = await self._fetch(keys, [now_ms(), count, worker_id, k.job_prefix(queue)])
+        leases = []
+        for row in rows:
+            job_id = row[0].decode()
+            if row[1] is None:
+                leases.append(Lease(job_id, None))
+                continue
+            leases.append(
+                Lease(
+                    id=job_id,
+                    payload=row[1],
+                    attempt=int(row[2]),
+                    worker_ids=tuple(row[3].decode().split(",")),
+                    enqueued_ms=int(row[4]) if row[4] else None,
+                    started_ms=int(row[5]),
+                )
+            )
+        return leases, int(float(next_due)) if next_due is not None else None
+
+    async def ack(
+        self, queue: str, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int
+    ) -> None:
+        """Store outcomes and drop their leases, all in one atomic call."""
+        k = self.keys
+        args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms]
+        for o in outcomes:
+            args += (o.job_id, o.kind, o.value, o.retry_delay_ms)
+        await self._ack(
+            [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)], args
+        )
+
+    async def requeue(
+        self, queue: str, worker_id: str, mode: str, error: bytes = b""
+    ) -> tuple[int, int]:
+        """Put a worker's leased jobs back: ``mode`` is "lost" (it died) or "released"
+        (it is shutting down). Returns (requeued, dead-lettered)."""
+        k = self.keys
+        keys = [k.wip(queue, worker_id), k.ready(queue), k.dead(queue), k.workers(queue)]
+        keys.append(k.notify(queue))
+        back, dead = await self._requeue(
+            keys, [now_ms(), k.job_prefix(queue), worker_id, mode, error]
+        )
+        return int(back), int(dead)
+
+    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+        """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass."""
+        await self.client.blpop([self.keys.notify(q) for q in queues], timeout=max(timeout, 0.001))
+
+    async def heartbeat(self, worker_id: str, info: bytes, ttl_ms: int) -> None:
+        await self.client.set(self.keys.heartbeat(worker_id), info, px=ttl_ms)
+
+    async def forget(self, worker_id: str) -> None:
+        await self.client.delete(self.keys.heartbeat(worker_id))
+
+    async def dead_workers(self, queue: str) -> list[str]:
+        """Workers holding leases in ``queue`` whose heartbeat has expired."""
+        ids = [w.decode() for w in await self.client.smembers(self.keys.workers(queue))]
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.exists(self.keys.heartbeat(wid))
+            alive = await pipe.execute()
+        return [wid for wid, up in zip(ids, alive, strict=True) if not up]

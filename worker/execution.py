@@ -1,0 +1,142 @@
+"""Running one attempt of a job: its thread, its database connections, its timeout, its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import orjson
+from asgiref.sync import ThreadSensitiveContext
+from django.db import close_old_connections
+from django.dispatch import Signal
+from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.utils.json import normalize_json
+
+from worker.broker import Lease, Outcome, error_json
+from worker.exceptions import PermanentFailure
+from worker.message import Call
+from worker.results import from_ms, make_result
+
+
+class Slot(ThreadPoolExecutor):
+    """The thread of one in-flight job. An async job's sync_to_async calls (the async ORM)
+    and a sync job's body run here, so every job has its own database connection, as every
+    request has under Django's ASGI handler."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="job")
+        self.used = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        if not self.used:
+            # Like request_started: drop connections that went stale since the last job.
+            self.used = True
+            return super().submit(_after_closing_old_connections, fn, *args, **kwargs)
+        return super().submit(fn, *args, **kwargs)
+
+
+def _after_closing_old_connections(fn, *args, **kwargs):
+    close_old_connections()
+    return fn(*args, **kwargs)
+
+
+class Slots:
+    """Idle job threads, reused across jobs (threads start only when a job needs one)."""
+
+    def __init__(self) -> None:
+        self._idle: list[Slot] = []
+
+    def take(self) -> Slot:
+        return self._idle.pop() if self._idle else Slot()
+
+    async def give_back(self, slot: Slot) -> None:
+        if slot.used:
+            # Like request_finished: close connections past CONN_MAX_AGE or in a bad state.
+            await asyncio.get_running_loop().run_in_executor(slot, close_old_connections)
+            slot.used = False
+        self._idle.append(slot)
+
+    def shutdown(self) -> None:
+        for slot in self._idle:
+            slot.shutdown(wait=False)
+        self._idle.clear()
+
+
+def _class_path(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def failure(exc: BaseException, job_id: str, *, retry: bool, delay: float = 0.0) -> Outcome:
+    text = "".join(traceback.format_exception(exc))
+    return Outcome(
+        job_id, "err" if retry else "fatal", error_json(_class_path(exc), text), int(delay * 1000)
+    )
+
+
+def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
+    return make_result(
+        call.task,
+        lease.id,
+        TaskResultStatus.RUNNING,
+        call.args,
+        call.kwargs,
+        backend,
+        enqueued_at=from_ms(lease.enqueued_ms),
+        started_at=from_ms(lease.started_ms),
+        last_attempted_at=from_ms(lease.started_ms),
+        worker_ids=lease.worker_ids,
+    )
+
+
+async def send(signal: Signal, sender: type, result: TaskResult) -> None:
+    await signal.asend(sender, task_result=result)
+
+
+async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, BaseException | None]:
+    """Run the task once: (return value, None) or (None, the error). Cancellation (a forced
+    shutdown) propagates, so the job is released rather than failed."""
+    task = call.task
+    args = [TaskContext(task_result=result), *call.args] if task.takes_context else call.args
+    deadline = asyncio.timeout(task.timeout)
+    slot = slots.take()
+    future: Future | None = None
+    try:
+        if asyncio.iscoroutinefunction(task.func):
+            async with ThreadSensitiveContext(executor=slot), deadline:
+                return await task.func(*args, **call.kwargs), None
+        future = slot.submit(task.func, *args, **call.kwargs)
+        async with deadline:
+            return await asyncio.shield(asyncio.wrap_future(future)), None
+    except asyncio.CancelledError:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a task's failure is data, never the worker's
+        if isinstance(e, TimeoutError) and deadline.expired():
+            error = TimeoutError(f"{task.module_path} ran over its timeout of {task.timeout}s")
+            return None, error.with_traceback(e.__traceback__)
+        return None, e
+    finally:
+        if future is not None and not future.done():
+            # A thread cannot be stopped: it runs on, and its slot is reused once it ends.
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(loop.create_task, slots.give_back(slot))
+            )
+        else:
+            await slots.give_back(slot)
+
+
+def outcome_of(call: Call, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
+    """What to store for an attempt: its value, or its error with whether to retry."""
+    if error is None:
+        try:
+            return Outcome(lease.id, "ok", orjson.dumps(normalize_json(value)))
+        except (TypeError, ValueError) as e:
+            error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")
+            return failure(error, lease.id, retry=False)
+    if isinstance(error, PermanentFailure):
+        return failure(error, lease.id, retry=False)
+    delay = call.task.retry_delay(lease.attempt, random.random())
+    return failure(error, lease.id, retry=True, delay=delay)

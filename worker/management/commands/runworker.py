@@ -1,0 +1,67 @@
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django.tasks import task_backends
+
+from worker.backend import RedisBackend
+from worker.supervisor import PARENT_ENV, supervise
+
+logger = logging.getLogger("worker")
+
+
+class Command(BaseCommand):
+    help = "Run a worker that executes the jobs enqueued on a Redis TASKS backend."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--queue", "-q", action="append", dest="queues", metavar="NAME",
+            help="queue to serve (repeatable; earlier queues first); default: all of the backend's",
+        )  # fmt: skip
+        parser.add_argument("--concurrency", "-c", type=int, default=100,
+                            help="jobs run at once by one process (default 100)")  # fmt: skip
+        parser.add_argument("--processes", "-p", type=int, default=1,
+                            help="worker processes, restarted when one dies (default 1)")  # fmt: skip
+        parser.add_argument("--grace", type=float, default=30.0,
+                            help="seconds in-flight jobs get to finish on SIGTERM (default 30)")  # fmt: skip
+        parser.add_argument("--backend", default="default", help="TASKS alias (default 'default')")
+
+    def handle(self, *args, queues, concurrency, processes, grace, backend, **options):
+        if concurrency < 1 or processes < 1 or grace < 0:
+            raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
+        chosen = task_backends[backend]
+        if not isinstance(chosen, RedisBackend):
+            raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
+        if processes > 1:
+            child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
+            for queue in queues or ():
+                child += ["--queue", queue]
+            sys.exit(supervise(processes, child))
+        from worker.runner import Worker
+
+        worker = Worker(chosen, queues, concurrency=concurrency, grace=grace)
+        asyncio.run(_serve(worker))
+
+
+async def _serve(worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    orphan_watch = None
+    if parent := os.environ.get(PARENT_ENV):
+        orphan_watch = asyncio.create_task(_stop_when_orphaned(worker, int(parent)))
+    try:
+        await worker.run()
+    finally:
+        if orphan_watch:
+            orphan_watch.cancel()
+
+
+async def _stop_when_orphaned(worker, parent: int) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(1)
+    logger.error("Supervisor %d is gone; stopping", parent)
+    worker.stop()

@@ -1,0 +1,87 @@
+"""The job message: what enqueue writes and the worker reads back, and its checks.
+
+A message is JSON ({"task": path, "args": [...], "kwargs": {...}}). Decoding never imports
+anything: the task path is looked up in the registry of this project's tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.utils.json import normalize_json
+
+from worker.exceptions import InvalidArguments
+from worker.exceptions import MessageRejected as Rejected
+from worker.task import Task, arguments_error, lookup
+
+
+def new_job_id(queue: str) -> str:
+    # The queue is part of the id so a result is found from the id alone, under the queue's
+    # hash tag; the time prefix makes ids sort by enqueue time.
+    return f"{queue}:{int(time.time() * 1000):011x}{os.urandom(8).hex()}"
+
+
+def queue_of(job_id: str) -> str:
+    queue, sep, token = job_id.partition(":")
+    if not sep or not queue or not token:
+        raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<token>')")
+    return queue
+
+
+def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
+    """The message for a call of ``task``, or InvalidArguments naming what is wrong."""
+    try:
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+    except (TypeError, ValueError) as e:
+        raise InvalidArguments(
+            f"{task.module_path}: arguments must be JSON-serialisable ({e})"
+        ) from None
+    if error := arguments_error(task, args, kwargs):
+        raise InvalidArguments(error)
+    try:
+        body = orjson.dumps({"task": task.module_path, "args": args, "kwargs": kwargs})
+    except TypeError as e:  # e.g. an integer wider than 64 bits
+        raise InvalidArguments(f"{task.module_path}: arguments cannot be encoded ({e})") from None
+    if len(body) > max_bytes:
+        raise InvalidArguments(
+            f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
+        )
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded, checked message: a registered task and arguments it accepts."""
+
+    task: Task
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def decode(body: bytes | None, max_bytes: int) -> Call:
+    """The call a message asks for, or Rejected with the reason it cannot run."""
+    if body is None:
+        raise Rejected("the job's message is missing")
+    if len(body) > max_bytes:
+        raise Rejected(f"message is {len(body)} bytes, over the limit of {max_bytes}")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise Rejected(f"message is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise Rejected(f"message must be a JSON object, not {type(data).__name__}")
+    path, args, kwargs = data.get("task"), data.get("args", []), data.get("kwargs", {})
+    if not isinstance(path, str):
+        raise Rejected("message names no task (field 'task' must be a string)")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise Rejected("message 'args' must be a list and 'kwargs' an object")
+    task = lookup(path)
+    if task is None:
+        raise Rejected(f"task {path[:200]!r} is not registered in this project")
+    if error := arguments_error(task, args, kwargs):
+        raise Rejected(error)
+    return Call(task, args, kwargs)

@@ -1,0 +1,310 @@
+"""The worker: leases jobs from Redis in batches, runs them on the loop, stores outcomes.
+
+Life of a job here: ``_fetch_loop`` leases it (FETCH), ``_execute`` runs one attempt,
+``_flush_loop`` stores the outcome and drops the lease in one batched call (ACK). Heartbeats
+keep this worker's leases; ``_reap_loop`` hands on the leases of workers that stopped
+heartbeating. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections import defaultdict
+
+import orjson
+import redis.exceptions
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+
+from worker import execution, message
+from worker.backend import RedisBackend
+from worker.broker import Broker, Lease, Outcome, error_json, now_ms
+from worker.exceptions import MessageRejected, WorkerLost
+
+logger = logging.getLogger("worker")
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class Outage:
+    """Redis is unreachable: log it once, back off between tries, log the return."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = 0.05
+
+    async def failed(self, error: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.error("Redis unreachable (%s); retrying with backoff", error)
+        await asyncio.sleep(self.delay * (0.5 + random.random() / 2))
+        self.delay = min(self.delay * 2, 5.0)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            logger.warning("Redis is back after %.1fs", time.monotonic() - self.since)
+            self.since, self.delay = None, 0.05
+
+
+class Worker:
+    def __init__(
+        self,
+        backend: RedisBackend,
+        queues: list[str] | None = None,
+        *,
+        concurrency: int = 100,
+        grace: float = 30.0,
+        poll: float = 1.0,
+    ) -> None:
+        self.backend = backend
+        self.queues = list(queues or sorted(backend.queues))
+        for queue in self.queues:
+            backend._check_queue_name(queue)
+        self.concurrency = concurrency
+        self.grace = grace
+        self.poll = poll
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.lease_ms = int(backend.lease * 1000)
+        self.result_ttl_ms = int(backend.result_ttl * 1000)
+        self.started_at = time.time()
+        self.processed = 0
+        self._running: dict[str, asyncio.Task] = {}
+        self._outbox: dict[str, list[Outcome]] = defaultdict(list)
+        self._slots = execution.Slots()
+        self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
+        self._room = asyncio.Event()
+        self._outbox_ready = asyncio.Event()
+        self._outage = Outage()
+        self.broker: Broker | None = None
+
+    def stop(self) -> None:
+        """First call: stop fetching and drain within the grace period. Second: stop now."""
+        if self._stopping.is_set():
+            logger.warning("Second stop signal: releasing in-flight jobs now")
+            self._forced.set()
+        else:
+            logger.info("Stopping: no new jobs; waiting up to %.0fs for %d in flight",
+                        self.grace, len(self._running))  # fmt: skip
+            self._stopping.set()
+        self._room.set()
+
+    async def run(self) -> None:
+        self.broker = Broker(self.backend.aclient(), self.backend.keys)
+        await self._retrying(self._heartbeat)
+        logger.info("Worker %s serving %s, concurrency %d", self.id, self.queues, self.concurrency)
+        background = [
+            asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
+            asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
+            asyncio.create_task(self._flush_loop()),
+        ]
+        try:
+            await self._fetch_loop()
+            await self._drain()
+        finally:
+            for t in background:
+                t.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._flush(give_up_after=self.backend.lease)
+            await self._release()
+            self._slots.shutdown()
+            await self._quietly(self.broker.forget(self.id))
+            logger.info("Worker %s stopped after %d jobs", self.id, self.processed)
+
+    # Fetching
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            room = self.concurrency - len(self._running)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                got, next_due = await self._fetch(room)
+            except REDIS_ERRORS as e:
+                await self._outage.failed(e)
+                continue
+            self._outage.ok()
+            if got:
+                continue
+            timeout = self.poll
+            if next_due is not None:
+                timeout = min(timeout, max((next_due - now_ms()) / 1000, 0.001))
+            await self._wait_for_work(timeout)
+
+    async def _fetch(self, room: int) -> tuple[int, int | None]:
+        got, next_due = 0, None
+        for queue in self.queues:
+            leases, due = await self.broker.fetch(queue, room - got, self.id)
+            for lease in leases:
+                self._start(queue, lease)
+            got += len(leases)
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+            if got >= room:
+                break
+        return got, next_due
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        waiting = asyncio.create_task(self.broker.wait_for_work(self.queues, timeout))
+        stopping = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiting, stopping):
+            t.cancel()
+        if waiting in done and (error := waiting.exception()) is not None:
+            if not isinstance(error, REDIS_ERRORS):
+                raise error
+            await self._outage.failed(error)
+
+    # Running
+
+    def _start(self, queue: str, lease: Lease) -> None:
+        if lease.payload is None:
+            logger.warning("Job %s was queued but its data is gone (purged or expired)", lease.id)
+            return
+        self._running[lease.id] = asyncio.create_task(self._execute(queue, lease))
+
+    async def _execute(self, queue: str, lease: Lease) -> None:
+        try:
+            try:
+                call = message.decode(lease.payload, self.backend.max_payload_bytes)
+            except MessageRejected as e:
+                logger.error("Job %s dead-lettered: %s", lease.id, e)
+                self._store(queue, execution.failure(e, lease.id, retry=False))
+                return
+            result = execution.running_result(call, lease, self.backend.alias)
+            await execution.send(task_started, type(self.backend), result)
+            value, error = await execution.attempt(call, result, self._slots)
+            outcome = execution.outcome_of(call, lease, value, error)
+            self._store(queue, outcome)
+            if outcome.kind == "ok":
+                object.__setattr__(result, "_return_value", value)
+            await self._report_finished(result, outcome, error)
+        finally:
+            self._running.pop(lease.id, None)
+            self.processed += 1
+            self._room.set()
+
+    async def _report_finished(self, result, outcome: Outcome, error: BaseException | None) -> None:
+        if outcome.kind == "err":
+            logger.warning("Job %s attempt %d failed, retry in %.1fs: %r",
+                           result.id, result.attempts, outcome.retry_delay_ms / 1000, error)  # fmt: skip
+            return  # task_finished is for the end of a job, not of one attempt
+        status = "SUCCESSFUL" if outcome.kind == "ok" else "FAILED"
+        object.__setattr__(result, "status", status)
+        if outcome.kind != "ok":
+            error_entry = TaskError(**orjson.loads(outcome.value))
+            object.__setattr__(result, "errors", [*result.errors, error_entry])
+        await execution.send(task_finished, type(self.backend), result)
+
+    def _store(self, queue: str, outcome: Outcome) -> None:
+        self._outbox[queue].append(outcome)
+        self._outbox_ready.set()
+
+    # Storing outcomes
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush()
+
+    async def _flush(self, give_up_after: float | None = None) -> None:
+        """Write every outcome waiting in the outbox, riding out Redis outages."""
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        while self._outbox:
+            queue, outcomes = next(iter(self._outbox.items()))
+            del self._outbox[queue]
+            try:
+                await self.broker.ack(queue, self.id, outcomes, self.result_ttl_ms)
+                self._outage.ok()
+            except REDIS_ERRORS as e:
+                self._outbox[queue][:0] = outcomes
+                if deadline is not None and time.monotonic() > deadline:
+                    logger.error("Gave up writing %d outcomes; their jobs will run again",
+                                 sum(map(len, self._outbox.values())))  # fmt: skip
+                    return
+                await self._outage.failed(e)
+
+    # Leases: heartbeats, reaping, release
+
+    async def _heartbeat(self) -> None:
+        info = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "in_flight": len(self._running),
+            "processed": self.processed,
+            "started_at": self.started_at,
+            "seen_at": time.time(),
+        }
+        await self.broker.heartbeat(self.id, orjson.dumps(info), self.lease_ms)
+
+    async def _reap(self) -> None:
+        """Hand the jobs of workers that stopped heartbeating to the queue again."""
+        lost = error_json(
+            f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+            "The worker running this job stopped heartbeating (killed, crashed or cut off).",
+        )
+        for queue in self.queues:
+            for worker_id in await self.broker.dead_workers(queue):
+                if worker_id == self.id:
+                    continue
+                back, dead = await self.broker.requeue(queue, worker_id, "lost", lost)
+                logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
+                               "(out of attempts)", worker_id, back, dead)  # fmt: skip
+
+    async def _drain(self) -> None:
+        """Give in-flight jobs the grace period (a second signal cuts it short), then cancel
+        what is left: those jobs stay leased until ``_release`` puts them back."""
+        if not self._running:
+            return
+        jobs = asyncio.create_task(asyncio.wait(list(self._running.values())))
+        forced = asyncio.create_task(self._forced.wait())
+        await asyncio.wait({jobs, forced}, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED)
+        jobs.cancel()  # stops waiting only: asyncio.wait never cancels what it waits for
+        forced.cancel()
+        if self._running:
+            logger.warning("Releasing %d unfinished jobs back to the queue", len(self._running))
+            for t in list(self._running.values()):
+                t.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def _release(self) -> None:
+        for queue in self.queues:
+            await self._quietly(self.broker.requeue(queue, self.id, "released"))
+
+    # Helpers
+
+    async def _every(self, seconds: float, action, first: float | None = None) -> None:
+        await asyncio.sleep(seconds if first is None else first)
+        while True:
+            try:
+                await action()
+            except REDIS_ERRORS as e:
+                logger.debug("%s skipped: %s", action.__name__, e)
+            await asyncio.sleep(seconds * (0.9 + random.random() / 5))
+
+    async def _retrying(self, action) -> None:
+        while True:
+            try:
+                await action()
+                self._outage.ok()
+                return
+            except REDIS_ERRORS as e:
+                await self._outage.failed(e)
+
+    @staticmethod
+    async def _quietly(awaitable) -> None:
+        try:
+            await awaitable
+        except REDIS_ERRORS as e:
+            logger.error("Could not reach Redis on the way out (%s)", e)

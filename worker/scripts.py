@@ -1,0 +1,130 @@
+"""The Lua scripts that move jobs between the queue's keys atomically (see docs/protocol.md).
+
+Every script touches one queue's keys only, all under its {queue} hash tag. Job hashes are
+reached from ids through the key prefix in ARGV, which stays inside the same hash slot.
+"""
+
+# Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
+# KEYS: ready, delayed, wip (this worker's), workers, notify
+# ARGV: now_ms, count, worker_id, job_key_prefix
+# Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at}..., next_delayed_due}
+FETCH = """
+local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local score = redis.call('HGET', jobp .. id, 'score')
+  if score then redis.call('ZADD', KEYS[1], score, id) end
+  redis.call('ZREM', KEYS[2], id)
+end
+local out = {}
+local popped = redis.call('ZPOPMIN', KEYS[1], count)
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = jobp .. id
+  local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at')
+  if f[1] then
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    local wids = f[2] and (f[2] .. ',' .. wid) or wid
+    local started = f[4] or ARGV[1]
+    redis.call('HSET', key, 'status', 'RUNNING', 'last_attempted_at', now,
+               'started_at', started, 'worker_ids', wids)
+    redis.call('SADD', KEYS[3], id)
+    out[#out + 1] = {id, f[1], attempts, wids, f[3], started}
+  else
+    -- the id outlived its job (purged or expired): nothing to run
+    out[#out + 1] = {id, false}
+  end
+end
+if #out > 0 then redis.call('SADD', KEYS[4], wid) end
+if redis.call('ZCARD', KEYS[1]) > 0 then
+  -- more is waiting than this worker took: wake another idle worker
+  redis.call('RPUSH', KEYS[5], 1)
+  redis.call('LTRIM', KEYS[5], -1, -1)
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {out, nxt[2] or false}
+"""
+
+# Store outcomes and release leases, in one call for a batch of jobs.
+# KEYS: wip (this worker's), ready, delayed, dead
+# ARGV: now_ms, job_key_prefix, result_ttl_ms, then per job: id, kind, value, retry_delay_ms
+#   kind 'ok': value is the JSON return value; 'err': value is the JSON error, retried while
+#   attempts remain; 'fatal': the JSON error, never retried.
+ACK = """
+local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV, 4 do
+  local id, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = jobp .. id
+  if redis.call('SREM', KEYS[1], id) == 0 then
+    -- our lease was taken while we ran (we looked dead): the outcome stands, no second run
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+  end
+  if redis.call('EXISTS', key) == 1 then
+    if kind == 'ok' then
+      redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    else
+      local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
+      local attempts = tonumber(f[1] or '1')
+      redis.call('HSET', key, 'error:' .. attempts, value)
+      if kind == 'err' and attempts < tonumber(f[2] or '1') then
+        redis.call('HSET', key, 'status', 'READY')
+        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i + 3]), id)
+      else
+        redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+        redis.call('ZADD', KEYS[4], now, id)
+      end
+    end
+  end
+end
+return 1
+"""
+
+# Put every job leased to one worker back on the queue.
+# mode 'lost': the worker died; the attempt counts and is recorded with ARGV[5] as its error,
+#   and a job out of attempts goes to the dead letters (so a job that kills its worker
+#   every time cannot loop forever).
+# mode 'released': the worker is shutting down; the attempt does not count.
+# KEYS: wip (that worker's), ready, dead, workers, notify
+# ARGV: now_ms, job_key_prefix, worker_id, mode, error_json
+# Returns {requeued, dead}
+REQUEUE = """
+local now, jobp, wid, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local back, dead = 0, 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = jobp .. id
+  local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'score', 'worker_ids')
+  if f[3] then
+    local attempts = tonumber(f[1] or '1')
+    if mode == 'released' then
+      redis.call('HINCRBY', key, 'attempts', -1)
+      local wids = f[4] or ''
+      local cut = #wids - #wid
+      if cut == 0 and wids == wid then
+        redis.call('HDEL', key, 'worker_ids')
+      elseif cut > 0 and string.sub(wids, cut) == ',' .. wid then
+        redis.call('HSET', key, 'worker_ids', string.sub(wids, 1, cut - 1))
+      end
+    else
+      redis.call('HSET', key, 'error:' .. attempts, ARGV[5])
+    end
+    if mode == 'lost' and attempts >= tonumber(f[2] or '1') then
+      redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+      redis.call('ZADD', KEYS[3], now, id)
+      dead = dead + 1
+    else
+      redis.call('HSET', key, 'status', 'READY')
+      redis.call('ZADD', KEYS[2], f[3], id)
+      back = back + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[4], wid)
+if back > 0 then
+  redis.call('RPUSH', KEYS[5], 1)
+  redis.call('LTRIM', KEYS[5], -1, -1)
+end
+return {back, dead}
+"""

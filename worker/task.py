@@ -1,0 +1,76 @@
+"""The backend's Task class (per-task engine options) and the registry of known tasks.
+
+The registry is the only way from a name in a message to code: the worker never imports
+what a message names, it looks the name up here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.tasks import Task as DjangoTask
+from django.tasks.exceptions import InvalidTask
+
+_registry: dict[str, Task] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task(DjangoTask):
+    """A Django task with the engine's options, set with ``@task(max_attempts=5, ...)``."""
+
+    max_attempts: int = 3  # deliveries in all, the first included
+    timeout: float | None = 600.0  # seconds one attempt may run; None for no limit
+    backoff: float = 1.0  # seconds before the first retry; doubles each attempt, with jitter
+    backoff_max: float = 600.0  # cap on one retry delay
+
+    def __post_init__(self) -> None:
+        super(Task, self).__post_init__()
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise InvalidTask(f"{self.name}: max_attempts must be a whole number >= 1")
+        if self.timeout is not None and not self.timeout > 0:
+            raise InvalidTask(f"{self.name}: timeout must be a positive number of seconds")
+        if not (self.backoff >= 0 and self.backoff_max >= 0):
+            raise InvalidTask(f"{self.name}: backoff and backoff_max must be >= 0")
+        register(self)
+
+    def retry_delay(self, attempt: int, jitter: float) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); ``jitter`` in [0, 1)
+        spreads retries of jobs that failed together ("equal jitter": half fixed, half random)."""
+        delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        return delay / 2 + delay / 2 * jitter
+
+
+def register(task: Task) -> None:
+    # using() makes copies with other queue/priority; the first definition stands for them all.
+    known = _registry.get(task.module_path)
+    if known is None or known.func is not task.func:
+        _registry[task.module_path] = task
+
+
+def lookup(path: str) -> Task | None:
+    return _registry.get(path)
+
+
+def registered() -> dict[str, Task]:
+    return dict(_registry)
+
+
+@cache
+def _signature(func: Any) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def arguments_error(
+    task: Task, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
+    """Why ``task`` cannot be called with these arguments, or None when it can."""
+    if task.takes_context:
+        args = (None, *args)
+    try:
+        _signature(task.func).bind(*args, **kwargs)
+    except TypeError as e:
+        return f"{task.module_path}: {e}"
+    return None
