@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
+from functools import partial
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -58,6 +59,15 @@ class Slots:
             await asyncio.get_running_loop().run_in_executor(slot, close_old_connections)
             slot.used = False
         self._idle.append(slot)
+
+    def give_back_from_thread(self, slot: Slot, loop: asyncio.AbstractEventLoop, _=None) -> None:
+        """For a thread that outlived its job: runs in that thread when it finally ends."""
+        close_old_connections()
+        slot.used = False
+        try:
+            loop.call_soon_threadsafe(self._idle.append, slot)
+        except RuntimeError:  # the worker has stopped meanwhile
+            slot.shutdown(wait=False)
 
     def shutdown(self) -> None:
         for slot in self._idle:
@@ -120,9 +130,8 @@ async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, Ba
     finally:
         if future is not None and not future.done():
             # A thread cannot be stopped: it runs on, and its slot is reused once it ends.
-            loop = asyncio.get_running_loop()
             future.add_done_callback(
-                lambda _: loop.call_soon_threadsafe(loop.create_task, slots.give_back(slot))
+                partial(slots.give_back_from_thread, slot, asyncio.get_running_loop())
             )
         else:
             await slots.give_back(slot)

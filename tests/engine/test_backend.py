@@ -1,0 +1,140 @@
+"""Enqueue-side behaviour of the Redis backend: validation at the call site, transactions,
+defer, priority, results."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus, task_backends
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.utils import timezone
+
+from tests.conftest import tasks_setting
+from tests.engine import tasks
+from worker.exceptions import BrokerUnavailable, InvalidArguments
+
+
+def ready_ids(backend, queue="default") -> list[str]:
+    return [m.decode() for m in backend.client().zrange(backend.keys.ready(queue), 0, -1)]
+
+
+def test_enqueue_stores_a_ready_job_readable_by_id(backend):
+    result = tasks.add.enqueue(1, b=2)
+    assert result.status == TaskResultStatus.READY
+    again = backend.get_result(result.id)
+    assert again.status == TaskResultStatus.READY
+    assert (again.args, again.kwargs) == ([1], {"b": 2})
+    assert again.task.func is tasks.add.func
+    assert again.enqueued_at is not None
+    assert ready_ids(backend) == [result.id]
+
+
+async def test_aenqueue_is_native_async_and_sends_the_enqueued_signal(backend):
+    from django.tasks.signals import task_enqueued
+
+    seen = []
+
+    def on_enqueued(sender, task_result, **kwargs):
+        seen.append(task_result.id)
+
+    task_enqueued.connect(on_enqueued)
+    try:
+        result = await tasks.add.aenqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+    assert seen == [result.id]
+    assert (await backend.aget_result(result.id)).status == TaskResultStatus.READY
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((object(),), {}, "JSON-serialisable"),
+        ((timezone.now(),), {}, "JSON-serialisable"),
+        ((1,), {}, "missing a required argument: 'b'"),
+        ((1, 2, 3), {}, "too many positional arguments"),
+        ((1, 2), {"c": 3}, "unexpected keyword argument 'c'"),
+        ((2**70, 1), {}, "cannot be encoded"),
+    ],
+)
+def test_bad_arguments_raise_at_the_call_site_and_send_nothing(backend, args, kwargs, message):
+    with pytest.raises(InvalidArguments, match=message) as raised:
+        tasks.add.enqueue(*args, **kwargs)
+    assert "tests.engine.tasks.add" in str(raised.value)
+    assert ready_ids(backend) == []
+
+
+def test_oversize_payload_is_refused_with_its_size(settings, redis_url, tasks_prefix, backend):
+    settings.TASKS = tasks_setting(redis_url, tasks_prefix, max_payload_bytes=1000)
+    with pytest.raises(InvalidArguments, match=r"message is \d+ bytes, over the limit of 1000"):
+        tasks.record.enqueue("x" * 2000)
+    tasks.record.enqueue("x" * 100)
+
+
+def test_unknown_queue_is_refused():
+    with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
+        tasks.add.using(queue_name="nope").enqueue(1, 2)
+
+
+def test_unknown_option_and_bad_queue_names_are_refused(settings, redis_url):
+    settings.TASKS = {
+        "default": {"BACKEND": "worker.backend.RedisBackend", "OPTIONS": {"urll": redis_url}}
+    }
+    with pytest.raises(InvalidTask, match="unknown option.*urll"):
+        task_backends["default"]
+    settings.TASKS = {"default": {"BACKEND": "worker.backend.RedisBackend", "QUEUES": ["a:b"]}}
+    with pytest.raises(InvalidTask, match="queue name 'a:b'"):
+        task_backends["default"]
+
+
+def test_task_options_are_checked_when_the_task_is_defined():
+    from worker.task import Task
+
+    with pytest.raises(InvalidTask, match="max_attempts"):
+        Task(func=tasks.add.func, max_attempts=0)
+    with pytest.raises(InvalidTask, match="timeout"):
+        Task(func=tasks.add.func, timeout=-1)
+
+
+def test_redis_unreachable_is_a_clear_error(settings, tasks_prefix):
+    settings.TASKS = tasks_setting("redis://:secret@127.0.0.1:1/0", tasks_prefix)
+    with pytest.raises(BrokerUnavailable, match=r"redis://:\*\*\*@127.0.0.1:1/0") as raised:
+        tasks.add.enqueue(1, 2)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_in_a_transaction_is_sent_on_commit_only(backend):
+    with transaction.atomic():
+        committed = tasks.add.enqueue(1, 2)
+        assert ready_ids(backend) == []
+    assert ready_ids(backend) == [committed.id]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        tasks.add.enqueue(3, 4)
+        raise RuntimeError("roll back")
+    assert ready_ids(backend) == [committed.id]
+
+
+def test_run_after_defers_the_job(backend):
+    later = timezone.now() + timedelta(hours=1)
+    result = tasks.add.using(run_after=later).enqueue(1, 2)
+    assert ready_ids(backend) == []
+    delayed = backend.client().zscore(backend.keys.delayed("default"), result.id)
+    assert delayed == pytest.approx(later.timestamp() * 1000, abs=1)
+
+
+def test_higher_priority_is_ready_first_then_fifo(backend):
+    low = tasks.add.using(priority=-5).enqueue(1, 1)
+    first = tasks.add.enqueue(1, 2)
+    second = tasks.add.enqueue(1, 3)
+    high = tasks.add.using(priority=10).enqueue(1, 4)
+    assert ready_ids(backend) == [high.id, first.id, second.id, low.id]
+    assert backend.get_result(high.id).task.priority == 10
+
+
+def test_unknown_or_malformed_result_ids_do_not_exist(backend):
+    with pytest.raises(TaskResultDoesNotExist):
+        backend.get_result("default:0000")
+    with pytest.raises(TaskResultDoesNotExist):
+        backend.get_result("no-colon")
