@@ -1,0 +1,65 @@
+"""``manage.py runworker`` as a real process: runs jobs, exits 0 on SIGTERM, and with
+--processes keeps its children alive."""
+
+import os
+import signal
+
+import orjson
+import pytest
+import redis
+from django.tasks import TaskResultStatus
+
+from tests.processes import project_env, runworker, stop, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def worker_env(redis_url, tasks_prefix):
+    return project_env(REDIS_URL=redis_url, TASKS_PREFIX=tasks_prefix)
+
+
+def live_workers(redis_url, prefix) -> dict[str, dict]:
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:worker:*"))
+    found = {k.decode(): orjson.loads(v) for k, v in zip(keys, client.mget(keys)) if v} if keys else {}
+    client.close()
+    return found
+
+
+def test_runworker_refuses_unregistered_tasks_and_exits_cleanly_on_sigterm(worker_env, tmp_path, backend):
+    from tests.engine import tasks as engine_tasks  # not registered in the worker process
+
+    process = runworker(worker_env, tmp_path / "worker.log", "--concurrency", "5")
+    try:
+        # The worker only runs tasks registered in the project: one from the test suite
+        # is dead-lettered as unknown, never imported.
+        stranger = engine_tasks.add.enqueue(1, 2)
+        failed = wait_until(
+            lambda: (r := backend.get_result(stranger.id)).is_finished and r, 20, "the job"
+        )
+        assert failed.status == TaskResultStatus.FAILED
+        assert "is not registered in this project" in failed.errors[0].traceback
+    finally:
+        code = stop(process)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+
+
+def test_processes_restarts_a_child_that_dies(worker_env, tmp_path, redis_url, tasks_prefix):
+    parent = runworker(worker_env, tmp_path / "worker.log", "--processes", "2")
+    try:
+        first = wait_until(
+            lambda: len(w := live_workers(redis_url, tasks_prefix)) == 2 and w, 30, "2 workers"
+        )
+        victim = next(iter(first.values()))["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced():
+            pids = {w["pid"] for w in live_workers(redis_url, tasks_prefix).values()}
+            return victim not in pids and len(pids) == 2
+
+        wait_until(replaced, 30, "a new child")  # the dead one's heartbeat expires (lease)
+    finally:
+        code = stop(parent)
+    assert code == 0
+    assert live_workers(redis_url, tasks_prefix) == {}, "children left their heartbeats"
