@@ -61,3 +61,18 @@ async def with_context(context, tag: str) -> dict:
 @task()
 async def bad_return() -> object:
     return {1, 2}
+
+
+@task()
+async def db_job() -> bool:
+    """Queries the database; returns whether a connection was already open (left over)."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    def work() -> bool:
+        was_open = connection.connection is not None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return was_open
+
+    return await sync_to_async(work)()
