@@ -29,9 +29,10 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
+from redis.commands.core import AsyncScript, Script
 
-from worker import message
-from worker.broker import Keys, NewJob, write_enqueue
+from worker import message, scripts, signals
+from worker.broker import Keys, NewJob, enqueue_arguments
 from worker.connection import async_client, embedded_url, redacted, sync_client
 from worker.exceptions import BrokerUnavailable
 from worker.results import make_result, parse
@@ -69,11 +70,11 @@ class RedisBackend(BaseTaskBackend):
         self.result_ttl = float(self.config["result_ttl"])
         self.lease = float(self.config["lease"])
         self._url: str | None = self.config["url"]
-        self._client: redis.Redis | None = None
-        # redis.asyncio clients belong to the loop that made them.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._sync_client: tuple[redis.Redis, Script] | None = None
+        # redis.asyncio clients (and their scripts) belong to the loop that made them.
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript]
+        ] = weakref.WeakKeyDictionary()
 
     @staticmethod
     def _check_queue_name(queue: str) -> None:
@@ -90,16 +91,24 @@ class RedisBackend(BaseTaskBackend):
         return self._url
 
     def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = sync_client(self.url)
-        return self._client
+        return self._sync()[0]
+
+    def _sync(self) -> tuple[redis.Redis, Script]:
+        if self._sync_client is None:
+            client = sync_client(self.url)
+            self._sync_client = (client, client.register_script(scripts.ENQUEUE))
+        return self._sync_client
 
     def aclient(self) -> aioredis.Redis:
+        return self._async()[0]
+
+    def _async(self) -> tuple[aioredis.Redis, AsyncScript]:
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = self._aclients[loop] = async_client(self.url)
-        return client
+        found = self._aclients.get(loop)
+        if found is None:
+            client = async_client(self.url)
+            found = self._aclients[loop] = (client, client.register_script(scripts.ENQUEUE))
+        return found
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
@@ -156,18 +165,16 @@ class RedisBackend(BaseTaskBackend):
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
         if self._on_commit(partial(self._send, result, job)):
             return result
+        _, enqueue = self._async()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            async with self.aclient().pipeline(transaction=True) as pipe:
-                write_enqueue(pipe, self.keys, job)
-                await pipe.execute()
-        await task_enqueued.asend(type(self), task_result=result)
+            await enqueue(*enqueue_arguments(self.keys, job))
+        await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
     def _send(self, result: TaskResult, job: NewJob) -> None:
         with self._reaching_redis(f"enqueue {result.task.module_path}"):
-            with self.client().pipeline(transaction=True) as pipe:
-                write_enqueue(pipe, self.keys, job)
-                pipe.execute()
+            _, enqueue = self._sync()
+            enqueue(*enqueue_arguments(self.keys, job))
         task_enqueued.send(type(self), task_result=result)
 
     def get_result(self, result_id: str) -> TaskResult:

@@ -1,7 +1,7 @@
 """The Redis protocol: key names and every command the engine sends (docs/protocol.md).
 
-Enqueue is written for any pipeline, so the sync ``enqueue`` and the async ``aenqueue`` share
-it; the worker's side (lease, ack, requeue, heartbeats) is async only.
+Enqueue's arguments are built once for the sync ``enqueue`` and the async ``aenqueue``; the
+worker's side (lease, ack, requeue, heartbeats) is async only.
 """
 
 from __future__ import annotations
@@ -72,29 +72,16 @@ class NewJob:
     enqueued_ms: int
 
 
-def write_enqueue(pipe: Any, keys: Keys, job: NewJob) -> None:
-    """Queue the commands of one enqueue on ``pipe`` (a MULTI pipeline, sync or async)."""
+def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
     # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
     score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
-    fields: dict[str, Any] = {
-        "payload": job.body,
-        "priority": job.priority,
-        "score": score,
-        "max_attempts": job.max_attempts,
-        "status": "READY",
-        "attempts": 0,
-        "enqueued_at": job.enqueued_ms,
-    }
-    if job.run_after_ms is not None:
-        fields["run_after"] = job.run_after_ms
-    pipe.hset(keys.job(job.id), mapping=fields)
-    if job.run_after_ms is not None and job.run_after_ms > job.enqueued_ms:
-        pipe.zadd(keys.delayed(job.queue), {job.id: job.run_after_ms})
-    else:
-        pipe.zadd(keys.ready(job.queue), {job.id: score})
-    # One wake-up token at most: a worker blocked on the list starts at once.
-    pipe.rpush(keys.notify(job.queue), 1)
-    pipe.ltrim(keys.notify(job.queue), -1, -1)
+    deferred = job.run_after_ms is not None and job.run_after_ms > job.enqueued_ms
+    target = keys.delayed(job.queue) if deferred else keys.ready(job.queue)
+    argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms]
+    argv += ["" if job.run_after_ms is None else job.run_after_ms]
+    argv += [job.run_after_ms if deferred else score]
+    return [keys.job(job.id), target, keys.notify(job.queue)], argv
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
-from functools import partial
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import orjson
 from asgiref.sync import ThreadSensitiveContext
 from django.db import close_old_connections
-from django.dispatch import Signal
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.utils.json import normalize_json
 
@@ -101,10 +100,6 @@ def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
     )
 
 
-async def send(signal: Signal, sender: type, result: TaskResult) -> None:
-    await signal.asend(sender, task_result=result)
-
-
 async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, BaseException | None]:
     """Run the task once: (return value, None) or (None, the error). Cancellation (a forced
     shutdown) propagates, so the job is released rather than failed."""
@@ -122,7 +117,7 @@ async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, Ba
             return await asyncio.shield(asyncio.wrap_future(future)), None
     except asyncio.CancelledError:
         raise
-    except BaseException as e:  # noqa: BLE001 - a task's failure is data, never the worker's
+    except BaseException as e:
         if isinstance(e, TimeoutError) and deadline.expired():
             error = TimeoutError(f"{task.module_path} ran over its timeout of {task.timeout}s")
             return None, error.with_traceback(e.__traceback__)

@@ -21,7 +21,7 @@ import redis.exceptions
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 
-from worker import execution, message
+from worker import execution, message, signals
 from worker.backend import RedisBackend
 from worker.broker import Broker, Lease, Outcome, error_json, now_ms
 from worker.exceptions import MessageRejected, WorkerLost
@@ -179,7 +179,7 @@ class Worker:
                 self._store(queue, execution.failure(e, lease.id, retry=False))
                 return
             result = execution.running_result(call, lease, self.backend.alias)
-            await execution.send(task_started, type(self.backend), result)
+            await self._signal(task_started, result)
             value, error = await execution.attempt(call, result, self._slots)
             outcome = execution.outcome_of(call, lease, value, error)
             self._store(queue, outcome)
@@ -201,7 +201,14 @@ class Worker:
         if outcome.kind != "ok":
             error_entry = TaskError(**orjson.loads(outcome.value))
             object.__setattr__(result, "errors", [*result.errors, error_entry])
-        await execution.send(task_finished, type(self.backend), result)
+        await self._signal(task_finished, result)
+
+    async def _signal(self, signal, result) -> None:
+        try:
+            await signals.asend(signal, type(self.backend), task_result=result)
+        except Exception:
+            # A broken receiver must not cost the job its outcome nor the worker its loop.
+            logger.exception("A %s receiver failed for job %s", signal, result.id)
 
     def _store(self, queue: str, outcome: Outcome) -> None:
         self._outbox[queue].append(outcome)

@@ -4,6 +4,20 @@ Every script touches one queue's keys only, all under its {queue} hash tag. Job 
 reached from ids through the key prefix in ARGV, which stays inside the same hash slot.
 """
 
+# Store a new job and queue it (ready, or delayed until its time); wake one idle worker.
+# KEYS: job, ready or delayed, notify
+# ARGV: id, payload, priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank
+#   (rank: the score in ready, or the due time in delayed)
+ENQUEUE = """
+redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'priority', ARGV[3], 'score', ARGV[4],
+           'max_attempts', ARGV[5], 'status', 'READY', 'attempts', 0, 'enqueued_at', ARGV[6])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'run_after', ARGV[7]) end
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
+redis.call('RPUSH', KEYS[3], 1)
+redis.call('LTRIM', KEYS[3], -1, -1)
+return 1
+"""
+
 # Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
 # KEYS: ready, delayed, wip (this worker's), workers, notify
 # ARGV: now_ms, count, worker_id, job_key_prefix

@@ -1,0 +1,35 @@
+"""Sending Django's task signals from the event loop.
+
+``Signal.asend`` runs every sync receiver through ``sync_to_async``: a thread hop per job
+and signal, which would cost more than a no-op job itself. Django's own receivers only log,
+so they are called inline; any other sync receiver (which may use the ORM) still goes
+through ``asend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.dispatch import Signal
+from django.tasks import signals as django_signals
+
+_INLINE = {
+    django_signals.log_task_enqueued,
+    django_signals.log_task_started,
+    django_signals.log_task_finished,
+}
+
+
+async def asend(signal: Signal, sender: type, **named: Any) -> None:
+    # _live_receivers is Django's own split into (sync, async) receivers (Django >= 5.0).
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    if not all(receiver in _INLINE for receiver in sync_receivers):
+        await signal.asend(sender, **named)
+        return
+    for receiver in sync_receivers:
+        receiver(signal=signal, sender=sender, **named)
+    if async_receivers:
+        await asyncio.gather(
+            *(receiver(signal=signal, sender=sender, **named) for receiver in async_receivers)
+        )
