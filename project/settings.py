@@ -69,6 +69,7 @@ TASKS = {
         "OPTIONS": {
             "url": REDIS_URL,
             "prefix": os.environ.get("TASKS_PREFIX", "tasks"),
+            "lease": float(os.environ.get("TASKS_LEASE", "10")),
         },
     }
 }

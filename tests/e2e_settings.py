@@ -1,0 +1,6 @@
+"""Settings for worker processes started by tests: the project's, plus the test suite's
+own tasks (tests/engine/tasks.py) registered as an app's, so the worker may run them."""
+
+from project.settings import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.engine"]  # noqa: F405

@@ -1,0 +1,35 @@
+import pytest
+
+from tests.processes import project_env, runworker
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def worker_env(redis_url, tasks_prefix):
+    """Environment of worker processes: this test's Redis keys, the test tasks, a short lease."""
+    return project_env(
+        REDIS_URL=redis_url,
+        TASKS_PREFIX=tasks_prefix,
+        TASKS_LEASE="2",
+        DJANGO_SETTINGS_MODULE="tests.e2e_settings",
+    )
+
+
+@pytest.fixture
+def start_worker(worker_env, tmp_path):
+    """Start ``manage.py runworker`` processes; all are killed at the end of the test."""
+    started = []
+
+    def start(*options: str, env: dict | None = None):
+        log = tmp_path / f"worker-{len(started)}.log"
+        process = runworker(env or worker_env, log, *options)
+        process.log = log
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,63 @@
+"""SIGTERM/SIGINT: stop fetching, let in-flight jobs finish within the grace period, put the
+rest back on the queue at once, exit 0."""
+
+import signal
+import time
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from tests.engine import tasks
+from tests.processes import stop, wait_until
+
+
+def running(results) -> bool:
+    for r in results:
+        r.refresh()
+    return all(r.status == TaskResultStatus.RUNNING for r in results)
+
+
+def ready_ids(backend) -> set[str]:
+    return {m.decode() for m in backend.client().zrange(backend.keys.ready("default"), 0, -1)}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_jobs_that_finish_within_the_grace_complete(start_worker, sig):
+    results = [tasks.tally.enqueue(f"job{i}", seconds=1.0) for i in range(10)]
+    waiting = tasks.tally.enqueue("not started", seconds=0)
+    worker = start_worker("--concurrency", "10", "--grace", "10")
+    wait_until(lambda: running(results), 20, "10 jobs running")
+    assert stop(worker, sig) == 0
+    for r in results:
+        r.refresh()
+    assert all(r.status == TaskResultStatus.SUCCESSFUL for r in results)
+    waiting.refresh()
+    assert waiting.status == TaskResultStatus.READY  # no new job was fetched
+
+
+def test_jobs_that_outlast_the_grace_are_released_at_once(start_worker, backend):
+    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(5)]
+    worker = start_worker("--concurrency", "5", "--grace", "1")
+    wait_until(lambda: running(results), 20, "5 jobs running")
+    began = time.monotonic()
+    assert stop(worker) == 0
+    assert time.monotonic() - began < 5
+    assert ready_ids(backend) == {r.id for r in results}  # back now, not after a lease
+    for r in results:
+        r.refresh()
+        assert r.status == TaskResultStatus.READY
+        assert r.attempts == 0  # a shutdown is not the job's failed attempt
+    assert b"Releasing 5 unfinished jobs" in worker.log.read_bytes()
+
+
+def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
+    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(3)]
+    worker = start_worker("--concurrency", "3", "--grace", "60")
+    wait_until(lambda: running(results), 20, "3 jobs running")
+    began = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None  # still inside its grace period
+    assert stop(worker) == 0
+    assert time.monotonic() - began < 5
+    assert ready_ids(backend) == {r.id for r in results}
