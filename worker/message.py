@@ -19,7 +19,6 @@ from worker.exceptions import InvalidArguments
 from worker.exceptions import MessageRejected as Rejected
 from worker.task import Task, arguments_error, lookup
 
-
 _sequence = itertools.count()
 
 

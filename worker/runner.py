@@ -259,7 +259,9 @@ class Worker:
         """Hand the jobs of workers that stopped heartbeating to the queue again."""
         lost = error_json(
             f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
-            "The worker running this job stopped heartbeating (killed, crashed or cut off).",
+            "The worker running this job stopped heartbeating (killed, crashed or cut off). "
+            "Such attempts count: a job that takes its worker down on every attempt is "
+            "dead-lettered after max_attempts.",
         )
         for queue in self.queues:
             for worker_id in await self.broker.dead_workers(queue):

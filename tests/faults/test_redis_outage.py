@@ -1,0 +1,43 @@
+"""Redis stopped and restarted under a running worker: no crash, no spin, nothing lost."""
+
+import time
+
+import pytest
+
+from tests.conftest import tasks_setting
+from tests.engine import tasks
+from tests.processes import stop, wait_until
+from tests.redis_server import RedisServer
+from worker.exceptions import BrokerUnavailable
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings, tasks_prefix):
+    server = RedisServer(tmp_path / "redis", persist=True).start()
+    settings.TASKS = tasks_setting(server.url, tasks_prefix)
+    yield server
+    server.stop()
+
+
+def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
+    results = [tasks.tally.enqueue(str(i), seconds=0.05) for i in range(300)]
+    worker = start_worker("--concurrency", "10", env={**worker_env, "REDIS_URL": own_redis.url})
+    wait_until(lambda: len(tasks.tallies()) >= 50, 30, "some jobs done")
+
+    own_redis.stop()
+    with pytest.raises(BrokerUnavailable, match="unreachable.*nothing was sent"):
+        tasks.tally.enqueue("during the outage")
+    time.sleep(3)  # longer than the lease: the worker must not take itself for dead
+    assert worker.poll() is None, "the worker crashed"
+    own_redis.start()
+
+    wait_until(lambda: len(tasks.tallies()) == 300, 60, "every job enqueued before")
+    assert stop(worker) == 0
+    for r in results:
+        r.refresh()
+    assert {r.status for r in results} == {"SUCCESSFUL"}
+    log = worker.log.read_text()
+    assert log.count("Redis unreachable") == 1, log
+    assert "Redis is back" in log
+    assert "during the outage" not in tasks.tallies()
+
