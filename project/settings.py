@@ -15,11 +15,19 @@ def _env_bool(name: str, default: bool) -> bool:
 def database_from_url(url: str | None) -> dict:
     """Turn DATABASE_URL (postgres://user:pass@host:port/name or sqlite:///path) into a
     DATABASES entry; no URL means the SQLite file beside manage.py."""
-    if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:]) or ":memory:"}
+    parts = urlsplit(url or "")
+    if not url or parts.scheme == "sqlite":
+        # The site and the worker write at once: take the write lock when a transaction
+        # starts (no "database is locked" on upgrade), wait for it, and let readers read.
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": unquote(parts.path[1:]) if url else BASE_DIR / "db.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+        }
     if parts.scheme in {"postgres", "postgresql"}:
         return {
             "ENGINE": "django.db.backends.postgresql",

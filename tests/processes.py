@@ -21,7 +21,7 @@ def project_env(**extra: str) -> dict[str, str]:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """A process of this project (``manage.py`` arguments or a module run with -m)."""
-    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    out = open(log, "ab")
     return subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
     )

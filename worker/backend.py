@@ -125,14 +125,17 @@ class RedisBackend(BaseTaskBackend):
 
     def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
         self.validate_task(task)
+        args, kwargs = list(args), dict(kwargs)
         body = message.encode(task, args, kwargs, self.max_payload_bytes)
         now = timezone.now()
         job_id = message.new_job_id(task.queue_name)
         run_after = task.run_after
         result = make_result(
-            task, job_id, TaskResultStatus.READY, list(args), dict(kwargs), self.alias,
-            enqueued_at=now,
-        )  # fmt: skip
+            task, job_id, TaskResultStatus.READY, args, kwargs, self.alias, enqueued_at=now
+        )
+        unique = None
+        if task.unique_for is not None:
+            unique = (message.fingerprint(task, args, kwargs), int(task.unique_for * 1000))
         job = NewJob(
             id=job_id,
             queue=task.queue_name,
@@ -141,11 +144,12 @@ class RedisBackend(BaseTaskBackend):
             max_attempts=task.max_attempts,
             run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
             enqueued_ms=int(now.timestamp() * 1000),
+            unique=unique,
         )
         return result, job
 
     @staticmethod
-    def _on_commit(send: Callable[[], None]) -> bool:
+    def _on_commit(send: Callable[[], object]) -> bool:
         """Defer ``send`` to the commit of the open transaction, if there is one."""
         if not transaction.get_connection().in_atomic_block:
             return False
@@ -155,9 +159,7 @@ class RedisBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         result, job = self._prepare(task, args, kwargs)
         send = partial(self._send, result, job)
-        if not self._on_commit(send):
-            send()
-        return result
+        return result if self._on_commit(send) else send()
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         result, job = self._prepare(task, args, kwargs)
@@ -167,15 +169,20 @@ class RedisBackend(BaseTaskBackend):
             return result
         _, enqueue = self._async()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            await enqueue(*enqueue_arguments(self.keys, job))
+            first = await enqueue(*enqueue_arguments(self.keys, job))
+        if first is not None:  # a unique task's duplicate: the first job stands for it
+            return await self.aget_result(first.decode())
         await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
-    def _send(self, result: TaskResult, job: NewJob) -> None:
+    def _send(self, result: TaskResult, job: NewJob) -> TaskResult:
+        _, enqueue = self._sync()
         with self._reaching_redis(f"enqueue {result.task.module_path}"):
-            _, enqueue = self._sync()
-            enqueue(*enqueue_arguments(self.keys, job))
+            first = enqueue(*enqueue_arguments(self.keys, job))
+        if first is not None:
+            return self.get_result(first.decode())
         task_enqueued.send(type(self), task_result=result)
+        return result
 
     def get_result(self, result_id: str) -> TaskResult:
         key = self._job_key(result_id)

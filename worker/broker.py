@@ -55,6 +55,9 @@ class Keys:
     def wip(self, queue: str, worker_id: str) -> str:
         return f"{self.queue(queue)}:wip:{worker_id}"
 
+    def unique(self, queue: str, fingerprint: str) -> str:
+        return f"{self.queue(queue)}:unique:{fingerprint}"
+
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
 
@@ -70,6 +73,7 @@ class NewJob:
     max_attempts: int
     run_after_ms: int | None
     enqueued_ms: int
+    unique: tuple[str, int] | None = None  # (fingerprint of the call, window in ms)
 
 
 def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
@@ -81,7 +85,12 @@ def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
     argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms]
     argv += ["" if job.run_after_ms is None else job.run_after_ms]
     argv += [job.run_after_ms if deferred else score]
-    return [keys.job(job.id), target, keys.notify(job.queue)], argv
+    keys_ = [keys.job(job.id), target, keys.notify(job.queue)]
+    if job.unique is not None:
+        fingerprint, window_ms = job.unique
+        keys_.append(keys.unique(job.queue, fingerprint))
+        argv += [window_ms, keys.job_prefix(job.queue)]
+    return keys_, argv
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ anything: the task path is looked up in the registry of this project's tasks.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from django.utils.json import normalize_json
 
 from worker.exceptions import InvalidArguments
 from worker.exceptions import MessageRejected as Rejected
-from worker.task import Task, arguments_error, lookup
+from worker.task import Task, arguments_error, bound_arguments, lookup
 
 _sequence = itertools.count()
 
@@ -51,11 +53,35 @@ def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
         body = orjson.dumps({"task": task.module_path, "args": args, "kwargs": kwargs})
     except TypeError as e:  # e.g. an integer wider than 64 bits
         raise InvalidArguments(f"{task.module_path}: arguments cannot be encoded ({e})") from None
+    # orjson writes NaN and infinities as null; only then is the walk to find them worth it.
+    if b"null" in body and _has_non_finite([args, kwargs]):
+        raise InvalidArguments(
+            f"{task.module_path}: arguments hold NaN or infinity, which JSON cannot carry"
+        )
     if len(body) > max_bytes:
         raise InvalidArguments(
             f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
         )
     return body
+
+
+def fingerprint(task: Task, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Equal for calls of one task that bind the same values to its parameters, however
+    they are spelled (positional or keyword, defaults given or left out)."""
+    canonical = orjson.dumps(
+        [task.module_path, bound_arguments(task, args, kwargs)], option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
 
 
 @dataclass(frozen=True, slots=True)

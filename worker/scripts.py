@@ -5,17 +5,23 @@ reached from ids through the key prefix in ARGV, which stays inside the same has
 """
 
 # Store a new job and queue it (ready, or delayed until its time); wake one idle worker.
-# KEYS: job, ready or delayed, notify
+# With a uniqueness key: if it names a job that still exists, return that job's id instead.
+# KEYS: job, ready or delayed, notify[, unique]
 # ARGV: id, payload, priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank
-#   (rank: the score in ready, or the due time in delayed)
+#   (rank: the score in ready, or the due time in delayed)[, unique_ms, job_key_prefix]
 ENQUEUE = """
+if KEYS[4] then
+  local first = redis.call('GET', KEYS[4])
+  if first and redis.call('EXISTS', ARGV[10] .. first) == 1 then return first end
+  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[9])
+end
 redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'priority', ARGV[3], 'score', ARGV[4],
            'max_attempts', ARGV[5], 'status', 'READY', 'attempts', 0, 'enqueued_at', ARGV[6])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'run_after', ARGV[7]) end
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('RPUSH', KEYS[3], 1)
 redis.call('LTRIM', KEYS[3], -1, -1)
-return 1
+return false
 """
 
 # Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.

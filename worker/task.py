@@ -25,6 +25,8 @@ class Task(DjangoTask):
     timeout: float | None = 600.0  # seconds one attempt may run; None for no limit
     backoff: float = 1.0  # seconds before the first retry; doubles each attempt, with jitter
     backoff_max: float = 600.0  # cap on one retry delay
+    # seconds during which enqueuing the same call again returns the first job instead
+    unique_for: float | None = None
 
     def __post_init__(self) -> None:
         super(Task, self).__post_init__()
@@ -34,6 +36,8 @@ class Task(DjangoTask):
             raise InvalidTask(f"{self.name}: timeout must be a positive number of seconds")
         if not (self.backoff >= 0 and self.backoff_max >= 0):
             raise InvalidTask(f"{self.name}: backoff and backoff_max must be >= 0")
+        if self.unique_for is not None and not self.unique_for > 0:
+            raise InvalidTask(f"{self.name}: unique_for must be a positive number of seconds")
         register(self)
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
@@ -61,6 +65,16 @@ def registered() -> dict[str, Task]:
 @cache
 def _signature(func: Any) -> inspect.Signature:
     return inspect.signature(func)
+
+
+def bound_arguments(task: Task, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Parameter name -> value for a call that fits (see arguments_error), defaults applied."""
+    bound = _signature(task.func).bind(*((None, *args) if task.takes_context else args), **kwargs)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    if task.takes_context:
+        values.pop(next(iter(values)))
+    return values
 
 
 def arguments_error(

@@ -108,3 +108,8 @@ def crash_worker() -> None:
     import os
 
     os._exit(3)
+
+
+@task(unique_for=60)
+async def unique_add(a: int, b: int = 0) -> int:
+    return a + b

@@ -55,6 +55,8 @@ async def test_aenqueue_is_native_async_and_sends_the_enqueued_signal(backend):
         ((1, 2, 3), {}, "too many positional arguments"),
         ((1, 2), {"c": 3}, "unexpected keyword argument 'c'"),
         ((2**70, 1), {}, "cannot be encoded"),
+        ((float("nan"), 1), {}, "NaN or infinity"),
+        ((1,), {"b": [float("-inf")]}, "NaN or infinity"),
     ],
 )
 def test_bad_arguments_raise_at_the_call_site_and_send_nothing(backend, args, kwargs, message):
@@ -138,3 +140,23 @@ def test_unknown_or_malformed_result_ids_do_not_exist(backend):
         backend.get_result("default:0000")
     with pytest.raises(TaskResultDoesNotExist):
         backend.get_result("no-colon")
+
+
+async def test_unique_task_enqueued_twice_in_its_window_is_one_job(backend):
+    first = await tasks.unique_add.aenqueue(1, b=2)
+    again = await tasks.unique_add.aenqueue(a=1, b=2)  # same call, spelled differently
+    also_sync = tasks.unique_add.enqueue(1, b=2)
+    other = await tasks.unique_add.aenqueue(1, b=3)
+    assert again.id == first.id == also_sync.id
+    assert other.id != first.id
+    assert set(ready_ids(backend)) == {first.id, other.id}
+
+
+async def test_uniqueness_ends_with_its_window_or_its_job(settings, backend):
+    first = await tasks.unique_add.using(priority=1).aenqueue(5)
+    backend.client().delete(backend.keys.job(first.id))  # the first job is gone (purged)
+    second = await tasks.unique_add.aenqueue(5)
+    assert second.id != first.id
+    key = backend.keys.unique("default", __import__("worker.message").message.fingerprint(
+        tasks.unique_add, [5], {}))
+    assert 59_000 < backend.client().pttl(key) <= 60_000

@@ -1,35 +1,14 @@
-import os
-import uuid
+"""Fixtures of the jobs tests; TASKS on a real Redis comes from tests/conftest.py."""
+
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.tasks import TaskResult
 from django.tasks.signals import task_enqueued
 
 from tests.jobs.servers import LocalServer, OrderService, WebhookReceiver
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture(autouse=True)
-def tasks_on_redis(settings) -> Iterator[None]:
-    """TASKS on the real Redis under a prefix of this test's own, removed afterwards."""
-    prefix = f"test-jobs-{uuid.uuid4().hex[:12]}"
-    settings.TASKS = {
-        "default": {
-            "BACKEND": "worker.backend.RedisBackend",
-            "QUEUES": ["default", "reports"],
-            "OPTIONS": {"url": REDIS_URL, "prefix": prefix},
-        }
-    }
-    yield
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ import pytest
 
 from jobs.fake_services import PAGE_SIZE, PAGES, fake_order
 from jobs.models import Order
-from jobs.order_service import OrderServiceError
-from jobs.tasks import sync_orders
+from jobs.order_service import OrderServiceError, RemoteOrder
+from jobs.tasks import sync_orders, upsert_orders
 from worker import PermanentFailure
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,3 +117,15 @@ async def test_a_malformed_page_is_a_permanent_failure(order_service, page):
 
     with pytest.raises(OrderServiceError, match="malformed page"):
         await sync_orders.acall()
+
+
+async def test_an_order_created_by_a_racing_run_is_updated_not_duplicated():
+    # The second entry meets the row the first created after this run read what existed,
+    # just as it would meet one created by a concurrent run.
+    first = RemoteOrder("R-1", "c", Decimal("1.00"), "pending")
+    racing = RemoteOrder("R-1", "c", Decimal("2.00"), "paid")
+
+    summary = await upsert_orders([first, racing])
+
+    assert summary == {"fetched": 2, "created": 1, "updated": 1, "unchanged": 0}
+    assert await stored() == [("R-1", "c", Decimal("2.00"), "paid")]

@@ -1,0 +1,88 @@
+"""The application's jobs. Each is safe to run more than once: the engine delivers at least
+once and retries failures, so a job may repeat work a previous attempt already did."""
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError
+from django.tasks import task
+from django.utils import timezone
+
+from jobs import reports
+from jobs.models import Order
+from jobs.order_service import RemoteOrder, fetch_orders
+
+logger = logging.getLogger(__name__)
+
+
+@task(max_attempts=5, timeout=120, backoff=2.0, backoff_max=60)
+async def sync_orders() -> dict[str, int]:
+    """Mirror the order service's orders into Order rows, creating and updating as needed."""
+    remote = await fetch_orders()
+    summary = await upsert_orders(remote)
+    logger.info("synced orders: %s", summary)
+    return summary
+
+
+async def upsert_orders(remote: list[RemoteOrder]) -> dict[str, int]:
+    """Create or update an Order per remote order; unchanged orders are not written at all."""
+    existing = {
+        o.external_id: o
+        async for o in Order.objects.filter(external_id__in=[r.external_id for r in remote])
+    }
+    created = updated = 0
+    for order in remote:
+        fields = {"customer": order.customer, "total": order.total, "status": order.status}
+        current = existing.get(order.external_id)
+        if current is None:
+            # A plain INSERT rather than update_or_create: the row's post_save enqueues its
+            # notify_new_order, and no read-then-write transaction is held, which SQLite
+            # would fail at once ("database is locked") while another job writes.
+            try:
+                await Order.objects.acreate(external_id=order.external_id, **fields)
+                created += 1
+                continue
+            except IntegrityError:
+                pass  # a run racing this one created it a moment ago: update it instead
+        elif all(getattr(current, name) == value for name, value in fields.items()):
+            continue
+        # update() skips auto_now, hence updated_at by hand.
+        await Order.objects.filter(external_id=order.external_id).aupdate(
+            **fields, updated_at=timezone.now()
+        )
+        updated += 1
+    return {
+        "fetched": len(remote),
+        "created": created,
+        "updated": updated,
+        "unchanged": len(remote) - created - updated,
+    }
+
+
+@task(queue_name="reports", max_attempts=8, timeout=60, backoff=5.0, backoff_max=300)
+async def send_report(report_id: int) -> dict[str, Any]:
+    """Compute the report's figures (once) and deliver it to the report webhook (once)."""
+    report = await reports.build(report_id)
+    if report.delivered_at is not None:
+        return {"report_id": report_id, "delivered": False, "already_delivered": True}
+    status_code = await reports.deliver(report)
+    logger.info("report %s delivered (HTTP %s)", report_id, status_code)
+    return {
+        "report_id": report_id,
+        "delivered": True,
+        "status_code": status_code,
+        "order_count": report.order_count,
+        "total": str(report.total_amount),
+    }
+
+
+@task(max_attempts=3, timeout=10, backoff=1.0)
+async def notify_new_order(order_id: int) -> dict[str, Any]:
+    """Announce a new order (here: log it and stamp notified_at, at most once per order)."""
+    stamped = await Order.objects.filter(pk=order_id, notified_at__isnull=True).aupdate(
+        notified_at=timezone.now()
+    )
+    if stamped:
+        logger.info("new order %s", order_id)
+    # 0 rows: already notified by an earlier run, or the order is gone; nothing to do.
+    return {"order_id": order_id, "notified": bool(stamped)}

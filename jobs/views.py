@@ -1,0 +1,107 @@
+"""The JSON API: enqueue jobs (202 + where to watch them) and read a job's result."""
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.tasks import TaskResult, TaskResultStatus, default_task_backend
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from jobs.models import Report
+from jobs.tasks import send_report, sync_orders
+
+
+@require_POST
+async def enqueue_sync_orders(request: HttpRequest) -> JsonResponse:
+    result = await sync_orders.aenqueue()
+    return _accepted(request, result)
+
+
+@require_POST
+async def create_report(request: HttpRequest) -> JsonResponse:
+    report = await Report.objects.acreate()
+    try:
+        result = await send_report.aenqueue(report.pk)
+    except Exception:
+        # No job will ever build it: do not leave a report that stays "pending" forever.
+        await report.adelete()
+        raise
+    return _accepted(
+        request,
+        result,
+        report_id=report.pk,
+        report_url=request.build_absolute_uri(reverse("jobs:report", args=[report.pk])),
+    )
+
+
+@require_GET
+async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
+    try:
+        result = await default_task_backend.aget_result(job_id)
+    except TaskResultDoesNotExist:
+        return JsonResponse({"error": f"no job {job_id!r}"}, status=404)
+    return JsonResponse(task_result_json(result))
+
+
+@require_GET
+async def report_detail(request: HttpRequest, report_id: int) -> JsonResponse:
+    try:
+        report = await Report.objects.aget(pk=report_id)
+    except Report.DoesNotExist:
+        return JsonResponse({"error": f"no report {report_id}"}, status=404)
+    return JsonResponse(
+        {
+            "id": report.pk,
+            "status": report.status,
+            "delivery_id": str(report.delivery_id),
+            "order_count": report.order_count,
+            "total": None if report.total_amount is None else str(report.total_amount),
+            "by_status": report.by_status,
+            "created_at": _iso(report.created_at),
+            "built_at": _iso(report.built_at),
+            "delivered_at": _iso(report.delivered_at),
+            "error": report.error,
+        }
+    )
+
+
+def task_result_json(result: TaskResult) -> dict[str, Any]:
+    """A TaskResult as JSON: everything a client needs to follow the job to its end."""
+    data = {
+        "id": result.id,
+        "task": result.task.module_path,
+        "queue": result.task.queue_name,
+        "status": str(result.status),
+        "args": result.args,
+        "kwargs": result.kwargs,
+        "enqueued_at": _iso(result.enqueued_at),
+        "started_at": _iso(result.started_at),
+        "last_attempted_at": _iso(result.last_attempted_at),
+        "finished_at": _iso(result.finished_at),
+        "attempts": result.attempts,
+        "worker_ids": result.worker_ids,
+        "errors": [
+            {"exception_class_path": e.exception_class_path, "traceback": e.traceback}
+            for e in result.errors
+        ],
+    }
+    # return_value raises unless the job succeeded, and None is a legitimate return value.
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        data["return_value"] = result.return_value
+    return data
+
+
+def _accepted(request: HttpRequest, result: TaskResult, **extra: Any) -> JsonResponse:
+    status_url = request.build_absolute_uri(reverse("jobs:job-status", args=[result.id]))
+    response = JsonResponse(
+        {**extra, "job_id": result.id, "status": str(result.status), "status_url": status_url},
+        status=202,
+    )
+    response["Location"] = status_url
+    return response
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
