@@ -38,7 +38,9 @@ def database_from_url(url: str | None) -> dict:
             "PORT": str(parts.port or ""),
             "CONN_HEALTH_CHECKS": True,
         }
-    raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres:// or sqlite://)")
+    raise ValueError(
+        f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres:// or sqlite://)"
+    )
 
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-dev-key-change-me-in-production")

@@ -16,26 +16,28 @@ from redis.backoff import ExponentialBackoff
 SOCKET_TIMEOUT = 10.0
 
 
-def _client_options(retry_class: type) -> dict:
-    return {
+def _client_options(url: str, retry_class: type) -> dict:
+    options = {
         "socket_connect_timeout": 5,
         "socket_timeout": SOCKET_TIMEOUT,
-        "socket_keepalive": True,
         "health_check_interval": 30,
         "retry": retry_class(ExponentialBackoff(cap=0.5, base=0.02), 3),
     }
+    if not url.startswith("unix:"):
+        options["socket_keepalive"] = True  # TCP only: unix sockets do not take it
+    return options
 
 
 def sync_client(url: str) -> redis.Redis:
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, **_client_options(Retry))
+    return redis.Redis.from_url(url, **_client_options(url, Retry))
 
 
 def async_client(url: str) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
-    return aioredis.Redis.from_url(url, **_client_options(Retry))
+    return aioredis.Redis.from_url(url, **_client_options(url, Retry))
 
 
 def redacted(url: str) -> str:
@@ -48,10 +50,16 @@ def redacted(url: str) -> str:
 
 
 def _answers(socket: Path) -> bool:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    probe = redis.Redis(unix_socket_path=str(socket), socket_timeout=1, retry=Retry(NoBackoff(), 0))
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket), socket_timeout=1).ping())
+        return bool(probe.ping())
     except (redis.RedisError, OSError):
         return False
+    finally:
+        probe.close()
 
 
 def embedded_url(directory: Path) -> str:

@@ -193,8 +193,9 @@ class Worker:
 
     async def _report_finished(self, result, outcome: Outcome, error: BaseException | None) -> None:
         if outcome.kind == "err":
+            delay = outcome.retry_delay_ms / 1000
             logger.warning("Job %s attempt %d failed, retry in %.1fs: %r",
-                           result.id, result.attempts, outcome.retry_delay_ms / 1000, error)  # fmt: skip
+                           result.id, result.attempts, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
         status = "SUCCESSFUL" if outcome.kind == "ok" else "FAILED"
         object.__setattr__(result, "status", status)

@@ -82,7 +82,7 @@ def test_unknown_option_and_bad_queue_names_are_refused(settings, redis_url):
     settings.TASKS = {
         "default": {"BACKEND": "worker.backend.RedisBackend", "OPTIONS": {"urll": redis_url}}
     }
-    with pytest.raises(InvalidTask, match="unknown option.*urll"):
+    with pytest.raises(InvalidTask, match=r"unknown option.*urll"):
         task_backends["default"]
     settings.TASKS = {"default": {"BACKEND": "worker.backend.RedisBackend", "QUEUES": ["a:b"]}}
     with pytest.raises(InvalidTask, match="queue name 'a:b'"):
@@ -157,6 +157,7 @@ async def test_uniqueness_ends_with_its_window_or_its_job(settings, backend):
     backend.client().delete(backend.keys.job(first.id))  # the first job is gone (purged)
     second = await tasks.unique_add.aenqueue(5)
     assert second.id != first.id
-    key = backend.keys.unique("default", __import__("worker.message").message.fingerprint(
-        tasks.unique_add, [5], {}))
+    key = backend.keys.unique(
+        "default", __import__("worker.message").message.fingerprint(tasks.unique_add, [5], {})
+    )
     assert 59_000 < backend.client().pttl(key) <= 60_000

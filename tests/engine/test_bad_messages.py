@@ -6,7 +6,6 @@ import sys
 
 import orjson
 import pytest
-from django.tasks import TaskResultStatus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,9 +88,10 @@ json_values = st.recursive(
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),
     max_leaves=20,
 )
-task_names = st.sampled_from(
-    ["tests.engine.tasks.add", "tests.engine.tasks.with_context", "os.system", ""]
-) | st.text()
+task_names = (
+    st.sampled_from(["tests.engine.tasks.add", "tests.engine.tasks.with_context", "os.system", ""])
+    | st.text()
+)
 messages = st.fixed_dictionaries(
     {"task": task_names | json_values},
     optional={"args": json_values | st.lists(json_values), "kwargs": json_values},

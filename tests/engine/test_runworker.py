@@ -22,12 +22,12 @@ def worker_env(redis_url, tasks_prefix):
 def live_workers(redis_url, prefix) -> dict[str, dict]:
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{prefix}:worker:*"))
-    found = {k.decode(): orjson.loads(v) for k, v in zip(keys, client.mget(keys)) if v} if keys else {}
+    values = client.mget(keys) if keys else []
     client.close()
-    return found
+    return {k.decode(): orjson.loads(v) for k, v in zip(keys, values, strict=True) if v}
 
 
-def test_runworker_refuses_unregistered_tasks_and_exits_cleanly_on_sigterm(worker_env, tmp_path, backend):
+def test_runworker_refuses_unregistered_tasks_and_exits_on_sigterm(worker_env, tmp_path, backend):
     from tests.engine import tasks as engine_tasks  # not registered in the worker process
 
     process = runworker(worker_env, tmp_path / "worker.log", "--concurrency", "5")

@@ -2,7 +2,6 @@ import pytest
 
 from tests.processes import project_env, runworker
 
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

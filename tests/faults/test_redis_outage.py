@@ -25,7 +25,7 @@ def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
     wait_until(lambda: len(tasks.tallies()) >= 50, 30, "some jobs done")
 
     own_redis.stop()
-    with pytest.raises(BrokerUnavailable, match="unreachable.*nothing was sent"):
+    with pytest.raises(BrokerUnavailable, match=r"unreachable.*nothing was sent"):
         tasks.tally.enqueue("during the outage")
     time.sleep(3)  # longer than the lease: the worker must not take itself for dead
     assert worker.poll() is None, "the worker crashed"
@@ -40,4 +40,3 @@ def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
     assert log.count("Redis unreachable") == 1, log
     assert "Redis is back" in log
     assert "during the outage" not in tasks.tallies()
-

@@ -21,12 +21,18 @@ class Command(BaseCommand):
             "--queue", "-q", action="append", dest="queues", metavar="NAME",
             help="queue to serve (repeatable; earlier queues first); default: all of the backend's",
         )  # fmt: skip
-        parser.add_argument("--concurrency", "-c", type=int, default=100,
-                            help="jobs run at once by one process (default 100)")  # fmt: skip
-        parser.add_argument("--processes", "-p", type=int, default=1,
-                            help="worker processes, restarted when one dies (default 1)")  # fmt: skip
-        parser.add_argument("--grace", type=float, default=30.0,
-                            help="seconds in-flight jobs get to finish on SIGTERM (default 30)")  # fmt: skip
+        parser.add_argument(
+            "--concurrency", "-c", type=int, default=100,
+            help="jobs run at once by one process (default 100)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--processes", "-p", type=int, default=1,
+            help="worker processes, restarted when one dies (default 1)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--grace", type=float, default=30.0,
+            help="seconds in-flight jobs get to finish on SIGTERM (default 30)",
+        )  # fmt: skip
         parser.add_argument("--backend", default="default", help="TASKS alias (default 'default')")
 
     def handle(self, *args, queues, concurrency, processes, grace, backend, **options):
@@ -61,7 +67,7 @@ async def _serve(worker) -> None:
 
 
 async def _stop_when_orphaned(worker, parent: int) -> None:
-    while os.getppid() == parent:
+    while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on but the kernel's answer
         await asyncio.sleep(1)
     logger.error("Supervisor %d is gone; stopping", parent)
     worker.stop()
