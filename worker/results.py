@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,36 +58,90 @@ def errors_of(fields: dict[bytes, bytes]) -> list[TaskError]:
     return [TaskError(**orjson.loads(value)) for _, value in numbered]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """Everything Redis holds about one job, readable even when its message is not (a bad
+    message, a task this project no longer has): what operators inspect."""
+
+    id: str
+    queue: str
+    task_path: str | None  # None when the message is unreadable
+    args: list[Any]
+    kwargs: dict[str, Any]
+    status: TaskResultStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    enqueued_at: datetime | None
+    run_after: datetime | None
+    started_at: datetime | None
+    last_attempted_at: datetime | None
+    finished_at: datetime | None
+    worker_ids: list[str]
+    errors: list[TaskError]
+    return_value: Any = None
+    message_error: str | None = None  # why the message cannot be read, if it cannot
+
+    @classmethod
+    def from_hash(cls, job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
+        if not fields or b"payload" not in fields:
+            raise TaskResultDoesNotExist(job_id)
+        path, args, kwargs, message_error = None, [], {}, None
+        try:
+            payload = orjson.loads(fields[b"payload"])
+            path, args, kwargs = payload["task"], payload.get("args", []), payload.get("kwargs", {})
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            message_error = "the message is unreadable"
+        raw_ids = fields.get(b"worker_ids", b"").decode()
+        status = TaskResultStatus(fields[b"status"].decode())
+        return cls(
+            id=job_id,
+            queue=job_id.partition(":")[0],
+            task_path=path if isinstance(path, str) else None,
+            args=args if isinstance(args, list) else [],
+            kwargs=kwargs if isinstance(kwargs, dict) else {},
+            status=status,
+            priority=int(fields.get(b"priority", 0)),
+            attempts=int(fields.get(b"attempts", 0)),
+            max_attempts=int(fields.get(b"max_attempts", 1)),
+            enqueued_at=from_ms(fields.get(b"enqueued_at")),
+            run_after=from_ms(fields.get(b"run_after")),
+            started_at=from_ms(fields.get(b"started_at")),
+            last_attempted_at=from_ms(fields.get(b"last_attempted_at")),
+            finished_at=from_ms(fields.get(b"finished_at")),
+            worker_ids=raw_ids.split(",") if raw_ids else [],
+            errors=errors_of(fields),
+            return_value=orjson.loads(fields[b"result"]) if b"result" in fields else None,
+            message_error=message_error,
+        )
+
+    def to_result(self, backend: str) -> TaskResult:
+        """As Django's TaskResult; TaskResultDoesNotExist if its task cannot be known."""
+        task = lookup(self.task_path) if self.task_path else None
+        if task is None:
+            reason = self.message_error or f"task {self.task_path!r} is not registered here"
+            raise TaskResultDoesNotExist(f"{self.id}: {reason}")
+        if (task.queue_name, task.priority) != (self.queue, self.priority):
+            task = task.using(queue_name=self.queue, priority=self.priority)
+        result = make_result(
+            task,
+            self.id,
+            self.status,
+            self.args,
+            self.kwargs,
+            backend,
+            enqueued_at=self.enqueued_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            last_attempted_at=self.last_attempted_at,
+            errors=self.errors,
+            worker_ids=self.worker_ids,
+        )
+        if self.status == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", self.return_value)
+        return result
+
+
 def parse(job_id: str, fields: dict[bytes, bytes], backend: str) -> TaskResult:
     """The TaskResult for a job hash; TaskResultDoesNotExist when there is none."""
-    if not fields or b"payload" not in fields:
-        raise TaskResultDoesNotExist(job_id)
-    try:
-        payload = orjson.loads(fields[b"payload"])
-        path = payload["task"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise TaskResultDoesNotExist(f"{job_id}: its message is unreadable") from None
-    task = lookup(path)
-    if task is None:
-        raise TaskResultDoesNotExist(f"{job_id}: task {path!r} is not registered in this project")
-    queue, priority = job_id.partition(":")[0], int(fields.get(b"priority", 0))
-    if (task.queue_name, task.priority) != (queue, priority):
-        task = task.using(queue_name=queue, priority=priority)
-    raw_ids = fields.get(b"worker_ids", b"").decode()
-    result = make_result(
-        task,
-        job_id,
-        TaskResultStatus(fields[b"status"].decode()),
-        payload.get("args", []),
-        payload.get("kwargs", {}),
-        backend,
-        enqueued_at=from_ms(fields.get(b"enqueued_at")),
-        started_at=from_ms(fields.get(b"started_at")),
-        finished_at=from_ms(fields.get(b"finished_at")),
-        last_attempted_at=from_ms(fields.get(b"last_attempted_at")),
-        errors=errors_of(fields),
-        worker_ids=raw_ids.split(",") if raw_ids else [],
-    )
-    if result.status == TaskResultStatus.SUCCESSFUL:
-        object.__setattr__(result, "_return_value", orjson.loads(fields[b"result"]))
-    return result
+    return JobRecord.from_hash(job_id, fields).to_result(backend)

@@ -1,0 +1,74 @@
+"""Dead letters can be listed, inspected (arguments, every attempt's error) and sent back."""
+
+import pytest
+from django.tasks import TaskResultStatus
+from django.tasks.exceptions import TaskResultDoesNotExist
+
+from tests.engine import tasks
+from tests.engine.helpers import finished
+from tests.engine.test_bad_messages import inject, wait_dead
+from worker.ops import Ops
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    tasks.calls.clear()
+
+
+async def test_list_inspect_and_retry_a_dead_letter(run_worker, backend):
+    dead = await tasks.flaky.aenqueue("k", fail_times=4)  # 3 attempts allowed
+    fine = await tasks.add.aenqueue(1, 1)
+    async with run_worker():
+        await finished(dead)
+        await finished(fine)
+    ops = Ops(backend)
+    assert ops.dead_count("default") == 1
+    [letter] = ops.dead("default")
+    assert letter.id == dead.id
+    assert (letter.task_path, letter.args, letter.kwargs) == (
+        "tests.engine.tasks.flaky",
+        ["k"],
+        {"fail_times": 4},
+    )
+    assert letter.status == TaskResultStatus.FAILED
+    assert letter.attempts == 3
+    assert [e.exception_class_path for e in letter.errors] == ["builtins.ConnectionError"] * 3
+    assert "attempt 3 failed" in letter.errors[2].traceback
+
+    assert ops.retry(dead.id) == 1
+    assert ops.retry(dead.id) == 0  # no longer dead
+    assert ops.dead_count("default") == 0
+    async with run_worker():
+        await finished(dead)
+    # A fresh set of 3 attempts: attempt 4 fails too, attempt 5 succeeds.
+    assert dead.status == TaskResultStatus.SUCCESSFUL
+    assert dead.attempts == 5
+    assert len(dead.errors) == 4
+
+
+async def test_retry_all_dead_letters_of_one_task_in_batches(run_worker, backend):
+    failing = [await tasks.permanent.aenqueue() for _ in range(7)]
+    rejected = inject(backend, b"not json")
+    async with run_worker():
+        for r in failing:
+            await finished(r)
+        await wait_dead(backend, rejected)
+    ops = Ops(backend)
+    assert ops.dead_count("default") == 8
+    bad = ops.job(rejected)
+    assert bad.task_path is None and bad.message_error == "the message is unreadable"
+    assert "not valid JSON" in bad.errors[0].traceback
+
+    seen = []
+    sent = ops.retry_dead("default", task="tests.engine.tasks.permanent", batch=3,
+                          progress=seen.append)  # fmt: skip
+    assert sent == 7
+    assert sum(seen) >= 8
+    assert [r.id for r in ops.dead("default")] == [rejected]
+    ready = backend.client().zrange(backend.keys.ready("default"), 0, -1)
+    assert {i.decode() for i in ready} == {r.id for r in failing}
+
+
+def test_unknown_job_is_a_clear_error(backend):
+    with pytest.raises(TaskResultDoesNotExist):
+        Ops(backend).job("default:nope")
