@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "max_payload_bytes": 1024 * 1024,
     "result_ttl": 24 * 3600,  # seconds a finished job's result is kept
     "lease": 10.0,  # seconds without a heartbeat before a worker's jobs are handed on
+    "max_connections": 50,  # per process and event loop; more callers wait for one
 }
 
 
@@ -95,7 +96,7 @@ class RedisBackend(BaseTaskBackend):
 
     def _sync(self) -> tuple[redis.Redis, Script]:
         if self._sync_client is None:
-            client = sync_client(self.url)
+            client = sync_client(self.url, int(self.config["max_connections"]))
             self._sync_client = (client, client.register_script(scripts.ENQUEUE))
         return self._sync_client
 
@@ -106,7 +107,7 @@ class RedisBackend(BaseTaskBackend):
         loop = asyncio.get_running_loop()
         found = self._aclients.get(loop)
         if found is None:
-            client = async_client(self.url)
+            client = async_client(self.url, int(self.config["max_connections"]))
             found = self._aclients[loop] = (client, client.register_script(scripts.ENQUEUE))
         return found
 

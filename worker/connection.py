@@ -28,16 +28,27 @@ def _client_options(url: str, retry_class: type) -> dict:
     return options
 
 
-def sync_client(url: str) -> redis.Redis:
+# Callers beyond the pool's size wait this long for a connection before it is an error; a
+# burst of enqueues from a busy site queues up rather than failing ("Too many connections").
+POOL_TIMEOUT = 10.0
+
+
+def sync_client(url: str, max_connections: int) -> redis.Redis:
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, **_client_options(url, Retry))
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_TIMEOUT, **_client_options(url, Retry)
+    )
+    return redis.Redis(connection_pool=pool)
 
 
-def async_client(url: str) -> aioredis.Redis:
+def async_client(url: str, max_connections: int) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
-    return aioredis.Redis.from_url(url, **_client_options(url, Retry))
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_TIMEOUT, **_client_options(url, Retry)
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def redacted(url: str) -> str:

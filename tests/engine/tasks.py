@@ -78,30 +78,6 @@ async def db_job() -> bool:
     return await sync_to_async(work)()
 
 
-def _tally_key() -> str:
-    from django.tasks import default_task_backend
-
-    return f"{default_task_backend.keys.prefix}:tally"
-
-
-@task(max_attempts=5)
-async def tally(label: str, seconds: float = 0.0) -> str:
-    """Counts its runs in Redis (across processes), after sleeping ``seconds``."""
-    from django.tasks import default_task_backend
-
-    if seconds:
-        await asyncio.sleep(seconds)
-    await default_task_backend.aclient().hincrby(_tally_key(), label, 1)
-    return label
-
-
-def tallies() -> dict[str, int]:
-    from django.tasks import default_task_backend
-
-    counts = default_task_backend.client().hgetall(_tally_key())
-    return {k.decode(): int(v) for k, v in counts.items()}
-
-
 @task(max_attempts=2)
 def crash_worker() -> None:
     """Kills the process running it, every time: a poison job."""

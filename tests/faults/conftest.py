@@ -3,7 +3,6 @@ import pytest
 from tests.processes import project_env, runworker
 
 
-
 @pytest.fixture
 def worker_env(redis_url, tasks_prefix):
     """Environment of worker processes: this test's Redis keys, the test tasks, a short lease."""

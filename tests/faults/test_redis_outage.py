@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from bench import tasks as workload
 from tests.conftest import tasks_setting
-from tests.engine import tasks
 from tests.processes import stop, wait_until
 from tests.redis_server import RedisServer
 from worker.exceptions import BrokerUnavailable
@@ -20,18 +20,18 @@ def own_redis(tmp_path, settings, tasks_prefix):
 
 
 def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
-    results = [tasks.tally.enqueue(str(i), seconds=0.05) for i in range(300)]
+    results = [workload.tally.enqueue(str(i), seconds=0.05) for i in range(300)]
     worker = start_worker("--concurrency", "10", env={**worker_env, "REDIS_URL": own_redis.url})
-    wait_until(lambda: len(tasks.tallies()) >= 50, 30, "some jobs done")
+    wait_until(lambda: len(workload.tallies()) >= 50, 30, "some jobs done")
 
     own_redis.stop()
     with pytest.raises(BrokerUnavailable, match=r"unreachable.*nothing was sent"):
-        tasks.tally.enqueue("during the outage")
+        workload.tally.enqueue("during the outage")
     time.sleep(3)  # longer than the lease: the worker must not take itself for dead
     assert worker.poll() is None, "the worker crashed"
     own_redis.start()
 
-    wait_until(lambda: len(tasks.tallies()) == 300, 60, "every job enqueued before")
+    wait_until(lambda: len(workload.tallies()) == 300, 60, "every job enqueued before")
     assert stop(worker) == 0
     for r in results:
         r.refresh()
@@ -39,4 +39,4 @@ def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
     log = worker.log.read_text()
     assert log.count("Redis unreachable") == 1, log
     assert "Redis is back" in log
-    assert "during the outage" not in tasks.tallies()
+    assert "during the outage" not in workload.tallies()

@@ -5,16 +5,16 @@ import time
 
 from django.tasks import TaskResultStatus
 
-from tests.engine import tasks
+from bench import tasks as workload
 from tests.processes import stop, wait_until
 
 
 def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     total = 3000
     for i in range(total):
-        tasks.tally.enqueue(str(i), seconds=0.01)
+        workload.tally.enqueue(str(i), seconds=0.01)
     victim = start_worker("--concurrency", "20")
-    wait_until(lambda: len(tasks.tallies()) >= total // 3, 60, "a third of the jobs")
+    wait_until(lambda: len(workload.tallies()) >= total // 3, 60, "a third of the jobs")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.monotonic()
@@ -26,7 +26,7 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     held = {m.decode() for k in wip for m in client.smembers(k)}
 
     survivor = start_worker("--concurrency", "20")
-    wait_until(lambda: len(tasks.tallies()) == total, 120, "every job to run")
+    wait_until(lambda: len(workload.tallies()) == total, 120, "every job to run")
     recovered = [backend.get_result(job_id) for job_id in held]
     wait_until(lambda: all(r.refresh() or r.is_finished for r in recovered), 30, "held jobs")
     recovery = max(r.finished_at.timestamp() for r in recovered) - (
@@ -34,7 +34,7 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     )
     assert stop(survivor) == 0
 
-    counts = tasks.tallies()
+    counts = workload.tallies()
     duplicates = sum(n - 1 for n in counts.values())
     assert sorted(counts, key=int) == [str(i) for i in range(total)]  # none lost
     assert duplicates <= in_flight

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.tasks import TaskResultStatus
 
-from tests.engine import tasks
+from bench import tasks as workload
 from tests.processes import stop, wait_until
 
 
@@ -23,8 +23,8 @@ def ready_ids(backend) -> set[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_jobs_that_finish_within_the_grace_complete(start_worker, sig):
-    results = [tasks.tally.enqueue(f"job{i}", seconds=1.0) for i in range(10)]
-    waiting = tasks.tally.enqueue("not started", seconds=0)
+    results = [workload.tally.enqueue(f"job{i}", seconds=1.0) for i in range(10)]
+    waiting = workload.tally.enqueue("not started", seconds=0)
     worker = start_worker("--concurrency", "10", "--grace", "10")
     wait_until(lambda: running(results), 20, "10 jobs running")
     assert stop(worker, sig) == 0
@@ -36,7 +36,7 @@ def test_jobs_that_finish_within_the_grace_complete(start_worker, sig):
 
 
 def test_jobs_that_outlast_the_grace_are_released_at_once(start_worker, backend):
-    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(5)]
+    results = [workload.tally.enqueue(f"long{i}", seconds=60) for i in range(5)]
     worker = start_worker("--concurrency", "5", "--grace", "1")
     wait_until(lambda: running(results), 20, "5 jobs running")
     began = time.monotonic()
@@ -51,7 +51,7 @@ def test_jobs_that_outlast_the_grace_are_released_at_once(start_worker, backend)
 
 
 def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
-    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(3)]
+    results = [workload.tally.enqueue(f"long{i}", seconds=60) for i in range(3)]
     worker = start_worker("--concurrency", "3", "--grace", "60")
     wait_until(lambda: running(results), 20, "3 jobs running")
     began = time.monotonic()

@@ -8,6 +8,7 @@ from django.test import AsyncClient
 from jobs.models import Report
 from jobs.tasks import sync_orders
 from jobs.views import task_result_json
+from tests.conftest import tasks_setting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,6 +94,44 @@ async def test_unknown_ids_are_json_404s(client, url):
 )
 async def test_wrong_methods_are_405(client, method, url):
     assert (await getattr(client, method)(url)).status_code == 405
+
+
+@pytest.fixture
+def redis_unreachable(settings, tasks_prefix) -> None:
+    """TASKS pointed at a port nothing listens on (9, discard): every Redis call fails."""
+    settings.TASKS = tasks_setting("redis://127.0.0.1:9/0", tasks_prefix)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "says"),
+    [
+        ("post", "/jobs/sync-orders/", "Nothing was enqueued."),
+        ("post", "/reports/", "Nothing was enqueued."),
+        ("get", "/jobs/default:00000000000deadbeefdeadbeef/", "Try again shortly."),
+    ],
+)
+async def test_an_unreachable_redis_is_a_json_503(
+    client, redis_unreachable, enqueued, method, url, says
+):
+    response = await getattr(client, method)(url)
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response["Retry-After"] == "5"
+    error = response.json()["error"]
+    assert error.startswith("The job queue is unavailable (Redis cannot be reached).")
+    assert says in error
+    # What failed where stays in the server's log: no Redis address in the answer.
+    assert "127.0.0.1" not in error
+    assert enqueued == []
+
+
+async def test_a_report_whose_job_cannot_be_enqueued_is_not_kept(client, redis_unreachable):
+    response = await client.post("/reports/")
+
+    assert response.status_code == 503
+    # No job would ever build it: it must not linger as "pending".
+    assert not await Report.objects.aexists()
 
 
 def test_result_json_of_a_finished_job_has_its_return_value_and_errors():
