@@ -44,3 +44,15 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
         [e.exception_class_path for e in r.errors] == ["worker.exceptions.WorkerLost"]
         for r in recovered
     )
+
+
+def test_a_job_longer_than_the_lease_keeps_it_while_its_worker_lives(backend, start_worker):
+    long = workload.tally.enqueue("long", seconds=3 * 2)  # three leases of 2 s
+    first = start_worker("--concurrency", "2")
+    wait_until(lambda: long.refresh() or long.status == TaskResultStatus.RUNNING, 20, "start")
+    second = start_worker("--concurrency", "2")  # a live peer that would take a lost job
+    wait_until(lambda: long.refresh() or long.is_finished, 30, "the long job")
+    assert stop(first) == 0 and stop(second) == 0
+    assert long.status == TaskResultStatus.SUCCESSFUL
+    assert long.attempts == 1 and long.errors == []
+    assert workload.tallies() == {"long": 1}
