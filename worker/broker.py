@@ -18,6 +18,10 @@ from worker import scripts
 from worker.message import queue_of
 
 
+# How many of the latest successful job ids a queue remembers (for listing them).
+HISTORY = 10_000
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -45,6 +49,12 @@ class Keys:
 
     def dead(self, queue: str) -> str:
         return f"{self.queue(queue)}:dead"
+
+    def stats(self, queue: str) -> str:
+        return f"{self.queue(queue)}:stats"
+
+    def done(self, queue: str) -> str:
+        return f"{self.queue(queue)}:done"
 
     def notify(self, queue: str) -> str:
         return f"{self.queue(queue)}:notify"
@@ -158,12 +168,11 @@ class Broker:
     ) -> None:
         """Store outcomes and drop their leases, all in one atomic call."""
         k = self.keys
-        args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms]
+        args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms, HISTORY]
         for o in outcomes:
             args += (o.job_id, o.kind, o.value, o.retry_delay_ms)
-        await self._ack(
-            [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)], args
-        )
+        keys = [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)]
+        await self._ack([*keys, k.stats(queue), k.done(queue)], args)
 
     async def requeue(
         self, queue: str, worker_id: str, mode: str, error: bytes = b""
@@ -172,7 +181,7 @@ class Broker:
         (it is shutting down). Returns (requeued, dead-lettered)."""
         k = self.keys
         keys = [k.wip(queue, worker_id), k.ready(queue), k.dead(queue), k.workers(queue)]
-        keys.append(k.notify(queue))
+        keys += [k.notify(queue), k.stats(queue)]
         back, dead = await self._requeue(
             keys, [now_ms(), k.job_prefix(queue), worker_id, mode, error]
         )

@@ -65,14 +65,17 @@ local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {out, nxt[2] or false}
 """
 
-# Store outcomes and release leases, in one call for a batch of jobs.
-# KEYS: wip (this worker's), ready, delayed, dead
-# ARGV: now_ms, job_key_prefix, result_ttl_ms, then per job: id, kind, value, retry_delay_ms
-#   kind 'ok': value is the JSON return value; 'err': value is the JSON error, retried while
-#   attempts remain; 'fatal': the JSON error, never retried.
+# Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
+# `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
+# are otherwise only reachable by id).
+# KEYS: wip (this worker's), ready, delayed, dead, stats, done
+# ARGV: now_ms, job_key_prefix, result_ttl_ms, history, then per job: id, kind, value,
+#   retry_delay_ms. kind 'ok': value is the JSON return value; 'err': value is the JSON
+#   error, retried while attempts remain; 'fatal': the JSON error, never retried.
 ACK = """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for i = 4, #ARGV, 4 do
+local counts = {succeeded = 0, retried = 0, failed = 0}
+for i = 5, #ARGV, 4 do
   local id, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = jobp .. id
   if redis.call('SREM', KEYS[1], id) == 0 then
@@ -84,6 +87,8 @@ for i = 4, #ARGV, 4 do
     if kind == 'ok' then
       redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
       if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+      redis.call('ZADD', KEYS[6], now, id)
+      counts.succeeded = counts.succeeded + 1
     else
       local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
       local attempts = tonumber(f[1] or '1')
@@ -91,12 +96,20 @@ for i = 4, #ARGV, 4 do
       if kind == 'err' and attempts < tonumber(f[2] or '1') then
         redis.call('HSET', key, 'status', 'READY')
         redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i + 3]), id)
+        counts.retried = counts.retried + 1
       else
         redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
         redis.call('ZADD', KEYS[4], now, id)
+        counts.failed = counts.failed + 1
       end
     end
   end
+end
+for name, n in pairs(counts) do
+  if n > 0 then redis.call('HINCRBY', KEYS[5], name, n) end
+end
+if counts.succeeded > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[4]) - 1)
 end
 return 1
 """
@@ -106,7 +119,7 @@ return 1
 #   and a job out of attempts goes to the dead letters (so a job that kills its worker
 #   every time cannot loop forever).
 # mode 'released': the worker is shutting down; the attempt does not count.
-# KEYS: wip (that worker's), ready, dead, workers, notify
+# KEYS: wip (that worker's), ready, dead, workers, notify, stats
 # ARGV: now_ms, job_key_prefix, worker_id, mode, error_json
 # Returns {requeued, dead}
 REQUEUE = """
@@ -142,6 +155,10 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[4], wid)
+if mode == 'lost' then
+  if back + dead > 0 then redis.call('HINCRBY', KEYS[6], 'lost', back + dead) end
+  if dead > 0 then redis.call('HINCRBY', KEYS[6], 'failed', dead) end
+end
 if back > 0 then
   redis.call('RPUSH', KEYS[5], 1)
   redis.call('LTRIM', KEYS[5], -1, -1)
