@@ -1,5 +1,8 @@
 """The JSON API: enqueue jobs (202 + where to watch them) and read a job's result."""
 
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -11,15 +14,50 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jobs.models import Report
 from jobs.tasks import send_report, sync_orders
+from worker import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+# How long a client should wait before trying again when the job queue is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+type AsyncView = Callable[..., Awaitable[JsonResponse]]
+
+
+def broker_unavailable_is_503(view: AsyncView) -> AsyncView:
+    """Answer 503 with a JSON error (and Retry-After) when Redis cannot be reached, rather
+    than a 500: the request was fine, the job queue is down for the moment."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return await view(request, *args, **kwargs)
+        except BrokerUnavailable as e:
+            # The details (which Redis, what failed) go to the log, not to the client.
+            logger.warning("%s %s: %s", request.method, request.path, e)
+            nothing_sent = " Nothing was enqueued." if request.method == "POST" else ""
+            response = JsonResponse(
+                {
+                    "error": "The job queue is unavailable (Redis cannot be reached)."
+                    f"{nothing_sent} Try again shortly."
+                },
+                status=503,
+            )
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
 
 
 @require_POST
+@broker_unavailable_is_503
 async def enqueue_sync_orders(request: HttpRequest) -> JsonResponse:
     result = await sync_orders.aenqueue()
     return _accepted(request, result)
 
 
 @require_POST
+@broker_unavailable_is_503
 async def create_report(request: HttpRequest) -> JsonResponse:
     report = await Report.objects.acreate()
     try:
@@ -37,6 +75,7 @@ async def create_report(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+@broker_unavailable_is_503
 async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
     try:
         result = await default_task_backend.aget_result(job_id)

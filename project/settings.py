@@ -97,6 +97,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        # Replaces Django's own "django" handler, which would print each line a second time.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "worker": {"level": os.environ.get("WORKER_LOG_LEVEL", "INFO")},
         "jobs": {"level": "INFO"},
     },

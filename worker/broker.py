@@ -17,7 +17,6 @@ from django.tasks.base import TASK_MAX_PRIORITY
 from worker import scripts
 from worker.message import queue_of
 
-
 # How many of the latest successful job ids a queue remembers (for listing them).
 HISTORY = 10_000
 

@@ -159,12 +159,9 @@ def system(redis_url, tasks_prefix, process_database, tmp_path) -> Iterator[Syst
     try:
         migrate = start(["manage.py", "migrate", "--no-input", "-v", "0"], env, logs["migrate"])
         assert migrate.wait(60) == 0, "manage.py migrate failed"
-        running.processes["site"] = start(
-            ["-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--lifespan", "off"],
-            env,
-            logs["site"],
-        )
+        site = ["-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1"]
+        site += ["--port", str(port), "--lifespan", "off"]
+        running.processes["site"] = start(site, env, logs["site"])
         running.processes["worker"] = runworker(env, logs["worker"], "--concurrency", "20")
 
         def site_up() -> bool:
