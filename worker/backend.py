@@ -124,7 +124,7 @@ class RedisBackend(BaseTaskBackend):
                 f"{what}: Redis at {redacted(self.url)} is unreachable ({e}); nothing was sent"
             ) from e
 
-    def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
+    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
         self.validate_task(task)
         args, kwargs = list(args), dict(kwargs)
         body = message.encode(task, args, kwargs, self.max_payload_bytes)
@@ -158,12 +158,12 @@ class RedisBackend(BaseTaskBackend):
         return True
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        result, job = self._prepare(task, args, kwargs)
+        result, job = self.prepare(task, args, kwargs)
         send = partial(self._send, result, job)
         return result if self._on_commit(send) else send()
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        result, job = self._prepare(task, args, kwargs)
+        result, job = self.prepare(task, args, kwargs)
         # The loop thread's connection is only in a transaction when sync code opened one
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
         if self._on_commit(partial(self._send, result, job)):

@@ -64,11 +64,23 @@ class Keys:
     def wip(self, queue: str, worker_id: str) -> str:
         return f"{self.queue(queue)}:wip:{worker_id}"
 
+    def periodic(self, queue: str) -> str:
+        return f"{self.queue(queue)}:periodic"
+
     def unique(self, queue: str, fingerprint: str) -> str:
         return f"{self.queue(queue)}:unique:{fingerprint}"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+    def cancel(self, queue: str) -> str:
+        """Cancel requests for running jobs: member = job id, score = when asked, ms."""
+        return f"{self.queue(queue)}:cancel"
+
+    def glob(self, rest: str) -> str:
+        """A SCAN pattern for keys under this prefix: the prefix glob-escaped, then ``rest``."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}:{rest}"
 
 
 @dataclass(frozen=True, slots=True)

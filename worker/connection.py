@@ -12,6 +12,9 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 
+# What a lost or refused connection to Redis raises: the worker rides these out.
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
 # Commands wait at most this long on a silent socket; blocking reads stay well below it.
 SOCKET_TIMEOUT = 10.0
 

@@ -21,3 +21,11 @@ class WorkerLost(Exception):
 
 class MessageRejected(Exception):
     """The job's message can never run (not JSON, unknown task, wrong arguments, too big)."""
+
+
+class Cancelled(Exception):
+    """An operator cancelled the job (``jobs cancel``) before it ran."""
+
+
+class UnknownTask(InvalidTask):
+    """No task of this project is registered under the name asked for."""

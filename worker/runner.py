@@ -17,18 +17,17 @@ import time
 from collections import defaultdict
 
 import orjson
-import redis.exceptions
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 
 from worker import execution, message, signals
 from worker.backend import RedisBackend
 from worker.broker import Broker, Lease, Outcome, error_json, now_ms
+from worker.connection import REDIS_ERRORS
 from worker.exceptions import MessageRejected, WorkerLost
+from worker.scheduler import Scheduler
 
 logger = logging.getLogger("worker")
-
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class Outage:
@@ -102,6 +101,7 @@ class Worker:
             asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
             asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
             asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(Scheduler(self.backend).run()),
         ]
         try:
             await self._fetch_loop()

@@ -5,24 +5,53 @@ reached from ids through the key prefix in ARGV, which stays inside the same has
 """
 
 # Store a new job and queue it (ready, or delayed until its time); wake one idle worker.
-# With a uniqueness key: if it names a job that still exists, return that job's id instead.
-# KEYS: job, ready or delayed, notify[, unique]
-# ARGV: id, payload, priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank
-#   (rank: the score in ready, or the due time in delayed)[, unique_ms, job_key_prefix]
-ENQUEUE = """
+# KEYS[1..3]: job, ready or delayed, notify
+# ARGV[1..8]: id, payload, priority, score, max_attempts, enqueued_ms, run_after_ms or '',
+#   rank (the score in ready, or the due time in delayed)
+_STORE = """
+local function store()
+  redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'priority', ARGV[3], 'score', ARGV[4],
+             'max_attempts', ARGV[5], 'status', 'READY', 'attempts', 0, 'enqueued_at', ARGV[6])
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'run_after', ARGV[7]) end
+  redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
+  redis.call('RPUSH', KEYS[3], 1)
+  redis.call('LTRIM', KEYS[3], -1, -1)
+end
+"""
+
+# Enqueue. With a uniqueness key, if it names a job that still exists, return that job's
+# id instead of storing a new one.
+# KEYS: as _STORE[, unique];  ARGV: as _STORE[, unique_ms, job_key_prefix]
+ENQUEUE = (
+    _STORE
+    + """
 if KEYS[4] then
   local first = redis.call('GET', KEYS[4])
   if first and redis.call('EXISTS', ARGV[10] .. first) == 1 then return first end
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[9])
 end
-redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'priority', ARGV[3], 'score', ARGV[4],
-           'max_attempts', ARGV[5], 'status', 'READY', 'attempts', 0, 'enqueued_at', ARGV[6])
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'run_after', ARGV[7]) end
-redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
-redis.call('RPUSH', KEYS[3], 1)
-redis.call('LTRIM', KEYS[3], -1, -1)
+store()
 return false
 """
+)
+
+# Enqueue the job of one periodic fire time, once however many schedulers ask: the
+# periodic hash remembers each schedule's latest fire time handled. mode 'fire' enqueues,
+# 'skip' only records a missed fire, 'catch_up' enqueues a missed fire unless the schedule
+# has never fired (a new schedule does not run for times before it existed).
+# KEYS: as _STORE, periodic;  ARGV: as _STORE, name, fire_ms, mode
+# Returns 0 (handled already), 1 (recorded, not run) or 2 (enqueued).
+FIRE = (
+    _STORE
+    + """
+local last = tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '-1')
+if tonumber(ARGV[10]) <= last then return 0 end
+redis.call('HSET', KEYS[4], ARGV[9], ARGV[10])
+if ARGV[11] == 'skip' or (ARGV[11] == 'catch_up' and last < 0) then return 1 end
+store()
+return 2
+"""
+)
 
 # Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
 # KEYS: ready, delayed, wip (this worker's), workers, notify

@@ -1,0 +1,48 @@
+"""Three workers fire every-second schedules for 20 s while one is SIGKILLed and another
+restarted: each fire time makes exactly one job."""
+
+import signal
+import time
+from collections import Counter
+
+import orjson
+
+from tests.processes import stop
+
+
+def fired_jobs(backend) -> Counter:
+    """(task path, fire time in ms) of every job in the queue, counted."""
+    client = backend.client()
+    seen: Counter = Counter()
+    for key in client.scan_iter(f"{backend.keys.job_prefix('default')}*", count=1000):
+        payload, run_after = client.hmget(key, "payload", "run_after")
+        if run_after is not None:
+            seen[(orjson.loads(payload)["task"], int(run_after))] += 1
+    return seen
+
+
+def test_every_fire_time_makes_one_job_while_workers_die_and_return(
+    backend, start_worker, worker_env
+):
+    env = {**worker_env, "DJANGO_SETTINGS_MODULE": "tests.periodic_settings"}
+    workers = [start_worker("--concurrency", "5", env=env) for _ in range(3)]
+    began = time.time()
+    time.sleep(7)
+    workers[0].send_signal(signal.SIGKILL)  # dies mid-schedule
+    time.sleep(3)
+    assert stop(workers[1]) == 0
+    workers[1] = start_worker("--concurrency", "5", env=env)  # restarted
+    time.sleep(10)
+    for w in workers[1:]:
+        assert stop(w) == 0
+    ended = time.time()
+
+    jobs = fired_jobs(backend)
+    assert set(jobs.values()) == {1}, [k for k, n in jobs.items() if n > 1]
+    ticks = sorted(t for task, t in jobs if task == "tests.periodic_app.tasks.tick")
+    tocks = sorted(t for task, t in jobs if task == "tests.periodic_app.tasks.tock")
+    # No gap: one job per second (and per 2 s) from the first fire to the last.
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 1000))
+    assert tocks == list(range(tocks[0], tocks[-1] + 1, 2000))
+    assert ticks[0] <= (began + 3) * 1000 and ticks[-1] >= (ended - 3) * 1000
+    assert len(ticks) >= 17
