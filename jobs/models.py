@@ -40,6 +40,9 @@ class Report(models.Model):
     # Sent as the Idempotency-Key header: unique across databases, unlike the pk, so a
     # receiver shared by several deployments cannot mistake one report for another.
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The day a daily report covers (None for one asked for through the API): at most one
+    # per day, however many times the periodic job runs.
+    day = models.DateField(null=True, blank=True, unique=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     order_count = models.PositiveIntegerField(null=True, blank=True)
     total_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)

@@ -9,12 +9,14 @@ from django.tasks import task
 from django.utils import timezone
 
 from jobs import reports
-from jobs.models import Order
+from jobs.models import Order, Report
 from jobs.order_service import RemoteOrder, fetch_orders
+from worker.periodic import periodic
 
 logger = logging.getLogger(__name__)
 
 
+@periodic(every=300)
 @task(max_attempts=5, timeout=120, backoff=2.0, backoff_max=60)
 async def sync_orders() -> dict[str, int]:
     """Mirror the order service's orders into Order rows, creating and updating as needed."""
@@ -74,6 +76,15 @@ async def send_report(report_id: int) -> dict[str, Any]:
         "order_count": report.order_count,
         "total": str(report.total_amount),
     }
+
+
+@periodic(cron="0 6 * * *", missed="run_once")
+@task(queue_name="reports", max_attempts=8, timeout=60, backoff=5.0, backoff_max=300)
+async def send_daily_report() -> dict[str, Any]:
+    """Every morning, the day's report, built and delivered like any other; a second run
+    (a retry, a redelivery) finds the day's report and does not deliver it again."""
+    report, _ = await Report.objects.aget_or_create(day=timezone.localdate())
+    return await send_report.acall(report.pk)
 
 
 @task(max_attempts=3, timeout=10, backoff=1.0)

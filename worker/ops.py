@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,9 +22,11 @@ from worker.exceptions import Cancelled, UnknownTask
 from worker.results import JobRecord, from_ms
 from worker.task import lookup, registered
 
-# Where a job can be, as `jobs list --status` names it; "failed" is a finished job that is
-# not a dead letter (a cancelled one).
+# Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
 STATES = ("running", "ready", "delayed", "dead", "successful")
+# A queue's outcome counters (its `stats` hash), each since the queue began.
+COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled")
+CANCELLED = f"{Cancelled.__module__}.{Cancelled.__qualname__}"
 # Delayed jobs are split into scheduled and retrying by reading each one's attempts; a
 # queue with more than this many delayed jobs is not split (status stays one round trip).
 SPLIT_LIMIT = 1000
@@ -70,7 +72,7 @@ class QueueStats:
     delayed: int
     retrying: int | None  # of the delayed, those waiting to retry; None: too many to count
     dead: int
-    counters: dict[str, int]  # since the queue began: succeeded, retried, failed, lost, ...
+    counters: dict[str, int]  # COUNTERS, and any other the engine keeps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +82,7 @@ class WorkerInfo:
     id: str
     host: str = "?"
     pid: int = 0
-    queues: list[str]
+    queues: list[str] = field(default_factory=list)
     concurrency: int = 0
     in_flight: int = 0
     processed: int = 0
@@ -90,7 +92,7 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Where a job is: one of STATES or "failed"; when a delayed one is due; whether a
+    """Where a job is: one of STATES or "cancelled"; when a delayed one is due; whether a
     cancel request waits for it."""
 
     state: str
@@ -146,7 +148,8 @@ class Ops:
             delayed=delayed,
             retrying=retrying,
             dead=dead,
-            counters={name.decode(): int(n) for name, n in counters.items()},
+            counters=dict.fromkeys(COUNTERS, 0)
+            | {name.decode(): int(n) for name, n in counters.items()},
         )
 
     def workers(self) -> list[WorkerInfo]:
@@ -165,8 +168,8 @@ class Ops:
         """A job in any state; TaskResultDoesNotExist if there is none."""
         try:
             key = self.keys.job(job_id)
-        except ValueError as e:  # not even shaped like a job id
-            raise TaskResultDoesNotExist(str(e)) from None
+        except ValueError:  # not even shaped like a job id
+            raise TaskResultDoesNotExist(job_id) from None
         return JobRecord.from_hash(job_id, self.client.hgetall(key))
 
     def place(self, record: JobRecord) -> Place:
@@ -176,13 +179,14 @@ class Ops:
             pipe.zscore(k.cancel(q), job_id)
             due, dead, cancel = pipe.execute()
         requested = from_ms(int(cancel)) if cancel is not None else None
-        match record.status:
-            case "RUNNING":
-                return Place("running", cancel_requested=requested)
-            case "READY":
-                return Place("delayed", due=from_ms(int(due))) if due is not None else Place("ready")
-            case "SUCCESSFUL":
-                return Place("successful")
+        if record.status == "RUNNING":
+            return Place("running", cancel_requested=requested)
+        if record.status == "READY":
+            return Place("ready") if due is None else Place("delayed", due=from_ms(int(due)))
+        if record.status == "SUCCESSFUL":
+            return Place("successful")
+        if dead is None and record.errors and record.errors[-1].exception_class_path == CANCELLED:
+            return Place("cancelled")
         return Place("dead" if dead is not None else "failed")
 
     def jobs(
@@ -287,7 +291,7 @@ class Ops:
         as it is. TaskResultDoesNotExist if there is no such job."""
         record = self.job(job_id)
         q, k = record.queue, self.keys
-        error = error_json(f"{Cancelled.__module__}.{Cancelled.__qualname__}", reason)
+        error = error_json(CANCELLED, reason)
         keys = [k.job(job_id), k.ready(q), k.delayed(q), k.cancel(q), k.stats(q)]
         argv = [job_id, now_ms(), error, int(self.backend.result_ttl * 1000)]
         outcome = self._cancel(keys, argv).decode()
@@ -353,5 +357,5 @@ def _unknown_task_message(path: str) -> str:
     tail = path.rpartition(".")[2]
     close = [n for n in names if n.rpartition(".")[2] == tail]
     close += [n for n in difflib.get_close_matches(path, names, n=3, cutoff=0.6) if n not in close]
-    hint = f"; did you mean {', '.join(close)}?" if close else " (see `jobs status`? no: tasks"
+    hint = f"; did you mean {', '.join(close)}?" if close else ", nor one with a similar name"
     return f"no task {path!r} is registered in this project{hint}"

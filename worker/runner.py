@@ -81,6 +81,7 @@ class Worker:
         self._outbox_ready = asyncio.Event()
         self._outage = Outage()
         self.broker: Broker | None = None
+        self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
 
     def stop(self) -> None:
         """First call: stop fetching and drain within the grace period. Second: stop now."""
@@ -107,6 +108,8 @@ class Worker:
             await self._fetch_loop()
             await self._drain()
         finally:
+            if self._waiter is not None:
+                background.append(self._waiter)
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -152,15 +155,23 @@ class Worker:
         return got, next_due
 
     async def _wait_for_work(self, timeout: float) -> None:
-        waiting = asyncio.create_task(self.broker.wait_for_work(self.queues, timeout))
+        """Until a wake-up token, ``timeout`` seconds (the next delayed job), or a stop.
+        The BLPOP runs for the whole poll interval and outlives a shorter wait (it is not
+        cancelled, which would cost its connection): Redis times blocked commands out only
+        at its ``hz`` (100 ms by default), too coarsely for delayed jobs."""
+        if self._waiter is None:
+            self._waiter = asyncio.create_task(self.broker.wait_for_work(self.queues, self.poll))
         stopping = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (waiting, stopping):
-            t.cancel()
-        if waiting in done and (error := waiting.exception()) is not None:
-            if not isinstance(error, REDIS_ERRORS):
-                raise error
-            await self._outage.failed(error)
+        await asyncio.wait(
+            {self._waiter, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        stopping.cancel()
+        if self._waiter.done():
+            waiter, self._waiter = self._waiter, None
+            if (error := waiter.exception()) is not None:
+                if not isinstance(error, REDIS_ERRORS):
+                    raise error
+                await self._outage.failed(error)
 
     # Running
 

@@ -184,3 +184,14 @@ async def test_jobs_on_other_queues_are_left_alone(run_worker):
         await finished(mine)
     await other.arefresh()
     assert other.status == TaskResultStatus.READY
+
+
+async def test_a_deferred_job_survives_worker_restarts(run_worker):
+    due = timezone.now() + timedelta(seconds=0.6)
+    result = await tasks.add.using(run_after=due).aenqueue(2, 2)
+    async with run_worker():
+        await asyncio.sleep(0.2)  # stopped before the job is due
+    await asyncio.sleep(0.6)  # due while no worker runs
+    async with run_worker():
+        await finished(result)
+    assert result.return_value == 4

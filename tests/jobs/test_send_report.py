@@ -102,3 +102,23 @@ async def test_a_missing_report_is_a_permanent_failure(webhook):
     with pytest.raises(ReportNotFound, match="report 12345"):
         await send_report.acall(12345)
     assert webhook.requests == []
+
+
+async def test_the_daily_report_is_one_report_delivered_once_per_day(orders, webhook):
+    from jobs.tasks import send_daily_report
+
+    first = await send_daily_report.acall()
+    again = await send_daily_report.acall()  # a redelivery of the same day's job
+
+    assert first["delivered"] is True and first["order_count"] == 4
+    assert again["already_delivered"] is True
+    assert await Report.objects.acount() == 1
+    assert len(webhook.requests) == 1
+
+
+def test_the_reference_app_declares_its_periodic_jobs():
+    from worker.periodic import schedules
+
+    declared = {job.name: job.describe() for job in schedules()}
+    assert declared["jobs.tasks.sync_orders"] == "every 300s, missed: skip"
+    assert declared["jobs.tasks.send_daily_report"] == "cron 0 6 * * * (UTC), missed: run_once"

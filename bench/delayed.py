@@ -1,0 +1,96 @@
+"""How late delayed jobs start: enqueue jobs with run_after spread over the next seconds,
+run one worker process, and print how long after its run_after each job was started.
+
+    python bench/delayed.py [--jobs 500] [--spread 5] [--background 200]
+
+``--background`` no-op jobs per second keep the worker at normal load meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+os.environ.setdefault("TASKS_PREFIX", f"bench-delayed-{uuid.uuid4().hex[:8]}")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.tasks import default_task_backend  # noqa: E402
+
+from bench import tasks as workload  # noqa: E402
+
+
+async def background_load(per_second: int, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.gather(*(workload.noop.aenqueue() for _ in range(per_second // 10)))
+        await asyncio.sleep(0.1)
+
+
+async def run(args) -> list[float]:
+    now = datetime.now(UTC)
+    delayed = []
+    for _ in range(args.jobs):
+        due = now + timedelta(seconds=1 + random.random() * args.spread)
+        delayed.append((await workload.noop.using(run_after=due).aenqueue(), due))
+    await background_load(args.background, args.spread + 1.5)
+    lateness = []
+    for result, due in delayed:
+        for _ in range(100):
+            await result.arefresh()
+            if result.is_finished:
+                break
+            await asyncio.sleep(0.05)
+        # started_at is stored in whole ms; run_after too (truncated), so compare in ms.
+        lateness.append(
+            (
+                result.started_at - due.replace(microsecond=due.microsecond // 1000 * 1000)
+            ).total_seconds()
+            * 1000
+        )
+    return lateness
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--spread", type=float, default=5.0)
+    parser.add_argument("--background", type=int, default=200, help="no-op jobs per second")
+    args = parser.parse_args()
+    env = {**os.environ, "REDIS_URL": default_task_backend.url}
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", "--concurrency", "50"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        lateness = sorted(asyncio.run(run(args)))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        client = default_task_backend.client()
+        for key in client.scan_iter(f"{default_task_backend.keys.prefix}:*", count=1000):
+            client.delete(key)
+    q = statistics.quantiles(lateness, n=100)
+    print(f"delayed jobs      {len(lateness)} over {args.spread}s, with {args.background} "
+          f"no-op jobs/s besides")  # fmt: skip
+    print(f"start - run_after  p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lateness[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""status, list and show, in text and --json, on real jobs in every state."""
+
+from datetime import datetime
+
+from tests.cli.conftest import WORKER, run, run_json
+from worker.ops import STATES
+
+
+def test_status_counts_each_state_and_shows_workers_and_schedules(jobs, backend):
+    # A delayed job that has failed before is waiting to retry.
+    backend.client().hset(backend.keys.job(jobs.delayed), "attempts", 1)
+    data = run_json("status")
+    queues = {q["queue"]: q for q in data["queues"]}
+    assert set(queues) == {"default", "reports", "other"}
+    default, reports = queues["default"], queues["reports"]
+    assert (default["ready"], default["delayed"], default["retrying"], default["dead"]) == (1, 1, 1, 1)
+    assert default["running"] == 0 and reports["running"] == 1
+    assert default["counters"] == {"succeeded": 1, "retried": 0, "failed": 1, "lost": 0,
+                                   "cancelled": 0}  # fmt: skip
+    [worker] = data["workers"]
+    assert (worker["id"], worker["pid"], worker["in_flight"]) == (WORKER, 4242, 1)
+    for schedule in data["periodic"]:  # whatever the project declares
+        assert datetime.fromisoformat(schedule["next_fire"])
+        assert {"name", "task", "queue", "schedule"} <= set(schedule)
+
+    text = run("status")
+    assert text.exit_code == 0
+    assert "\x1b[" not in text.stdout  # piped: no colours
+    assert "cli-test-host" in text.stdout and "1h 0m" in text.stdout  # uptime
+    lines = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
+    assert lines["default"][1:7] == ["1", "0", "1", "1", "1", "1"]
+
+
+def test_list_filters_by_state_queue_task_and_limit(jobs):
+    every = run_json("list")
+    assert {(j["state"], j["id"]) for j in every} == {
+        ("ready", jobs.ready), ("delayed", jobs.delayed), ("running", jobs.running),
+        ("dead", jobs.dead), ("successful", jobs.successful),
+    }  # fmt: skip
+    for state in STATES:
+        [one] = run_json("list", "--status", state)
+        assert one["id"] == getattr(jobs, state) and one["state"] == state
+    assert [j["id"] for j in run_json("list", "--queue", "reports")] == [jobs.running]
+    dead = run_json("list", "--task", "tests.engine.tasks.permanent")
+    assert [(j["id"], j["errors"][0]["exception_class_path"]) for j in dead] == [
+        (jobs.dead, "worker.exceptions.PermanentFailure")
+    ]
+    assert len(run_json("list", "--limit", "2")) == 2
+    assert run_json("list", "--task", "no.such.task") == []
+
+    text = run("list", "-s", "ready", "-s", "dead")
+    assert text.exit_code == 0
+    assert jobs.ready in text.stdout and jobs.dead in text.stdout
+    assert jobs.delayed not in text.stdout
+    assert run("list", "--status", "bogus").exit_code == 2
+
+
+def test_show_a_job_in_each_state(jobs):
+    dead = run_json("show", jobs.dead)
+    assert (dead["state"], dead["status"], dead["attempts"]) == ("dead", "FAILED", 1)
+    [error] = dead["errors"]
+    assert error["exception_class_path"] == "worker.exceptions.PermanentFailure"
+    assert "the order service said 404" in error["traceback"]
+
+    done = run_json("show", jobs.successful)
+    assert (done["state"], done["return_value"], done["args"]) == ("successful", 5, [2, 3])
+    assert done["worker_ids"] and datetime.fromisoformat(done["finished_at"])
+
+    delayed = run_json("show", jobs.delayed)
+    assert delayed["state"] == "delayed" and datetime.fromisoformat(delayed["due"])
+    assert run_json("show", jobs.running)["worker_ids"] == [WORKER]
+
+    text = run("show", jobs.dead)
+    assert text.exit_code == 0
+    assert "tests.engine.tasks.permanent" in text.stdout
+    assert "Error 1 of 1: worker.exceptions.PermanentFailure" in text.stdout
+    assert "Traceback" in text.stdout
+
+
+def test_unknown_job_id_is_one_line_and_exit_1(jobs):
+    for job_id in ("default:0000", "not-an-id"):
+        result = run("show", job_id)
+        assert result.exit_code == 1
+        assert result.stderr == f"Error: unknown job id {job_id}\n"

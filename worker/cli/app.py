@@ -1,0 +1,53 @@
+"""The ``jobs`` command group: the backend it works on, and errors as one line on stderr."""
+
+from __future__ import annotations
+
+import click
+import redis
+from django.tasks import task_backends
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
+
+from worker.backend import RedisBackend
+from worker.connection import redacted
+from worker.exceptions import BrokerUnavailable
+from worker.ops import Ops
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+pass_ops = click.make_pass_decorator(Ops)
+
+
+def unreachable(ops: Ops, error: Exception) -> str:
+    return f"Redis at {redacted(ops.backend.url)} is unreachable ({error})"
+
+
+class JobsGroup(click.Group):
+    """Errors an operator meets (Redis down, an unknown job id, a task's own checks) end the
+    command with one line on stderr and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except REDIS_DOWN as e:
+            raise click.ClickException(unreachable(ctx.find_object(Ops), e)) from e
+        except TaskResultDoesNotExist as e:
+            raise click.ClickException(f"unknown job id {e}") from e
+        except (InvalidTask, BrokerUnavailable) as e:  # bad arguments, unknown task or queue
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=JobsGroup)
+@click.option(
+    "--backend", "alias", default="default", show_default=True, help="The TASKS alias to use."
+)
+@click.pass_context
+def cli(ctx: click.Context, alias: str) -> None:
+    """See and steer the queues, workers and jobs of a Redis TASKS backend."""
+    try:
+        backend = task_backends[alias]
+    except InvalidTaskBackend as e:
+        raise click.ClickException(str(e)) from None
+    if not isinstance(backend, RedisBackend):
+        kind = type(backend).__name__
+        raise click.ClickException(f"TASKS[{alias!r}] is a {kind}, not a RedisBackend")
+    ctx.obj = Ops(backend)

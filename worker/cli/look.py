@@ -1,0 +1,191 @@
+"""Read commands: ``status``, ``list`` and ``show``; each takes ``--json``."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from worker.cli.app import pass_ops
+from worker.cli.output import COLOURS, ago, duration, emit_json, heading, moment, table
+from worker.ops import COUNTERS, STATES, Ops, QueueStats, WorkerInfo
+from worker.periodic import schedules
+from worker.results import JobRecord
+
+as_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.command()
+@as_json
+@pass_ops
+def status(ops: Ops, as_json: bool) -> None:
+    """Queues, live workers and periodic schedules.
+
+    Per queue: jobs ready, running, delayed (of which retrying after a failure) and dead,
+    and the outcome counters since the queue began."""
+    queues = [ops.stats(q) for q in ops.queues()]
+    workers = ops.workers()
+    periodic = periodic_schedules(datetime.now(UTC))
+    if as_json:
+        emit_json({"queues": queues, "workers": workers, "periodic": periodic})
+        return
+    click.echo(heading("Queues"))
+    click.echo(queue_table(queues))
+    click.echo("\n" + heading("Workers"))
+    click.echo(worker_table(workers) if workers else "no live workers")
+    click.echo("\n" + heading("Periodic jobs"))
+    click.echo(periodic_table(periodic) if periodic else "no periodic jobs")
+
+
+def queue_table(queues: list[QueueStats]) -> str:
+    headers = ["QUEUE", "READY", "RUNNING", "DELAYED", "RETRYING", "DEAD"]
+    headers += map(str.upper, COUNTERS)
+    rows = [
+        [q.queue, q.ready, q.running, q.delayed, "-" if q.retrying is None else q.retrying, q.dead]
+        + [q.counters[name] for name in COUNTERS]
+        for q in queues
+    ]
+
+    def paint(header: str, cell: str) -> str | None:
+        return "red" if header in ("DEAD", "FAILED", "LOST") and cell != "0" else None
+
+    return table(headers, rows, paint)
+
+
+def worker_table(workers: list[WorkerInfo]) -> str:
+    now = datetime.now(UTC).timestamp()
+    headers = ["HOST", "PID", "QUEUES", "CONCURRENCY", "IN FLIGHT", "PROCESSED", "UPTIME"]
+    headers += ["HEARTBEAT", "ID"]
+    rows = [
+        [
+            *(w.host, w.pid, ",".join(w.queues), w.concurrency, w.in_flight, w.processed),
+            *(duration(now - w.started_at), f"{duration(now - w.seen_at)} ago", w.id),
+        ]
+        for w in workers
+    ]
+    return table(headers, rows)
+
+
+def periodic_schedules(now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "task": p.task.module_path,
+            "queue": p.task.queue_name,
+            "schedule": p.describe(),
+            "next_fire": p.next_fire(now),
+        }
+        for p in schedules()
+    ]
+
+
+def periodic_table(periodic: list[dict[str, Any]]) -> str:
+    headers = ["NAME", "TASK", "QUEUE", "SCHEDULE", "NEXT"]
+    rows = [
+        [p["name"], p["task"], p["queue"], p["schedule"], moment(p["next_fire"])] for p in periodic
+    ]
+    return table(headers, rows)
+
+
+@click.command("list")
+@click.option("--queue", "-q", "queues", multiple=True, help="Repeatable; default: every queue.")
+@click.option(
+    "--status",
+    "-s",
+    "states",
+    type=click.Choice(STATES),
+    multiple=True,
+    help="Repeatable; default: every state, in the order shown.",
+)
+@click.option("--task", help="Only jobs of this task (its module path).")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@as_json
+@pass_ops
+def list_jobs(
+    ops: Ops,
+    queues: tuple[str, ...],
+    states: tuple[str, ...],
+    task: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List jobs by queue, state and task.
+
+    Running, ready and delayed jobs come in the order they will run, dead and successful
+    ones newest first."""
+    found: list[tuple[str, JobRecord]] = []
+    for queue in queues or ops.queues():
+        for state in states or STATES:
+            if len(found) < limit:
+                records = ops.jobs(queue, state, task=task, limit=limit - len(found))
+                found += [(state, r) for r in records]
+    if as_json:
+        emit_json([{**dataclasses.asdict(r), "state": state} for state, r in found])
+        return
+    if not found:
+        click.echo("no jobs")
+        return
+    headers = ["ID", "TASK", "STATE", "ATTEMPTS", "ENQUEUED", "LAST ERROR"]
+    rows = [
+        [
+            *(r.id, r.task_path or "(unreadable)", state, f"{r.attempts}/{r.max_attempts}"),
+            *(ago(r.enqueued_at), r.errors[-1].exception_class_path if r.errors else ""),
+        ]
+        for state, r in found
+    ]
+    click.echo(table(headers, rows, lambda h, cell: COLOURS.get(cell) if h == "STATE" else None))
+
+
+@click.command()
+@click.argument("job_id")
+@as_json
+@pass_ops
+def show(ops: Ops, job_id: str, as_json: bool) -> None:
+    """Everything about one job.
+
+    Its arguments, state, attempts with each error and its traceback, times, workers and
+    return value."""
+    record = ops.job(job_id)
+    place = ops.place(record)
+    if as_json:
+        emit_json({**dataclasses.asdict(record), **dataclasses.asdict(place)})
+        return
+    state = click.style(place.state, fg=COLOURS.get(place.state), bold=True)
+    if place.due:
+        state += f", due {moment(place.due)}"
+    if place.cancel_requested:
+        state += f", cancel requested {moment(place.cancel_requested)}"
+    fields = [
+        ("id", record.id),
+        ("task", record.task_path or f"({record.message_error})"),
+        ("queue", record.queue),
+        ("state", f"{state} (status {record.status})"),
+        ("attempts", f"{record.attempts} of {record.max_attempts}"),
+        ("priority", record.priority),
+        ("args", _json(record.args)),
+        ("kwargs", _json(record.kwargs)),
+        ("enqueued", moment(record.enqueued_at)),
+        ("run after", moment(record.run_after)),
+        ("started", moment(record.started_at)),
+        ("last attempt", moment(record.last_attempted_at)),
+        ("finished", moment(record.finished_at)),
+        ("workers", ", ".join(record.worker_ids) or "-"),
+    ]
+    if record.status == "SUCCESSFUL":
+        fields.append(("return value", _json(record.return_value)))
+    for name, value in fields:
+        click.echo(f"{click.style(f'{name:>12}', bold=True)}  {value}")
+    for n, error in enumerate(record.errors, 1):
+        click.echo("\n" + heading(f"Error {n} of {len(record.errors)}: "
+                                  f"{error.exception_class_path}"))  # fmt: skip
+        click.echo(error.traceback.rstrip())
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+COMMANDS = (status, list_jobs, show)
