@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "REDIS_URL": default_task_backend.url}
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--concurrency", "50"],
+        [sys.executable, "manage.py", "runworker", "--no-scheduler", "--concurrency", "50"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -39,7 +39,14 @@ from bench import tasks as workload  # noqa: E402
 
 def start_worker(concurrency: int, log) -> subprocess.Popen:
     env = {**os.environ, "REDIS_URL": default_task_backend.url}
-    command = [sys.executable, "manage.py", "runworker", "--concurrency", str(concurrency)]
+    command = [
+        sys.executable,
+        "manage.py",
+        "runworker",
+        "--no-scheduler",
+        "--concurrency",
+        str(concurrency),
+    ]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

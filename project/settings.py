@@ -99,6 +99,9 @@ LOGGING = {
     "loggers": {
         # Replaces Django's own "django" handler, which would print each line a second time.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django logs every job's start and end at INFO: noise at thousands of jobs a
+        # second. Failures are logged at ERROR and still show.
+        "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},
         "worker": {"level": os.environ.get("WORKER_LOG_LEVEL", "INFO")},
         "jobs": {"level": "INFO"},
     },

@@ -68,6 +68,7 @@ def run_worker(backend):
     @asynccontextmanager
     async def running(**options) -> AsyncIterator[Worker]:
         options.setdefault("poll", 0.2)
+        options.setdefault("scheduler", False)  # the project's periodic jobs would add jobs
         worker = Worker(backend, options.pop("queues", None), **options)
         task = asyncio.create_task(worker.run())
         try:

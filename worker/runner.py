@@ -59,6 +59,7 @@ class Worker:
         concurrency: int = 100,
         grace: float = 30.0,
         poll: float = 1.0,
+        scheduler: bool = True,
     ) -> None:
         self.backend = backend
         self.queues = list(queues or sorted(backend.queues))
@@ -67,6 +68,7 @@ class Worker:
         self.concurrency = concurrency
         self.grace = grace
         self.poll = poll
+        self.scheduler = scheduler
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lease_ms = int(backend.lease * 1000)
         self.result_ttl_ms = int(backend.result_ttl * 1000)
@@ -102,8 +104,9 @@ class Worker:
             asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
             asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
             asyncio.create_task(self._flush_loop()),
-            asyncio.create_task(Scheduler(self.backend).run()),
         ]
+        if self.scheduler:
+            background.append(asyncio.create_task(Scheduler(self.backend).run()))
         try:
             await self._fetch_loop()
             await self._drain()

@@ -44,7 +44,8 @@ class Scheduler:
 
     async def check(self, job: Periodic, now: datetime) -> int | None:
         """Handle ``job``'s latest fire time at ``now`` if not yet done. Returns the FIRE
-        script's answer (0 handled elsewhere, 1 recorded as missed, 2 enqueued) or None."""
+        script's answer (0 handled elsewhere, 1 missed, 2 enqueued, 3 a new schedule's
+        first, late, fire time) or None."""
         due = self._next.get(job.name)
         if due is not None and now < due:
             return None

@@ -16,11 +16,13 @@ def worker_env(redis_url, tasks_prefix):
 
 @pytest.fixture
 def start_worker(worker_env, tmp_path):
-    """Start ``manage.py runworker`` processes; all are killed at the end of the test."""
+    """Start ``manage.py runworker`` processes; all are killed at the end of the test.
+    They fire no periodic jobs (the project's would add jobs to the counts) unless asked."""
     started = []
 
-    def start(*options: str, env: dict | None = None):
+    def start(*options: str, env: dict | None = None, scheduler: bool = False):
         log = tmp_path / f"worker-{len(started)}.log"
+        options = options if scheduler else ("--no-scheduler", *options)
         process = runworker(env or worker_env, log, *options)
         process.log = log
         started.append(process)

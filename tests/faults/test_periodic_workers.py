@@ -25,13 +25,13 @@ def test_every_fire_time_makes_one_job_while_workers_die_and_return(
     backend, start_worker, worker_env
 ):
     env = {**worker_env, "DJANGO_SETTINGS_MODULE": "tests.periodic_settings"}
-    workers = [start_worker("--concurrency", "5", env=env) for _ in range(3)]
+    workers = [start_worker("--concurrency", "5", env=env, scheduler=True) for _ in range(3)]
     began = time.time()
     time.sleep(7)
     workers[0].send_signal(signal.SIGKILL)  # dies mid-schedule
     time.sleep(3)
     assert stop(workers[1]) == 0
-    workers[1] = start_worker("--concurrency", "5", env=env)  # restarted
+    workers[1] = start_worker("--concurrency", "5", env=env, scheduler=True)  # restarted
     time.sleep(10)
     for w in workers[1:]:
         assert stop(w) == 0

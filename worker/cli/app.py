@@ -45,8 +45,9 @@ def cli(ctx: click.Context, alias: str) -> None:
     """See and steer the queues, workers and jobs of a Redis TASKS backend."""
     try:
         backend = task_backends[alias]
-    except InvalidTaskBackend as e:
-        raise click.ClickException(str(e)) from None
+    except InvalidTaskBackend:
+        known = ", ".join(task_backends.settings)
+        raise click.ClickException(f"TASKS has no backend {alias!r} (it has: {known})") from None
     if not isinstance(backend, RedisBackend):
         kind = type(backend).__name__
         raise click.ClickException(f"TASKS[{alias!r}] is a {kind}, not a RedisBackend")

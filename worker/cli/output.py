@@ -56,7 +56,8 @@ def table(
             text = _cut(str(cell), width)
             colour = paint(header, str(cell)) if paint and i else None
             # Padding outside the style, so that a cell's colour does not bleed into it.
-            cells.append(click.style(text, fg=colour, bold=not i) + " " * (width - len(text)))
+            styled = click.style(text, fg=colour, bold=i == 0 or None)
+            cells.append(styled + " " * (width - len(text)))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

@@ -153,7 +153,7 @@ def parse_json(option: str, text: str, kind: type) -> Any:
     except orjson.JSONDecodeError as e:
         raise click.ClickException(f"{option} is not valid JSON ({e})") from None
     if not isinstance(value, kind):
-        wanted = "a list" if kind is list else "an object"
+        wanted = "list" if kind is list else "object"
         raise click.ClickException(f"{option} must be a JSON {wanted}, not {text!r}")
     return value
 

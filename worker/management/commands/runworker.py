@@ -34,8 +34,12 @@ class Command(BaseCommand):
             help="seconds in-flight jobs get to finish on SIGTERM (default 30)",
         )  # fmt: skip
         parser.add_argument("--backend", default="default", help="TASKS alias (default 'default')")
+        parser.add_argument(
+            "--no-scheduler", dest="scheduler", action="store_false",
+            help="fire no periodic jobs from this process (others must, for them to run)",
+        )  # fmt: skip
 
-    def handle(self, *args, queues, concurrency, processes, grace, backend, **options):
+    def handle(self, *args, queues, concurrency, processes, grace, backend, scheduler, **options):
         if concurrency < 1 or processes < 1 or grace < 0:
             raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
         chosen = task_backends[backend]
@@ -43,12 +47,13 @@ class Command(BaseCommand):
             raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
         if processes > 1:
             child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
+            child += [] if scheduler else ["--no-scheduler"]
             for queue in queues or ():
                 child += ["--queue", queue]
             sys.exit(supervise(processes, child))
         from worker.runner import Worker
 
-        worker = Worker(chosen, queues, concurrency=concurrency, grace=grace)
+        worker = Worker(chosen, queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
         asyncio.run(_serve(worker))
 
 
