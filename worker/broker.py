@@ -131,7 +131,7 @@ class Outcome:
     """The end of one attempt, as the ack script takes it."""
 
     job_id: str
-    kind: str  # "ok", "err" (retry while attempts remain) or "fatal"
+    kind: str  # "ok", "err" (retried while attempts remain), "fatal" or "cancel"
     value: bytes  # JSON: the return value, or {"exception_class_path", "traceback"}
     retry_delay_ms: int = 0
 
@@ -183,7 +183,7 @@ class Broker:
         for o in outcomes:
             args += (o.job_id, o.kind, o.value, o.retry_delay_ms)
         keys = [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)]
-        await self._ack([*keys, k.stats(queue), k.done(queue)], args)
+        await self._ack([*keys, k.stats(queue), k.done(queue), k.cancel(queue)], args)
 
     async def requeue(
         self, queue: str, worker_id: str, mode: str, error: bytes = b""
@@ -197,6 +197,10 @@ class Broker:
             keys, [now_ms(), k.job_prefix(queue), worker_id, mode, error]
         )
         return int(back), int(dead)
+
+    async def cancel_requests(self, queue: str) -> list[str]:
+        """Ids of running jobs of ``queue`` an operator asked to cancel (worker/ops.py)."""
+        return [i.decode() for i in await self.client.zrange(self.keys.cancel(queue), 0, -1)]
 
     async def wait_for_work(self, queues: list[str], timeout: float) -> None:
         """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass."""

@@ -24,7 +24,7 @@ class MessageRejected(Exception):
 
 
 class Cancelled(Exception):
-    """An operator cancelled the job (``jobs cancel``) before it ran."""
+    """An operator cancelled the job (``jobs cancel``): before it ran, or while it ran."""
 
 
 class UnknownTask(InvalidTask):

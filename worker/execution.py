@@ -78,11 +78,10 @@ def _class_path(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def failure(exc: BaseException, job_id: str, *, retry: bool, delay: float = 0.0) -> Outcome:
+def failure(exc: BaseException, job_id: str, kind: str = "fatal", delay: float = 0.0) -> Outcome:
+    """The outcome of an attempt that raised ``exc``; ``kind`` as Outcome.kind."""
     text = "".join(traceback.format_exception(exc))
-    return Outcome(
-        job_id, "err" if retry else "fatal", error_json(_class_path(exc), text), int(delay * 1000)
-    )
+    return Outcome(job_id, kind, error_json(_class_path(exc), text), int(delay * 1000))
 
 
 def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
@@ -139,8 +138,8 @@ def outcome_of(call: Call, lease: Lease, value: Any, error: BaseException | None
             return Outcome(lease.id, "ok", orjson.dumps(normalize_json(value)))
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")
-            return failure(error, lease.id, retry=False)
+            return failure(error, lease.id)
     if isinstance(error, PermanentFailure):
-        return failure(error, lease.id, retry=False)
+        return failure(error, lease.id)
     delay = call.task.retry_delay(lease.attempt, random.random())
-    return failure(error, lease.id, retry=True, delay=delay)
+    return failure(error, lease.id, "err", delay)

@@ -24,10 +24,13 @@ from worker import execution, message, signals
 from worker.backend import RedisBackend
 from worker.broker import Broker, Lease, Outcome, error_json, now_ms
 from worker.connection import REDIS_ERRORS
-from worker.exceptions import MessageRejected, WorkerLost
+from worker.exceptions import Cancelled, MessageRejected, WorkerLost
 from worker.scheduler import Scheduler
 
 logger = logging.getLogger("worker")
+
+# Seconds between looks for operators' cancel requests, while jobs run.
+CANCEL_POLL = 0.5
 
 
 class Outage:
@@ -84,6 +87,7 @@ class Worker:
         self._outage = Outage()
         self.broker: Broker | None = None
         self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
+        self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
 
     def stop(self) -> None:
         """First call: stop fetching and drain within the grace period. Second: stop now."""
@@ -104,6 +108,7 @@ class Worker:
             asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
             asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
             asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._every(CANCEL_POLL, self._cancel_requested)),
         ]
         if self.scheduler:
             background.append(asyncio.create_task(Scheduler(self.backend).run()))
@@ -190,12 +195,20 @@ class Worker:
                 call = message.decode(lease.payload, self.backend.max_payload_bytes)
             except MessageRejected as e:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
-                self._store(queue, execution.failure(e, lease.id, retry=False))
+                self._store(queue, execution.failure(e, lease.id))
                 return
             result = execution.running_result(call, lease, self.backend.alias)
-            await self._signal(task_started, result)
-            value, error = await execution.attempt(call, result, self._slots)
-            outcome = execution.outcome_of(call, lease, value, error)
+            try:
+                await self._signal(task_started, result)
+                value, error = await execution.attempt(call, result, self._slots)
+                outcome = execution.outcome_of(call, lease, value, error)
+            except asyncio.CancelledError:
+                if lease.id not in self._cancelled:
+                    raise  # a forced shutdown: the job is released, not failed
+                asyncio.current_task().uncancel()
+                self._cancelled.discard(lease.id)
+                error = Cancelled("Cancelled by an operator while it ran.")
+                outcome = execution.failure(error, lease.id, "cancel")
             self._store(queue, outcome)
             if outcome.kind == "ok":
                 object.__setattr__(result, "_return_value", value)
@@ -285,6 +298,19 @@ class Worker:
                 back, dead = await self.broker.requeue(queue, worker_id, "lost", lost)
                 logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
                                "(out of attempts)", worker_id, back, dead)  # fmt: skip
+
+    async def _cancel_requested(self) -> None:
+        """Stop the running jobs an operator cancelled (``jobs cancel``). A sync job's
+        thread cannot be stopped: it runs on, but its outcome is the cancellation."""
+        if not self._running:
+            return
+        for queue in self.queues:
+            for job_id in await self.broker.cancel_requests(queue):
+                task = self._running.get(job_id)
+                if task is not None and job_id not in self._cancelled:
+                    logger.warning("Job %s cancelled by an operator while running", job_id)
+                    self._cancelled.add(job_id)
+                    task.cancel()
 
     async def _drain(self) -> None:
         """Give in-flight jobs the grace period (a second signal cuts it short), then cancel

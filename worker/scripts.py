@@ -99,16 +99,18 @@ return {out, nxt[2] or false}
 # Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 # `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
 # are otherwise only reachable by id).
-# KEYS: wip (this worker's), ready, delayed, dead, stats, done
+# KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel
 # ARGV: now_ms, job_key_prefix, result_ttl_ms, history, then per job: id, kind, value,
 #   retry_delay_ms. kind 'ok': value is the JSON return value; 'err': value is the JSON
-#   error, retried while attempts remain; 'fatal': the JSON error, never retried.
+#   error, retried while attempts remain; 'fatal': the JSON error, never retried;
+#   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
 ACK = """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local counts = {succeeded = 0, retried = 0, failed = 0}
+local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
 for i = 5, #ARGV, 4 do
   local id, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = jobp .. id
+  redis.call('ZREM', KEYS[7], id)
   if redis.call('SREM', KEYS[1], id) == 0 then
     -- our lease was taken while we ran (we looked dead): the outcome stands, no second run
     redis.call('ZREM', KEYS[2], id)
@@ -124,7 +126,11 @@ for i = 5, #ARGV, 4 do
       local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
       local attempts = tonumber(f[1] or '1')
       redis.call('HSET', key, 'error:' .. attempts, value)
-      if kind == 'err' and attempts < tonumber(f[2] or '1') then
+      if kind == 'cancel' then
+        redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+        if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+        counts.cancelled = counts.cancelled + 1
+      elseif kind == 'err' and attempts < tonumber(f[2] or '1') then
         redis.call('HSET', key, 'status', 'READY')
         redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i + 3]), id)
         counts.retried = counts.retried + 1

@@ -89,3 +89,9 @@ def crash_worker() -> None:
 @task(unique_for=60)
 async def unique_add(a: int, b: int = 0) -> int:
     return a + b
+
+
+@task(timeout=None)
+async def sleeper(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "woke"

@@ -72,3 +72,23 @@ async def test_retry_all_dead_letters_of_one_task_in_batches(run_worker, backend
 def test_unknown_job_is_a_clear_error(backend):
     with pytest.raises(TaskResultDoesNotExist):
         Ops(backend).job("default:nope")
+
+
+async def test_cancelling_a_running_job_stops_it_without_a_dead_letter(run_worker, backend):
+    import asyncio
+
+    ops = Ops(backend)
+    result = await tasks.sleeper.aenqueue(60)
+    async with run_worker() as worker:
+        while result.status != TaskResultStatus.RUNNING:
+            await asyncio.sleep(0.02)
+            await result.arefresh()
+        assert ops.cancel(result.id) == "requested"
+        await finished(result, timeout=5)
+        assert worker._running == {}
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[-1].exception_class_path == "worker.exceptions.Cancelled"
+    assert "while it ran" in result.errors[-1].traceback
+    assert ops.dead_count("default") == 0
+    assert backend.client().zcard(backend.keys.cancel("default")) == 0
+    assert int(backend.client().hget(backend.keys.stats("default"), "cancelled")) == 1
