@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
+from contextvars import Token
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import orjson
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.utils.json import normalize_json
@@ -29,6 +30,15 @@ class Slot(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="job")
         self.used = False
+        # What ThreadSensitiveContext(executor=self) registers with asgiref on each entry,
+        # registered once: sync_to_async finds this executor by the context of the job.
+        self.context = ThreadSensitiveContext()
+        SyncToAsync.context_to_thread_executor[self.context] = self
+
+    def enter(self) -> Token:
+        """Send the current job's sync_to_async calls here, until the token is reset (the
+        job runs in an asyncio task of its own: tasks it starts inherit the slot)."""
+        return SyncToAsync.thread_sensitive_context.set(self.context)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
         if not self.used:
@@ -99,17 +109,22 @@ def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
     )
 
 
-async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, BaseException | None]:
-    """Run the task once: (return value, None) or (None, the error). Cancellation (a forced
-    shutdown) propagates, so the job is released rather than failed."""
+async def attempt(
+    call: Call, result: TaskResult | None, slots: Slots
+) -> tuple[Any, BaseException | None]:
+    """Run the task once: (return value, None) or (None, the error). ``result`` is needed
+    for a task that takes the context. Cancellation (a forced shutdown, or an operator's
+    cancel) propagates, for the caller to tell apart."""
     task = call.task
     args = [TaskContext(task_result=result), *call.args] if task.takes_context else call.args
     deadline = asyncio.timeout(task.timeout)
     slot = slots.take()
     future: Future | None = None
+    entered: Token | None = None
     try:
         if asyncio.iscoroutinefunction(task.func):
-            async with ThreadSensitiveContext(executor=slot), deadline:
+            entered = slot.enter()
+            async with deadline:
                 return await task.func(*args, **call.kwargs), None
         future = slot.submit(task.func, *args, **call.kwargs)
         async with deadline:
@@ -122,6 +137,8 @@ async def attempt(call: Call, result: TaskResult, slots: Slots) -> tuple[Any, Ba
             return None, error.with_traceback(e.__traceback__)
         return None, e
     finally:
+        if entered is not None:
+            SyncToAsync.thread_sensitive_context.reset(entered)
         if future is not None and not future.done():
             # A thread cannot be stopped: it runs on, and its slot is reused once it ends.
             future.add_done_callback(

@@ -15,6 +15,7 @@ import random
 import socket
 import time
 from collections import defaultdict
+from logging import ERROR, INFO
 
 import orjson
 from django.tasks.base import TaskError
@@ -86,6 +87,7 @@ class Worker:
         self._outbox_ready = asyncio.Event()
         self._outage = Outage()
         self.broker: Broker | None = None
+        self._sender = type(backend)  # of Django's task signals, as Django's backends send them
         self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
 
@@ -197,9 +199,12 @@ class Worker:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
                 self._store(queue, execution.failure(e, lease.id))
                 return
-            result = execution.running_result(call, lease, self.backend.alias)
+            result = None  # built only when a receiver or the task itself will look at it
+            if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
+                result = execution.running_result(call, lease, self.backend.alias)
             try:
-                await self._signal(task_started, result)
+                if result is not None:
+                    await self._signal(task_started, result)
                 value, error = await execution.attempt(call, result, self._slots)
                 outcome = execution.outcome_of(call, lease, value, error)
             except asyncio.CancelledError:
@@ -210,30 +215,36 @@ class Worker:
                 error = Cancelled("Cancelled by an operator while it ran.")
                 outcome = execution.failure(error, lease.id, "cancel")
             self._store(queue, outcome)
-            if outcome.kind == "ok":
-                object.__setattr__(result, "_return_value", value)
-            await self._report_finished(result, outcome, error)
+            await self._report_finished(call, lease, result, outcome, value, error)
         finally:
             self._running.pop(lease.id, None)
             self.processed += 1
             self._room.set()
 
-    async def _report_finished(self, result, outcome: Outcome, error: BaseException | None) -> None:
+    async def _report_finished(
+        self, call, lease: Lease, result, outcome: Outcome, value, error: BaseException | None
+    ) -> None:
         if outcome.kind == "err":
             delay = outcome.retry_delay_ms / 1000
             logger.warning("Job %s attempt %d failed, retry in %.1fs: %r",
-                           result.id, result.attempts, delay, error)  # fmt: skip
+                           lease.id, lease.attempt, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
-        status = "SUCCESSFUL" if outcome.kind == "ok" else "FAILED"
-        object.__setattr__(result, "status", status)
-        if outcome.kind != "ok":
+        succeeded = outcome.kind == "ok"
+        if signals.unheard(task_finished, self._sender, INFO if succeeded else ERROR):
+            return
+        if result is None:
+            result = execution.running_result(call, lease, self.backend.alias)
+        object.__setattr__(result, "status", "SUCCESSFUL" if succeeded else "FAILED")
+        if succeeded:
+            object.__setattr__(result, "_return_value", value)
+        else:
             error_entry = TaskError(**orjson.loads(outcome.value))
             object.__setattr__(result, "errors", [*result.errors, error_entry])
         await self._signal(task_finished, result)
 
     async def _signal(self, signal, result) -> None:
         try:
-            await signals.asend(signal, type(self.backend), task_result=result)
+            await signals.asend(signal, self._sender, task_result=result)
         except Exception:
             # A broken receiver must not cost the job its outcome nor the worker its loop.
             logger.exception("A %s receiver failed for job %s", signal, result.id)

@@ -3,12 +3,14 @@
 ``Signal.asend`` runs every sync receiver through ``sync_to_async``: a thread hop per job
 and signal, which would cost more than a no-op job itself. Django's own receivers only log,
 so they are called inline; any other sync receiver (which may use the ORM) still goes
-through ``asend``.
+through ``asend``. And when Django's loggers are the only listeners and would drop the
+record anyway, the worker need not even build the TaskResult to send (``unheard``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from django.dispatch import Signal
@@ -19,6 +21,18 @@ _INLINE = {
     django_signals.log_task_started,
     django_signals.log_task_finished,
 }
+_LOGGER = logging.getLogger("django.tasks")
+
+
+def unheard(signal: Signal, sender: type, level: int) -> bool:
+    """Whether sending ``signal`` would have no effect: no receiver but Django's loggers,
+    which would drop a record of ``level``."""
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    return (
+        not async_receivers
+        and all(receiver in _INLINE for receiver in sync_receivers)
+        and not _LOGGER.isEnabledFor(level)
+    )
 
 
 async def asend(signal: Signal, sender: type, **named: Any) -> None:

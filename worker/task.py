@@ -81,10 +81,18 @@ def arguments_error(
     task: Task, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
 ) -> str | None:
     """Why ``task`` cannot be called with these arguments, or None when it can."""
-    if task.takes_context:
-        args = (None, *args)
+    # Whether a call binds depends only on how many positional arguments and which keyword
+    # names it has: a shape that bound once needs no second look (a worker's hot path).
+    shape = (task.func, task.takes_context, len(args), *kwargs)
+    if shape in _fitting_shapes:
+        return None
     try:
-        _signature(task.func).bind(*args, **kwargs)
+        _signature(task.func).bind(*((None, *args) if task.takes_context else args), **kwargs)
     except TypeError as e:
         return f"{task.module_path}: {e}"
+    if len(_fitting_shapes) < 10_000:
+        _fitting_shapes.add(shape)
     return None
+
+
+_fitting_shapes: set[tuple] = set()
