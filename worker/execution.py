@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
-from contextvars import Token
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import Token
 from functools import partial
 from typing import Any
 
