@@ -179,9 +179,10 @@ class Broker:
     ) -> None:
         """Store outcomes and drop their leases, all in one atomic call."""
         k = self.keys
-        args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms, HISTORY]
-        for o in outcomes:
-            args += (o.job_id, o.kind, o.value, o.retry_delay_ms)
+        batch = orjson.dumps(
+            [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms) for o in outcomes]
+        )
+        args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms, HISTORY, batch]
         keys = [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)]
         await self._ack([*keys, k.stats(queue), k.done(queue), k.cancel(queue)], args)
 

@@ -100,15 +100,16 @@ return {out, nxt[2] or false}
 # `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
 # are otherwise only reachable by id).
 # KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel
-# ARGV: now_ms, job_key_prefix, result_ttl_ms, history, then per job: id, kind, value,
-#   retry_delay_ms. kind 'ok': value is the JSON return value; 'err': value is the JSON
+# ARGV: now_ms, job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
+#   [id, kind, value, retry_delay_ms] (one argument for the batch: cheaper to send than
+#   four per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
 #   error, retried while attempts remain; 'fatal': the JSON error, never retried;
 #   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
 ACK = """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
-for i = 5, #ARGV, 4 do
-  local id, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for _, outcome in ipairs(cjson.decode(ARGV[5])) do
+  local id, kind, value, delay = outcome[1], outcome[2], outcome[3], outcome[4]
   local key = jobp .. id
   redis.call('ZREM', KEYS[7], id)
   if redis.call('SREM', KEYS[1], id) == 0 then
@@ -132,7 +133,7 @@ for i = 5, #ARGV, 4 do
         counts.cancelled = counts.cancelled + 1
       elseif kind == 'err' and attempts < tonumber(f[2] or '1') then
         redis.call('HSET', key, 'status', 'READY')
-        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i + 3]), id)
+        redis.call('ZADD', KEYS[3], now + delay, id)
         counts.retried = counts.retried + 1
       else
         redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)

@@ -95,3 +95,8 @@ async def unique_add(a: int, b: int = 0) -> int:
 async def sleeper(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "woke"
+
+
+@task()
+async def echo(value: object) -> object:
+    return value
