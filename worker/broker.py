@@ -97,21 +97,39 @@ class NewJob:
     unique: tuple[str, int] | None = None  # (fingerprint of the call, window in ms)
 
 
-def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
+def _fields(job: NewJob) -> tuple[list[Any], bool]:
+    """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
     # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
     score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
     deferred = job.run_after_ms is not None and job.run_after_ms > job.enqueued_ms
-    target = keys.delayed(job.queue) if deferred else keys.ready(job.queue)
     argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms]
     argv += ["" if job.run_after_ms is None else job.run_after_ms]
     argv += [job.run_after_ms if deferred else score]
+    return argv, deferred
+
+
+def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
+    argv, deferred = _fields(job)
+    target = keys.delayed(job.queue) if deferred else keys.ready(job.queue)
     keys_ = [keys.job(job.id), target, keys.notify(job.queue)]
     if job.unique is not None:
         fingerprint, window_ms = job.unique
         keys_.append(keys.unique(job.queue, fingerprint))
         argv += [window_ms, keys.job_prefix(job.queue)]
     return keys_, argv
+
+
+def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[list[str], list]:
+    """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
+    rows = []
+    for job in jobs:
+        argv, deferred = _fields(job)
+        # As strings: Lua would print a number as wide as a score with 14 digits only.
+        row: list[Any] = [a.decode() if isinstance(a, bytes) else str(a) for a in argv]
+        rows.append([*row, int(deferred)])
+    keys_ = [keys.ready(queue), keys.delayed(queue), keys.notify(queue)]
+    return keys_, [keys.job_prefix(queue), orjson.dumps(rows)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,18 +4,27 @@ Every script touches one queue's keys only, all under its {queue} hash tag. Job 
 reached from ids through the key prefix in ARGV, which stays inside the same hash slot.
 """
 
-# Store a new job and queue it (ready, or delayed until its time); wake one idle worker.
-# KEYS[1..3]: job, ready or delayed, notify
-# ARGV[1..8]: id, payload, priority, score, max_attempts, enqueued_ms, run_after_ms or '',
-#   rank (the score in ready, or the due time in delayed)
+# store(): a new job's hash, and its id in ready or delayed (`set`), ranked by `rank`
+# (its score in ready, or its due time in delayed). wake(): one wake-up token for an idle
+# worker. The scripts that enqueue take a job as KEYS[1..3] = job, ready or delayed,
+# notify and ARGV[1..8] = id, payload, priority, score, max_attempts, enqueued_ms,
+# run_after_ms or '', rank.
 _STORE = """
-local function store()
-  redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'priority', ARGV[3], 'score', ARGV[4],
-             'max_attempts', ARGV[5], 'status', 'READY', 'attempts', 0, 'enqueued_at', ARGV[6])
-  if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'run_after', ARGV[7]) end
-  redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
-  redis.call('RPUSH', KEYS[3], 1)
-  redis.call('LTRIM', KEYS[3], -1, -1)
+local function store(key, set, id, payload, priority, score, max_attempts, enqueued,
+                     run_after, rank)
+  redis.call('HSET', key, 'payload', payload, 'priority', priority, 'score', score,
+             'max_attempts', max_attempts, 'status', 'READY', 'attempts', 0,
+             'enqueued_at', enqueued)
+  if run_after ~= '' then redis.call('HSET', key, 'run_after', run_after) end
+  redis.call('ZADD', set, rank, id)
+end
+local function wake(notify)
+  redis.call('RPUSH', notify, 1)
+  redis.call('LTRIM', notify, -1, -1)
+end
+local function store_argv()
+  store(KEYS[1], KEYS[2], unpack(ARGV, 1, 8))
+  wake(KEYS[3])
 end
 """
 
@@ -30,8 +39,24 @@ if KEYS[4] then
   if first and redis.call('EXISTS', ARGV[10] .. first) == 1 then return first end
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[9])
 end
-store()
+store_argv()
 return false
+"""
+)
+
+# Enqueue many jobs of one queue at once (the bulk API: one call, one argument).
+# KEYS: ready, delayed, notify
+# ARGV: job_key_prefix, a JSON array of [id, payload, priority, score, max_attempts,
+#   enqueued_ms, run_after_ms or '', rank, deferred (0 or 1)]
+ENQUEUE_MANY = (
+    _STORE
+    + """
+local jobs = cjson.decode(ARGV[2])
+for _, j in ipairs(jobs) do
+  store(ARGV[1] .. j[1], j[9] == 1 and KEYS[2] or KEYS[1], unpack(j, 1, 8))
+end
+if #jobs > 0 then wake(KEYS[3]) end
+return #jobs
 """
 )
 
@@ -50,7 +75,7 @@ if tonumber(ARGV[10]) <= last then return 0 end
 redis.call('HSET', KEYS[4], ARGV[9], ARGV[10])
 if ARGV[11] ~= 'fire' and last < 0 then return 3 end
 if ARGV[11] == 'skip' then return 1 end
-store()
+store_argv()
 return 2
 """
 )

@@ -7,12 +7,16 @@ what a message names, it looks the name up here.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
 
 _registry: dict[str, Task] = {}
 
@@ -39,6 +43,14 @@ class Task(DjangoTask):
         if self.unique_for is not None and not self.unique_for > 0:
             raise InvalidTask(f"{self.name}: unique_for must be a positive number of seconds")
         register(self)
+
+    def enqueue_many(self, calls: Iterable[tuple[Sequence, Mapping]]) -> list[TaskResult]:
+        """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
+        return self.get_backend().enqueue_many(self, calls)
+
+    async def aenqueue_many(self, calls: Iterable[tuple[Sequence, Mapping]]) -> list[TaskResult]:
+        """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
+        return await self.get_backend().aenqueue_many(self, calls)
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based); ``jitter`` in [0, 1)

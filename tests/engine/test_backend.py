@@ -161,3 +161,36 @@ async def test_uniqueness_ends_with_its_window_or_its_job(settings, backend):
         "default", __import__("worker.message").message.fingerprint(tasks.unique_add, [5], {})
     )
     assert 59_000 < backend.client().pttl(key) <= 60_000
+
+
+async def test_bulk_enqueue_is_one_call_and_the_jobs_run(backend, run_worker):
+    from tests.engine.helpers import finished
+
+    later = timezone.now() + timedelta(hours=1)
+    results = await tasks.add.aenqueue_many([((i,), {"b": 1}) for i in range(2500)])
+    deferred = tasks.add.using(run_after=later).enqueue_many([((1, 1), {})])
+    assert len({r.id for r in results}) == 2500
+    assert ready_ids(backend) == [r.id for r in results]  # in order
+    assert backend.client().zscore(backend.keys.delayed("default"), deferred[0].id) is not None
+    stored = backend.get_result(results[7].id)
+    assert (stored.args, stored.kwargs, stored.status) == ([7], {"b": 1}, "READY")
+    score = backend.client().zscore(backend.keys.ready("default"), results[0].id)
+    assert score == int(backend.client().hget(backend.keys.job(results[0].id), "score"))
+    async with run_worker(concurrency=200):
+        for r in results[::500]:
+            await finished(r)
+    assert results[500].return_value == 501
+
+
+def test_bulk_enqueue_checks_every_call_before_sending_any(backend):
+    with pytest.raises(InvalidArguments, match="missing a required argument"):
+        tasks.add.enqueue_many([((1, 2), {}), ((1,), {})])
+    assert ready_ids(backend) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_enqueue_in_a_transaction_waits_for_the_commit(backend):
+    with transaction.atomic():
+        results = tasks.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+        assert ready_ids(backend) == []
+    assert ready_ids(backend) == [r.id for r in results]

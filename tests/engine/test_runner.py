@@ -198,7 +198,7 @@ async def test_a_deferred_job_survives_worker_restarts(run_worker):
 
 
 async def test_return_values_come_back_exactly(run_worker):
-    value = {"name": "Zoë ✓ \\ \" \u0000", "big": 2**53 + 1, "float": 0.1, "list": [None, True]}
+    value = {"name": 'Zoë ✓ \\ " \u0000', "big": 2**53 + 1, "float": 0.1, "list": [None, True]}
     result = await tasks.echo.aenqueue(value)
     async with run_worker():
         await finished(result)
