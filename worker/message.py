@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import os
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +29,7 @@ def new_job_id(queue: str) -> str:
     # hash tag. Ids sort by enqueue time, then by a per-process sequence: jobs enqueued in
     # one millisecond (same score in the ready set) still run first in, first out.
     ms, seq = int(time.time() * 1000), next(_sequence) & 0xFFFF
-    return f"{queue}:{ms:011x}{seq:04x}{os.urandom(6).hex()}"
+    return f"{queue}:{ms:011x}{seq:04x}{random.getrandbits(48):012x}"
 
 
 def queue_of(job_id: str) -> str:
@@ -42,7 +42,7 @@ def queue_of(job_id: str) -> str:
 def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
     """The message for a call of ``task``, or InvalidArguments naming what is wrong."""
     try:
-        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        args, kwargs = _json_ready(list(args)), _json_ready(dict(kwargs))
     except (TypeError, ValueError) as e:
         raise InvalidArguments(
             f"{task.module_path}: arguments must be JSON-serialisable ({e})"
@@ -63,6 +63,22 @@ def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
             f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
         )
     return body
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_ready(value: Any) -> Any:
+    """Django's normalize_json (the types a TaskResult accepts), without its abstract-class
+    checks for the plain lists, dicts and scalars that arguments nearly always are."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [_json_ready(v) for v in value]
+    if kind is dict and all(type(k) is str for k in value):
+        return {k: _json_ready(v) for k, v in value.items()}
+    return normalize_json(value)
 
 
 def fingerprint(task: Task, args: list[Any], kwargs: dict[str, Any]) -> str:
