@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ from django.utils import timezone
 from redis.commands.core import AsyncScript, Script
 
 from worker import message, scripts, signals
+from worker.batching import CHUNK, EnqueueBatcher
 from worker.broker import Keys, NewJob, enqueue_arguments, enqueue_many_arguments
 from worker.connection import async_client, embedded_url, redacted, sync_client
 from worker.exceptions import BrokerUnavailable
@@ -66,20 +67,20 @@ class RedisBackend(BaseTaskBackend):
             raise InvalidTask(f"TASKS[{alias!r}]['OPTIONS']: unknown option(s) {sorted(unknown)}")
         self.config = {**DEFAULTS, **self.options}
         for queue in self.queues:
-            self._check_queue_name(queue)
+            self.check_queue_name(queue)
         self.keys = Keys(self.config["prefix"])
         self.max_payload_bytes = int(self.config["max_payload_bytes"])
         self.result_ttl = float(self.config["result_ttl"])
         self.lease = float(self.config["lease"])
         self._url: str | None = self.config["url"]
         self._sync_client: tuple[redis.Redis, Script] | None = None
-        # redis.asyncio clients (and their scripts) belong to the loop that made them.
+        # redis.asyncio clients (and what uses them) belong to the loop that made them.
         self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript]
+            asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript, EnqueueBatcher]
         ] = weakref.WeakKeyDictionary()
 
     @staticmethod
-    def _check_queue_name(queue: str) -> None:
+    def check_queue_name(queue: str) -> None:
         if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise InvalidTask(
                 f"queue name {queue!r} must be 1-100 letters, digits, '_', '.' or '-'"
@@ -104,17 +105,18 @@ class RedisBackend(BaseTaskBackend):
     def aclient(self) -> aioredis.Redis:
         return self._async()[0]
 
-    def _async(self) -> tuple[aioredis.Redis, AsyncScript]:
+    def _async(self) -> tuple[aioredis.Redis, AsyncScript, EnqueueBatcher]:
         loop = asyncio.get_running_loop()
         found = self._aclients.get(loop)
         if found is None:
             client = async_client(self.url, int(self.config["max_connections"]))
-            found = self._aclients[loop] = (client, client.register_script(scripts.ENQUEUE))
+            enqueue = client.register_script(scripts.ENQUEUE)
+            found = self._aclients[loop] = (client, enqueue, EnqueueBatcher(client, self.keys))
         return found
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
-        self._check_queue_name(task.queue_name)
+        self.check_queue_name(task.queue_name)
 
     @contextmanager
     def _reaching_redis(self, what: str):
@@ -173,11 +175,13 @@ class RedisBackend(BaseTaskBackend):
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
         if self._on_commit(partial(self._send, result, job)):
             return result
-        _, enqueue = self._async()
+        _, enqueue, batcher = self._async()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            first = await enqueue(*enqueue_arguments(self.keys, job))
-        if first is not None:  # a unique task's duplicate: the first job stands for it
-            return await self.aget_result(first.decode())
+            if job.unique is None:
+                await batcher.send([job])
+            elif (first := await enqueue(*enqueue_arguments(self.keys, job))) is not None:
+                # A duplicate of a unique task: the first job stands for it.
+                return await self.aget_result(first.decode())
         await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
@@ -212,11 +216,9 @@ class RedisBackend(BaseTaskBackend):
         prepared = self._prepare_many(task, calls)
         if self._on_commit(partial(self._send_many, task, prepared)):
             return [result for result, _ in prepared]
-        client = self.aclient()
+        _, _, batcher = self._async()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            for chunk in _chunks(prepared):
-                keys, argv = enqueue_many_arguments(self.keys, task.queue_name, chunk)
-                await client.eval(scripts.ENQUEUE_MANY, len(keys), *keys, *argv)
+            await batcher.send([job for _, job in prepared])
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             for result, _ in prepared:
                 await signals.asend(task_enqueued, type(self), task_result=result)
@@ -225,7 +227,8 @@ class RedisBackend(BaseTaskBackend):
     def _send_many(self, task: Task, prepared: list[tuple[TaskResult, NewJob]]) -> None:
         client = self.client()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            for chunk in _chunks(prepared):
+            for start in range(0, len(prepared), CHUNK):
+                chunk = [job for _, job in prepared[start : start + CHUNK]]
                 keys, argv = enqueue_many_arguments(self.keys, task.queue_name, chunk)
                 client.eval(scripts.ENQUEUE_MANY, len(keys), *keys, *argv)
         for result, _ in prepared:
@@ -251,9 +254,3 @@ class RedisBackend(BaseTaskBackend):
 
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]  # (args, kwargs)
-
-
-def _chunks(prepared: list[tuple[TaskResult, NewJob]], size: int = 1000) -> Iterator[list[NewJob]]:
-    # Bounded script calls: Redis runs nothing else while a script runs.
-    for start in range(0, len(prepared), size):
-        yield [job for _, job in prepared[start : start + size]]

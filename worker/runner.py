@@ -2,7 +2,7 @@
 
 Life of a job here: ``_fetch_loop`` leases it (FETCH), ``_execute`` runs one attempt,
 ``_flush_loop`` stores the outcome and drops the lease in one batched call (ACK). Heartbeats
-keep this worker's leases; ``_reap_loop`` hands on the leases of workers that stopped
+keep this worker's leases; ``_reap`` hands on the leases of workers that stopped
 heartbeating. See docs/protocol.md.
 """
 
@@ -68,7 +68,7 @@ class Worker:
         self.backend = backend
         self.queues = list(queues or sorted(backend.queues))
         for queue in self.queues:
-            backend._check_queue_name(queue)
+            backend.check_queue_name(queue)
         self.concurrency = concurrency
         self.grace = grace
         self.poll = poll

@@ -162,7 +162,10 @@ def system(redis_url, tasks_prefix, process_database, tmp_path) -> Iterator[Syst
         site = ["-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1"]
         site += ["--port", str(port), "--lifespan", "off"]
         running.processes["site"] = start(site, env, logs["site"])
-        running.processes["worker"] = runworker(env, logs["worker"], "--concurrency", "20")
+        # No periodic jobs: a sync_orders fired at a 5-minute mark would change the counts.
+        running.processes["worker"] = runworker(
+            env, logs["worker"], "--no-scheduler", "--concurrency", "20"
+        )
 
         def site_up() -> bool:
             running.check_alive()

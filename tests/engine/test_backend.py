@@ -194,3 +194,22 @@ def test_bulk_enqueue_in_a_transaction_waits_for_the_commit(backend):
         results = tasks.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
         assert ready_ids(backend) == []
     assert ready_ids(backend) == [r.id for r in results]
+
+
+async def test_concurrent_aenqueues_share_round_trips_and_all_arrive(backend):
+    import asyncio
+
+    results = await asyncio.gather(*(tasks.add.aenqueue(i, 1) for i in range(300)))
+    assert sorted(ready_ids(backend)) == sorted(r.id for r in results)
+    assert (await backend.aget_result(results[123].id)).args == [123, 1]
+
+
+async def test_concurrent_aenqueues_all_fail_clearly_when_redis_is_down(settings, tasks_prefix):
+    import asyncio
+
+    settings.TASKS = tasks_setting("redis://127.0.0.1:9/0", tasks_prefix)
+    outcomes = await asyncio.gather(
+        *(tasks.add.aenqueue(i, 1) for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(o, BrokerUnavailable) for o in outcomes)
+    assert "nothing was sent" in str(outcomes[-1])
