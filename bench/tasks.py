@@ -1,6 +1,7 @@
 """The workloads of the benchmarks."""
 
 import asyncio
+import time
 
 from django.tasks import default_task_backend, task
 
@@ -26,3 +27,26 @@ def tallies() -> dict[str, int]:
 @task()
 async def noop() -> None:
     pass
+
+
+@task()
+async def sleep_io(seconds: float) -> None:
+    """Stands for a job waiting on I/O: it awaits ``seconds`` without using the CPU."""
+    await asyncio.sleep(seconds)
+
+
+def starts_key() -> str:
+    """Hash of job id -> time.time() at the job's start (float seconds), for latency runs."""
+    return f"{default_task_backend.keys.prefix}:bench:starts"
+
+
+@task(takes_context=True)
+async def record_start(context) -> None:
+    """Records when it started (time.time(), full resolution) under its own id, then pushes
+    its id on ``starts_key() + ":done"`` so the benchmark wakes without polling."""
+    started = time.time()
+    job_id = context.task_result.id
+    async with default_task_backend.aclient().pipeline(transaction=False) as pipe:
+        pipe.hset(starts_key(), job_id, repr(started))
+        pipe.rpush(f"{starts_key()}:done", job_id)
+        await pipe.execute()

