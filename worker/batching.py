@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-import redis.asyncio as aioredis
-
 from worker import scripts
 from worker.broker import Keys, NewJob, enqueue_arguments, enqueue_many_arguments
+from worker.fastredis import FastRedis, Lua
 
 CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script runs
 
 
+ENQUEUE, ENQUEUE_MANY = Lua(scripts.ENQUEUE), Lua(scripts.ENQUEUE_MANY)
+
+
 class EnqueueBatcher:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self._one = client.register_script(scripts.ENQUEUE)
-        self._many = client.register_script(scripts.ENQUEUE_MANY)
+    def __init__(self, redis: FastRedis, keys: Keys) -> None:
+        self._redis = redis
         self._keys = keys
         self._pending: list[tuple[NewJob, asyncio.Future]] = []
         self._busy = False  # a round is being sent; new jobs wait for the next
@@ -72,9 +73,11 @@ class EnqueueBatcher:
         jobs = [job for job, _ in entries]
         try:
             if len(jobs) == 1:  # the plain script: cheaper to pack than a batch of one
-                await self._one(*enqueue_arguments(self._keys, jobs[0]))
+                await self._redis.run(ENQUEUE, *enqueue_arguments(self._keys, jobs[0]))
             else:
-                await self._many(*enqueue_many_arguments(self._keys, queue, jobs))
+                await self._redis.run(
+                    ENQUEUE_MANY, *enqueue_many_arguments(self._keys, queue, jobs)
+                )
         except Exception as e:  # handed to every caller of the chunk
             for _, future in entries:
                 if not future.done():

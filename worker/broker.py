@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from django.tasks.base import TASK_MAX_PRIORITY
 
 from worker import scripts
+from worker.fastredis import FastRedis, Lua
 from worker.message import queue_of
 
 # How many of the latest successful job ids a queue remembers (for listing them).
@@ -158,14 +159,17 @@ def error_json(exception_class_path: str, traceback: str) -> bytes:
     return orjson.dumps({"exception_class_path": exception_class_path, "traceback": traceback})
 
 
-class Broker:
-    """The worker's side of the protocol, on one asyncio Redis client."""
+FETCH, ACK = Lua(scripts.FETCH), Lua(scripts.ACK)
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+
+class Broker:
+    """The worker's side of the protocol: the hot path (fetch, ack) on the lean pipelined
+    connection, the rest (blocking waits, heartbeats, recovery) on redis.asyncio."""
+
+    def __init__(self, client: aioredis.Redis, fast: FastRedis, keys: Keys) -> None:
         self.client = client
+        self.fast = fast
         self.keys = keys
-        self._fetch = client.register_script(scripts.FETCH)
-        self._ack = client.register_script(scripts.ACK)
         self._requeue = client.register_script(scripts.REQUEUE)
 
     async def fetch(self, queue: str, count: int, worker_id: str) -> tuple[list[Lease], int | None]:
@@ -173,7 +177,8 @@ class Broker:
         k = self.keys
         keys = [k.ready(queue), k.delayed(queue), k.wip(queue, worker_id), k.workers(queue)]
         keys.append(k.notify(queue))
-        rows, next_due = await self._fetch(keys, [now_ms(), count, worker_id, k.job_prefix(queue)])
+        argv = [now_ms(), count, worker_id, k.job_prefix(queue)]
+        rows, next_due = await self.fast.run(FETCH, keys, argv)
         leases = []
         for row in rows:
             job_id = row[0].decode()
@@ -202,7 +207,7 @@ class Broker:
         )
         args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms, HISTORY, batch]
         keys = [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)]
-        await self._ack([*keys, k.stats(queue), k.done(queue), k.cancel(queue)], args)
+        await self.fast.run(ACK, [*keys, k.stats(queue), k.done(queue), k.cancel(queue)], args)
 
     async def requeue(
         self, queue: str, worker_id: str, mode: str, error: bytes = b""

@@ -103,7 +103,7 @@ class Worker:
         self._room.set()
 
     async def run(self) -> None:
-        self.broker = Broker(self.backend.aclient(), self.backend.keys)
+        self.broker = self.backend.broker()
         await self._retrying(self._heartbeat)
         logger.info("Worker %s serving %s, concurrency %d", self.id, self.queues, self.concurrency)
         background = [

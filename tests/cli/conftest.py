@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
-from worker.broker import Broker
 from worker.cli import cli
 
 WORKER = "cli-test-host:4242:abcdef"
@@ -41,7 +40,7 @@ async def jobs(backend, run_worker) -> Jobs:
     delayed = await tasks.add.using(run_after=later).aenqueue(3, 4)
     running = await tasks.record.using(queue_name="reports").aenqueue("busy")
     # A real fetch leases it, as a worker's would; the heartbeat makes that worker live.
-    broker = Broker(backend.aclient(), backend.keys)
+    broker = backend.broker()
     [lease], _ = await broker.fetch("reports", 1, WORKER)
     assert lease.id == running.id
     beat = {"id": WORKER, "host": "cli-test-host", "pid": 4242, "queues": ["reports"],

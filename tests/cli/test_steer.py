@@ -6,7 +6,6 @@ import orjson
 from tests.cli.conftest import WORKER, run, run_json
 from tests.engine import tasks
 from tests.engine.helpers import finished
-from worker.broker import Broker
 
 
 def state(job_id: str) -> str:
@@ -55,7 +54,7 @@ async def test_cancel_queued_running_and_finished_jobs(jobs, backend):
         assert (shown["state"], shown["status"]) == ("cancelled", "FAILED")
         assert shown["errors"][-1]["exception_class_path"] == "worker.exceptions.Cancelled"
     # Never to run: a worker's fetch finds nothing.
-    leases, _ = await Broker(backend.aclient(), backend.keys).fetch("default", 10, "w2")
+    leases, _ = await backend.broker().fetch("default", 10, "w2")
     assert leases == []
     assert run_json("status")["queues"][0]["counters"]["cancelled"] == 2
 
