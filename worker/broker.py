@@ -140,9 +140,15 @@ class Lease:
     id: str
     payload: bytes | None
     attempt: int = 0
+    max_attempts: int = 1
     worker_ids: tuple[str, ...] = ()
     enqueued_ms: int | None = None
-    started_ms: int | None = None
+    started_ms: int | None = None  # the job's first start
+    attempted_ms: int | None = None  # this attempt's start
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ class Outcome:
     """The end of one attempt, as the ack script takes it."""
 
     job_id: str
+    attempt: int  # whose outcome this is: a stale one must not overwrite a later attempt's
     kind: str  # "ok", "err" (retried while attempts remain), "fatal" or "cancel"
     value: bytes  # JSON: the return value, or {"exception_class_path", "traceback"}
     retry_delay_ms: int = 0
@@ -177,8 +184,10 @@ class Broker:
         k = self.keys
         keys = [k.ready(queue), k.delayed(queue), k.wip(queue, worker_id), k.workers(queue)]
         keys.append(k.notify(queue))
-        argv = [now_ms(), count, worker_id, k.job_prefix(queue)]
-        rows, next_due = await self.fast.run(FETCH, keys, argv)
+        now = now_ms()
+        rows, next_due = await self.fast.run(
+            FETCH, keys, [now, count, worker_id, k.job_prefix(queue)]
+        )
         leases = []
         for row in rows:
             job_id = row[0].decode()
@@ -190,9 +199,11 @@ class Broker:
                     id=job_id,
                     payload=row[1],
                     attempt=int(row[2]),
+                    max_attempts=int(row[6] or 1),
                     worker_ids=tuple(row[3].decode().split(",")),
                     enqueued_ms=int(row[4]) if row[4] else None,
                     started_ms=int(row[5]),
+                    attempted_ms=now,
                 )
             )
         return leases, int(float(next_due)) if next_due is not None else None
@@ -203,24 +214,28 @@ class Broker:
         """Store outcomes and drop their leases, all in one atomic call."""
         k = self.keys
         batch = orjson.dumps(
-            [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms) for o in outcomes]
+            [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt) for o in outcomes]
         )
         args: list[Any] = [now_ms(), k.job_prefix(queue), result_ttl_ms, HISTORY, batch]
         keys = [k.wip(queue, worker_id), k.ready(queue), k.delayed(queue), k.dead(queue)]
         await self.fast.run(ACK, [*keys, k.stats(queue), k.done(queue), k.cancel(queue)], args)
 
     async def requeue(
-        self, queue: str, worker_id: str, mode: str, error: bytes = b""
+        self, queue: str, worker_id: str, mode: str, error: bytes = b"", ids: list[str] = ()
     ) -> tuple[int, int]:
-        """Put a worker's leased jobs back: ``mode`` is "lost" (it died) or "released"
-        (it is shutting down). Returns (requeued, dead-lettered)."""
+        """Put a worker's leased jobs back (only ``ids``, if given): ``mode`` is "lost" (it
+        died) or "released" (not run: shutting down, or never started). Returns
+        (requeued, dead-lettered)."""
         k = self.keys
         keys = [k.wip(queue, worker_id), k.ready(queue), k.dead(queue), k.workers(queue)]
         keys += [k.notify(queue), k.stats(queue)]
-        back, dead = await self._requeue(
-            keys, [now_ms(), k.job_prefix(queue), worker_id, mode, error]
-        )
+        argv = [now_ms(), k.job_prefix(queue), worker_id, mode, error, *ids]
+        back, dead = await self._requeue(keys, argv)
         return int(back), int(dead)
+
+    async def leased(self, queue: str, worker_id: str) -> set[str]:
+        """The ids ``worker_id`` holds leases on in ``queue``."""
+        return {i.decode() for i in await self.client.smembers(self.keys.wip(queue, worker_id))}
 
     async def cancel_requests(self, queue: str) -> list[str]:
         """Ids of running jobs of ``queue`` an operator asked to cancel (worker/ops.py)."""

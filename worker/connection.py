@@ -12,8 +12,9 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 
-# What a lost or refused connection to Redis raises: the worker rides these out.
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# What the worker rides out with backoff: a lost or refused connection, and errors Redis
+# answers with for a while (OOM, READONLY during a failover, LOADING after a restart).
+REDIS_ERRORS = (redis.RedisError, OSError)
 
 # Commands wait at most this long on a silent socket; blocking reads stay well below it.
 SOCKET_TIMEOUT = 10.0

@@ -30,6 +30,7 @@ class Slot(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="job")
         self.used = False
+        self.last: Future | None = None  # the latest work given to the thread
         # What ThreadSensitiveContext(executor=self) registers with asgiref on each entry,
         # registered once: sync_to_async finds this executor by the context of the job.
         self.context = ThreadSensitiveContext()
@@ -44,8 +45,15 @@ class Slot(ThreadPoolExecutor):
         if not self.used:
             # Like request_started: drop connections that went stale since the last job.
             self.used = True
-            return super().submit(_after_closing_old_connections, fn, *args, **kwargs)
-        return super().submit(fn, *args, **kwargs)
+            self.last = super().submit(_after_closing_old_connections, fn, *args, **kwargs)
+        else:
+            self.last = super().submit(fn, *args, **kwargs)
+        return self.last
+
+    @property
+    def busy(self) -> bool:
+        """Whether the thread still runs work of a job that is over (timed out, cancelled)."""
+        return self.last is not None and not self.last.done()
 
 
 def _after_closing_old_connections(fn, *args, **kwargs):
@@ -88,10 +96,11 @@ def _class_path(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def failure(exc: BaseException, job_id: str, kind: str = "fatal", delay: float = 0.0) -> Outcome:
+def failure(exc: BaseException, lease: Lease, kind: str = "fatal", delay: float = 0.0) -> Outcome:
     """The outcome of an attempt that raised ``exc``; ``kind`` as Outcome.kind."""
     text = "".join(traceback.format_exception(exc))
-    return Outcome(job_id, kind, error_json(_class_path(exc), text), int(delay * 1000))
+    error = error_json(_class_path(exc), text)
+    return Outcome(lease.id, lease.attempt, kind, error, int(delay * 1000))
 
 
 def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
@@ -104,7 +113,7 @@ def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
         backend,
         enqueued_at=from_ms(lease.enqueued_ms),
         started_at=from_ms(lease.started_ms),
-        last_attempted_at=from_ms(lease.started_ms),
+        last_attempted_at=from_ms(lease.attempted_ms),
         worker_ids=lease.worker_ids,
     )
 
@@ -119,7 +128,6 @@ async def attempt(
     args = [TaskContext(task_result=result), *call.args] if task.takes_context else call.args
     deadline = asyncio.timeout(task.timeout)
     slot = slots.take()
-    future: Future | None = None
     entered: Token | None = None
     try:
         if asyncio.iscoroutinefunction(task.func):
@@ -139,9 +147,10 @@ async def attempt(
     finally:
         if entered is not None:
             SyncToAsync.thread_sensitive_context.reset(entered)
-        if future is not None and not future.done():
-            # A thread cannot be stopped: it runs on, and its slot is reused once it ends.
-            future.add_done_callback(
+        if slot.busy:
+            # A thread cannot be stopped (a sync job, or an async one's ORM call, over its
+            # timeout): it runs on, and the slot is reused once it ends.
+            slot.last.add_done_callback(
                 partial(slots.give_back_from_thread, slot, asyncio.get_running_loop())
             )
         else:
@@ -152,11 +161,11 @@ def outcome_of(call: Call, lease: Lease, value: Any, error: BaseException | None
     """What to store for an attempt: its value, or its error with whether to retry."""
     if error is None:
         try:
-            return Outcome(lease.id, "ok", orjson.dumps(normalize_json(value)))
+            return Outcome(lease.id, lease.attempt, "ok", orjson.dumps(normalize_json(value)))
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")
-            return failure(error, lease.id)
-    if isinstance(error, PermanentFailure):
-        return failure(error, lease.id)
+            return failure(error, lease)
+    if isinstance(error, PermanentFailure) or lease.last_attempt:
+        return failure(error, lease)
     delay = call.task.retry_delay(lease.attempt, random.random())
-    return failure(error, lease.id, "err", delay)
+    return failure(error, lease, "err", delay)

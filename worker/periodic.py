@@ -86,6 +86,7 @@ class Cron:
             object.__setattr__(self, "days", crontab("*", "*", *fields[2:], strict=True))
         except ValueError as e:
             raise ImproperlyConfigured(f"cron {self.expression!r}: {e}") from None
+        self.next_after(datetime.now(UTC))  # one that never fires (Feb 30) fails here
 
     def _midnight(self, day: date) -> datetime:
         return datetime.combine(day, time(), self.tz).astimezone(UTC)

@@ -50,11 +50,14 @@ def make_result(
     )
 
 
-def errors_of(fields: dict[bytes, bytes]) -> list[TaskError]:
-    """Each attempt's error, in attempt order (stored as fields error:1, error:2, ...)."""
+def errors_of(fields: dict[bytes, bytes], before: int | None = None) -> list[TaskError]:
+    """Each attempt's error (of the attempts before ``before``, if given), in attempt order
+    (stored as fields error:1, error:2, ...)."""
     numbered = sorted(
         (int(name[6:]), value) for name, value in fields.items() if name.startswith(b"error:")
     )
+    if before is not None:
+        numbered = [(n, value) for n, value in numbered if n < before]
     return [TaskError(**orjson.loads(value)) for _, value in numbered]
 
 

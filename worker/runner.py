@@ -18,20 +18,26 @@ from collections import defaultdict
 from logging import ERROR, INFO
 
 import orjson
+from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
 
 from worker import execution, message, signals
 from worker.backend import RedisBackend
 from worker.broker import Broker, Lease, Outcome, error_json, now_ms
-from worker.connection import REDIS_ERRORS
+from worker.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
+from worker.results import errors_of
 from worker.scheduler import Scheduler
 
 logger = logging.getLogger("worker")
 
 # Seconds between looks for operators' cancel requests, while jobs run.
 CANCEL_POLL = 0.5
+# A lease this worker holds but knows nothing of for this long came from a fetch whose
+# reply was lost (no reply takes longer than SOCKET_TIMEOUT): the job never ran here.
+STRAY_AFTER = SOCKET_TIMEOUT + 5.0
 
 
 class Outage:
@@ -44,7 +50,7 @@ class Outage:
     async def failed(self, error: BaseException) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            logger.error("Redis unreachable (%s); retrying with backoff", error)
+            logger.error("Redis unreachable or failing (%r); retrying with backoff", error)
         await asyncio.sleep(self.delay * (0.5 + random.random() / 2))
         self.delay = min(self.delay * 2, 5.0)
 
@@ -90,6 +96,7 @@ class Worker:
         self._sender = type(backend)  # of Django's task signals, as Django's backends send them
         self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
+        self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
 
     def stop(self) -> None:
         """First call: stop fetching and drain within the grace period. Second: stop now."""
@@ -111,6 +118,7 @@ class Worker:
             asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._every(CANCEL_POLL, self._cancel_requested)),
+            asyncio.create_task(self._every(self.backend.lease / 4, self._release_strays)),
         ]
         if self.scheduler:
             background.append(asyncio.create_task(Scheduler(self.backend).run()))
@@ -145,6 +153,10 @@ class Worker:
                 continue
             self._outage.ok()
             if got:
+                if self._waiter is not None:
+                    # Busy now: a wake-up token should go to an idle worker, not to us.
+                    self._waiter.cancel()
+                    self._waiter = None
                 continue
             timeout = self.poll
             if next_due is not None:
@@ -166,9 +178,9 @@ class Worker:
 
     async def _wait_for_work(self, timeout: float) -> None:
         """Until a wake-up token, ``timeout`` seconds (the next delayed job), or a stop.
-        The BLPOP runs for the whole poll interval and outlives a shorter wait (it is not
-        cancelled, which would cost its connection): Redis times blocked commands out only
-        at its ``hz`` (100 ms by default), too coarsely for delayed jobs."""
+        The BLPOP runs for the whole poll interval and outlives a shorter wait, while the
+        worker stays idle: Redis times blocked commands out only at its ``hz`` (100 ms by
+        default), too coarsely for delayed jobs."""
         if self._waiter is None:
             self._waiter = asyncio.create_task(self.broker.wait_for_work(self.queues, self.poll))
         stopping = asyncio.create_task(self._stopping.wait())
@@ -197,7 +209,7 @@ class Worker:
                 call = message.decode(lease.payload, self.backend.max_payload_bytes)
             except MessageRejected as e:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
-                self._store(queue, execution.failure(e, lease.id))
+                self._store(queue, execution.failure(e, lease))
                 return
             result = None  # built only when a receiver or the task itself will look at it
             if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
@@ -207,13 +219,18 @@ class Worker:
                     await self._signal(task_started, result)
                 value, error = await execution.attempt(call, result, self._slots)
                 outcome = execution.outcome_of(call, lease, value, error)
-            except asyncio.CancelledError:
-                if lease.id not in self._cancelled:
+            except asyncio.CancelledError as e:
+                current = asyncio.current_task()
+                if lease.id in self._cancelled:  # an operator's cancel
+                    current.uncancel()
+                    self._cancelled.discard(lease.id)
+                    error = Cancelled("Cancelled by an operator while it ran.")
+                    outcome = execution.failure(error, lease, "cancel")
+                elif current.cancelling():
                     raise  # a forced shutdown: the job is released, not failed
-                asyncio.current_task().uncancel()
-                self._cancelled.discard(lease.id)
-                error = Cancelled("Cancelled by an operator while it ran.")
-                outcome = execution.failure(error, lease.id, "cancel")
+                else:  # raised by the task itself: an error like any other
+                    value, error = None, e
+                    outcome = execution.outcome_of(call, lease, None, e)
             self._store(queue, outcome)
             await self._report_finished(call, lease, result, outcome, value, error)
         finally:
@@ -226,15 +243,23 @@ class Worker:
     ) -> None:
         if outcome.kind == "err":
             delay = outcome.retry_delay_ms / 1000
-            logger.warning("Job %s attempt %d failed, retry in %.1fs: %r",
-                           lease.id, lease.attempt, delay, error)  # fmt: skip
+            logger.warning("Job %s attempt %d of %d failed, retry in %.1fs: %r",
+                           lease.id, lease.attempt, lease.max_attempts, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
         succeeded = outcome.kind == "ok"
         if signals.unheard(task_finished, self._sender, INFO if succeeded else ERROR):
             return
         if result is None:
             result = execution.running_result(call, lease, self.backend.alias)
-        object.__setattr__(result, "status", "SUCCESSFUL" if succeeded else "FAILED")
+        if lease.attempt > 1:  # the earlier attempts' errors, for a complete result
+            try:
+                fields = await self.broker.client.hgetall(self.backend.keys.job(lease.id))
+                object.__setattr__(result, "errors", errors_of(fields, before=lease.attempt))
+            except REDIS_ERRORS as e:
+                logger.debug("Earlier errors of job %s unread: %s", lease.id, e)
+        status = TaskResultStatus.SUCCESSFUL if succeeded else TaskResultStatus.FAILED
+        object.__setattr__(result, "status", status)
+        object.__setattr__(result, "finished_at", timezone.now())
         if succeeded:
             object.__setattr__(result, "_return_value", value)
         else:
@@ -270,8 +295,12 @@ class Worker:
             try:
                 await self.broker.ack(queue, self.id, outcomes, self.result_ttl_ms)
                 self._outage.ok()
-            except REDIS_ERRORS as e:
+            except BaseException as e:
+                # Whatever stopped this ack (an outage, a cancelled flush at shutdown), the
+                # outcomes wait for the next; the ACK script may safely see them twice.
                 self._outbox[queue][:0] = outcomes
+                if not isinstance(e, REDIS_ERRORS):
+                    raise
                 if deadline is not None and time.monotonic() > deadline:
                     logger.error("Gave up writing %d outcomes; their jobs will run again",
                                  sum(map(len, self._outbox.values())))  # fmt: skip
@@ -323,6 +352,24 @@ class Worker:
                     self._cancelled.add(job_id)
                     task.cancel()
 
+    async def _release_strays(self) -> None:
+        """Put back the jobs this worker holds leases on but never received: their FETCH ran
+        in Redis but its reply was lost. Its heartbeat would otherwise keep them forever."""
+        known = set(self._running)
+        known.update(o.job_id for outcomes in self._outbox.values() for o in outcomes)
+        now = time.monotonic()
+        for queue in self.queues:
+            unknown = await self.broker.leased(queue, self.id) - known
+            for job_id in list(self._strays):
+                if job_id.partition(":")[0] == queue and job_id not in unknown:
+                    del self._strays[job_id]  # it arrived, or was acked meanwhile
+            stale = [i for i in unknown if now - self._strays.setdefault(i, now) > STRAY_AFTER]
+            if stale:
+                back, _ = await self.broker.requeue(queue, self.id, "released", ids=stale)
+                logger.warning("Released %d leases whose fetch reply was lost", back)
+                for job_id in stale:
+                    del self._strays[job_id]
+
     async def _drain(self) -> None:
         """Give in-flight jobs the grace period (a second signal cuts it short), then cancel
         what is left: those jobs stay leased until ``_release`` puts them back."""
@@ -355,7 +402,7 @@ class Worker:
             await asyncio.sleep(seconds * (0.9 + random.random() / 5))
 
     async def _retrying(self, action) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await action()
                 self._outage.ok()

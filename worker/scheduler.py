@@ -39,6 +39,10 @@ class Scheduler:
                     await self.check(job, now)
                 except REDIS_ERRORS as e:
                     logger.debug("Scheduler could not reach Redis (%s); will retry", e)
+                except Exception:
+                    # One broken schedule (or enqueue receiver) must not stop the others.
+                    logger.exception("Periodic %s failed; trying again shortly", job.name)
+                    self._next[job.name] = now + 5 * TICK
             wake = min([*self._next.values(), now + TICK])
             await asyncio.sleep(max((wake - datetime.now(UTC)).total_seconds(), 0.001))
 
@@ -68,7 +72,10 @@ class Scheduler:
         self._next[job.name] = job.next_fire(fire)
         if answer == 2:
             logger.info("Periodic %s fired for %s: job %s", job.name, fire.isoformat(), new.id)
-            await signals.asend(task_enqueued, type(self.backend), task_result=result)
+            try:
+                await signals.asend(task_enqueued, type(self.backend), task_result=result)
+            except Exception:
+                logger.exception("A task_enqueued receiver failed for job %s", new.id)
         elif answer == 1:
             logger.warning("Periodic %s: fire time %s passed while no worker ran; skipped",
                            job.name, fire.isoformat())  # fmt: skip

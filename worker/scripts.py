@@ -12,6 +12,8 @@ reached from ids through the key prefix in ARGV, which stays inside the same has
 _STORE = """
 local function store(key, set, id, payload, priority, score, max_attempts, enqueued,
                      run_after, rank)
+  -- A job is written once: a replayed call (its reply was lost) must not reset it.
+  if redis.call('EXISTS', key) == 1 then return end
   redis.call('HSET', key, 'payload', payload, 'priority', priority, 'score', score,
              'max_attempts', max_attempts, 'status', 'READY', 'attempts', 0,
              'enqueued_at', enqueued)
@@ -83,7 +85,8 @@ return 2
 # Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
 # KEYS: ready, delayed, wip (this worker's), workers, notify
 # ARGV: now_ms, count, worker_id, job_key_prefix
-# Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at}..., next_delayed_due}
+# Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
+#   next_delayed_due}
 FETCH = """
 local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
@@ -97,7 +100,8 @@ local popped = redis.call('ZPOPMIN', KEYS[1], count)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = jobp .. id
-  local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at')
+  local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
+                       'max_attempts')
   if f[1] then
     local attempts = redis.call('HINCRBY', key, 'attempts', 1)
     local wids = f[2] and (f[2] .. ',' .. wid) or wid
@@ -105,7 +109,7 @@ for i = 1, #popped, 2 do
     redis.call('HSET', key, 'status', 'RUNNING', 'last_attempted_at', now,
                'started_at', started, 'worker_ids', wids)
     redis.call('SADD', KEYS[3], id)
-    out[#out + 1] = {id, f[1], attempts, wids, f[3], started}
+    out[#out + 1] = {id, f[1], attempts, wids, f[3], started, f[5]}
   else
     -- the id outlived its job (purged or expired): nothing to run
     out[#out + 1] = {id, false}
@@ -126,37 +130,45 @@ return {out, nxt[2] or false}
 # are otherwise only reachable by id).
 # KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel
 # ARGV: now_ms, job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
-#   [id, kind, value, retry_delay_ms] (one argument for the batch: cheaper to send than
-#   four per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
+#   [id, kind, value, retry_delay_ms, attempt] (one argument for the batch: cheaper to send
+#   than five per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
 #   error, retried while attempts remain; 'fatal': the JSON error, never retried;
 #   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
 ACK = """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
 for _, outcome in ipairs(cjson.decode(ARGV[5])) do
-  local id, kind, value, delay = outcome[1], outcome[2], outcome[3], outcome[4]
+  local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
+  local stale = false
   redis.call('ZREM', KEYS[7], id)
   if redis.call('SREM', KEYS[1], id) == 0 then
-    -- our lease was taken while we ran (we looked dead): the outcome stands, no second run
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('ZREM', KEYS[3], id)
+    -- Our lease was taken while we ran (we looked dead). If nobody has run the job since,
+    -- the outcome stands and it must not run again; if another attempt has begun, that
+    -- attempt owns the job: only this attempt's error is kept, for the record.
+    if tonumber(redis.call('HGET', key, 'attempts') or '0') == attempt then
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('ZREM', KEYS[3], id)
+    else
+      stale = true
+    end
   end
   if redis.call('EXISTS', key) == 1 then
-    if kind == 'ok' then
+    if stale then
+      if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
+    elseif kind == 'ok' then
       redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
       if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
       redis.call('ZADD', KEYS[6], now, id)
       counts.succeeded = counts.succeeded + 1
     else
-      local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
-      local attempts = tonumber(f[1] or '1')
-      redis.call('HSET', key, 'error:' .. attempts, value)
+      redis.call('HSET', key, 'error:' .. attempt, value)
       if kind == 'cancel' then
         redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
         if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
         counts.cancelled = counts.cancelled + 1
-      elseif kind == 'err' and attempts < tonumber(f[2] or '1') then
+      elseif kind == 'err'
+             and attempt < tonumber(redis.call('HGET', key, 'max_attempts') or '1') then
         redis.call('HSET', key, 'status', 'READY')
         redis.call('ZADD', KEYS[3], now + delay, id)
         counts.retried = counts.retried + 1
@@ -182,13 +194,25 @@ return 1
 #   and a job out of attempts goes to the dead letters (so a job that kills its worker
 #   every time cannot loop forever).
 # mode 'released': the worker is shutting down; the attempt does not count.
+# With ids after ARGV[5], only those of the worker's leases (still leased) go back, as
+# 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
 # KEYS: wip (that worker's), ready, dead, workers, notify, stats
-# ARGV: now_ms, job_key_prefix, worker_id, mode, error_json
+# ARGV: now_ms, job_key_prefix, worker_id, mode, error_json[, id...]
 # Returns {requeued, dead}
 REQUEUE = """
 local now, jobp, wid, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local back, dead = 0, 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+local ids = {}
+if #ARGV > 5 then
+  for i = 6, #ARGV do
+    if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then ids[#ids + 1] = ARGV[i] end
+  end
+else
+  ids = redis.call('SMEMBERS', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[4], wid)
+end
+for _, id in ipairs(ids) do
   local key = jobp .. id
   local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'score', 'worker_ids')
   if f[3] then
@@ -216,8 +240,6 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[4], wid)
 if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[6], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[6], 'failed', dead) end

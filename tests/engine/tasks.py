@@ -100,3 +100,12 @@ async def sleeper(seconds: float) -> str:
 @task()
 async def echo(value: object) -> object:
     return value
+
+
+@task(max_attempts=2, backoff=0.01)
+async def cancels_itself() -> None:
+    """Raises CancelledError of its own (as a cancelled and awaited sub-task does)."""
+    inner = asyncio.create_task(asyncio.sleep(10))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner

@@ -73,6 +73,7 @@ def test_last_fire_at_or_before():
         ({"every": 5, "cron": "* * * * *"}, "exactly one of every= or cron="),
         ({"cron": "* * *"}, "expected 5 fields"),
         ({"cron": "61 * * * *"}, "not a valid input"),
+        ({"cron": "0 0 30 2 *"}, "never fires"),
         ({"every": 0}, ">= 1"),
         ({"every": 5, "missed": "later"}, "'skip' or 'run_once'"),
         ({"every": 5, "args": [1]}, "missing a required argument"),

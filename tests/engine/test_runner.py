@@ -204,3 +204,55 @@ async def test_return_values_come_back_exactly(run_worker):
         await finished(result)
     assert result.return_value == value
     assert result.args == [value]
+
+
+async def test_a_cancelled_error_raised_by_the_task_is_an_error_not_a_stuck_job(run_worker):
+    result = await tasks.cancels_itself.aenqueue()
+    async with run_worker():
+        await finished(result)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 2
+    assert [e.exception_class_path for e in result.errors] == [
+        "asyncio.exceptions.CancelledError"
+    ] * 2
+
+
+async def test_the_last_failed_attempt_finishes_the_job_for_signal_receivers(run_worker):
+    seen = []
+
+    def on_finished(sender, task_result, **kwargs):
+        seen.append(task_result)
+
+    task_finished.connect(on_finished)
+    try:
+        result = await tasks.flaky.aenqueue("last", fail_times=5)  # 3 attempts, all fail
+        async with run_worker():
+            await finished(result)
+    finally:
+        task_finished.disconnect(on_finished)
+    [final] = seen
+    assert final.status is TaskResultStatus.FAILED
+    assert final.finished_at is not None
+    assert final.attempts == 3 and len(final.errors) == 3
+    assert final.last_attempted_at > final.started_at  # the third attempt's start
+
+
+async def test_an_error_reply_while_storing_outcomes_loses_none(run_worker, monkeypatch):
+    import redis
+
+    from worker.broker import Broker
+
+    real_ack, failures = Broker.ack, []
+
+    async def failing_once(self, *args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+        return await real_ack(self, *args, **kwargs)
+
+    monkeypatch.setattr(Broker, "ack", failing_once)
+    results = [await tasks.add.aenqueue(i, i) for i in range(5)]
+    async with run_worker():
+        for r in results:
+            await finished(r)
+    assert failures and [r.return_value for r in results] == [0, 2, 4, 6, 8]
