@@ -86,9 +86,10 @@ class RedisBackend(BaseTaskBackend):
         self.lease = float(self.config["lease"])
         self._url: str | None = self.config["url"]
         self._sync_client: tuple[redis.Redis, Script] | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple, LoopClients]
+        ] = weakref.WeakKeyDictionary()
+        self._identity = (alias, self._url, self.keys.prefix)  # of this backend's clients
 
     @staticmethod
     def check_queue_name(queue: str) -> None:
@@ -122,12 +123,21 @@ class RedisBackend(BaseTaskBackend):
         return Broker(clients.redis, clients.fast, self.keys)
 
     def loop_clients(self) -> LoopClients:
-        """This event loop's clients (an asyncio client belongs to the loop that made it)."""
+        """This event loop's clients (an asyncio client belongs to the loop that made it).
+        They hang on the loop itself where it allows, so a short-lived loop (async_to_sync
+        in a sync view) takes its connections with it when it goes; a mapping keyed by the
+        loop could not let go, its values holding the loop through their connections."""
         loop = asyncio.get_running_loop()
-        found = self._aclients.get(loop)
+        per_loop = getattr(loop, "_worker_clients", None)
+        if per_loop is None:
+            try:
+                per_loop = loop._worker_clients = {}  # type: ignore[attr-defined]
+            except AttributeError:  # a loop without attributes (uvloop): kept for good
+                per_loop = self._aclients.setdefault(loop, {})
+        found = per_loop.get(self._identity)
         if found is None:
             fast = FastRedis(self.url)
-            found = self._aclients[loop] = LoopClients(
+            found = per_loop[self._identity] = LoopClients(
                 redis=async_client(self.url, int(self.config["max_connections"])),
                 fast=fast,
                 batcher=EnqueueBatcher(fast, self.keys),
