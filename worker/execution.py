@@ -87,8 +87,9 @@ class Slots:
             slot.shutdown(wait=False)
 
     def shutdown(self) -> None:
+        """End the idle threads (at once: they are idle). Busy ones end with their work."""
         for slot in self._idle:
-            slot.shutdown(wait=False)
+            slot.shutdown(wait=True)
         self._idle.clear()
 
 

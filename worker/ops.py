@@ -281,7 +281,8 @@ class Ops:
         for record in records:
             task = lookup(record.task_path) if record.task_path else None
             args += (record.id, task.max_attempts if task else 1)
-        keys = [self.keys.dead(queue), self.keys.ready(queue), self.keys.notify(queue)]
+        k = self.keys
+        keys = [k.dead(queue), k.ready(queue), k.notify(queue), k.cancel(queue)]
         return int(self._retry(keys, args))
 
     def cancel(self, job_id: str, reason: str = "Cancelled by an operator.") -> str:

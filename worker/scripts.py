@@ -252,9 +252,10 @@ return {back, dead}
 """
 
 # Send dead-lettered jobs back to ready, each with a fresh set of attempts.
-# KEYS: dead, ready, notify
+# KEYS: dead, ready, notify, cancel
 # ARGV: job_key_prefix, then per job: id, attempts to allow on top of those used
-# Returns how many were requeued (ids not in the dead set are left alone).
+# Returns how many were requeued (ids not in the dead set are left alone). An old cancel
+# request for the job is dropped: it was about the run that ended.
 RETRY = """
 local n = 0
 for i = 2, #ARGV, 2 do
@@ -267,6 +268,7 @@ for i = 2, #ARGV, 2 do
                  'max_attempts', tonumber(f[1] or '0') + tonumber(ARGV[i + 1]))
       redis.call('HDEL', key, 'finished_at')
       redis.call('ZADD', KEYS[2], f[2], id)
+      redis.call('ZREM', KEYS[4], id)
       n = n + 1
     end
   end

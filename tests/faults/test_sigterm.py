@@ -61,3 +61,15 @@ def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
     assert stop(worker) == 0
     assert time.monotonic() - began < 5
     assert ready_ids(backend) == {r.id for r in results}
+
+
+def test_a_sync_job_thread_that_never_ends_does_not_hold_the_exit(start_worker, backend):
+    from tests.engine import tasks
+
+    stuck = tasks.slow_sync.enqueue(3600)  # timeout 0.2 s, but its thread sleeps on
+    worker = start_worker("--concurrency", "2", "--grace", "1")
+    wait_until(lambda: stuck.refresh() or stuck.is_finished, 20, "the timeout")
+    began = time.monotonic()
+    assert stop(worker) == 0
+    assert time.monotonic() - began < 5
+    assert b"Leaving 1 job threads still running" in worker.log.read_bytes()

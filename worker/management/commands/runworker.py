@@ -3,6 +3,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
@@ -55,6 +56,13 @@ class Command(BaseCommand):
 
         worker = Worker(chosen, queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
         asyncio.run(_serve(worker))
+        if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
+            # Threads of sync jobs past their timeout cannot be stopped, and the interpreter
+            # would wait for them at exit. Their jobs are already released or finished.
+            logger.warning("Leaving %d job threads still running: %s", len(hung), hung)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 async def _serve(worker) -> None:
