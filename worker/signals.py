@@ -27,12 +27,23 @@ _LOGGER = logging.getLogger("django.tasks")
 def unheard(signal: Signal, sender: type, level: int) -> bool:
     """Whether sending ``signal`` would have no effect: no receiver but Django's loggers,
     which would drop a record of ``level``."""
-    sync_receivers, async_receivers = signal._live_receivers(sender)
-    return (
-        not async_receivers
-        and all(receiver in _INLINE for receiver in sync_receivers)
-        and not _LOGGER.isEnabledFor(level)
-    )
+    return _only_loggers(signal, sender) and not _LOGGER.isEnabledFor(level)
+
+
+_verdicts: dict[tuple, bool] = {}
+
+
+def _only_loggers(signal: Signal, sender: type) -> bool:
+    # Asked twice per job: remembered for as long as the receivers stay the same (Django's
+    # own lookup keys name them; a receiver that died is a change too).
+    key = (id(signal), sender, signal._dead_receivers, *(r[0] for r in signal.receivers))
+    verdict = _verdicts.get(key)
+    if verdict is None:
+        sync_receivers, async_receivers = signal._live_receivers(sender)
+        verdict = not async_receivers and all(r in _INLINE for r in sync_receivers)
+        if len(_verdicts) < 1000:
+            _verdicts[key] = verdict
+    return verdict
 
 
 async def asend(signal: Signal, sender: type, **named: Any) -> None:
