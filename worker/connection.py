@@ -1,4 +1,4 @@
-"""Redis clients for the backend, and the embedded server used when no URL is configured."""
+"""Redis clients of the backend (redis-py, for all but the hot path: see fastredis.py)."""
 
 from __future__ import annotations
 
