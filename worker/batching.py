@@ -65,9 +65,16 @@ class EnqueueBatcher:
         by_queue: dict[str, list[tuple[NewJob, asyncio.Future]]] = defaultdict(list)
         for job, future in batch:
             by_queue[job.queue].append((job, future))
-        for queue, entries in by_queue.items():
-            for start in range(0, len(entries), CHUNK):
-                await self._store(queue, entries[start : start + CHUNK])
+        try:
+            for queue, entries in by_queue.items():
+                for start in range(0, len(entries), CHUNK):
+                    await self._store(queue, entries[start : start + CHUNK])
+        except BaseException:
+            # The sender was cancelled (its caller gave up, or the loop is closing): what
+            # it had not stored goes to the next round rather than leave a caller waiting
+            # for ever (a job is stored once, however often its script runs).
+            self._pending[:0] = [(job, future) for job, future in batch if not future.done()]
+            raise
 
     async def _store(self, queue: str, entries: list[tuple[NewJob, asyncio.Future]]) -> None:
         jobs = [job for job, _ in entries]

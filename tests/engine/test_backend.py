@@ -213,3 +213,17 @@ async def test_concurrent_aenqueues_all_fail_clearly_when_redis_is_down(settings
     )
     assert all(isinstance(o, BrokerUnavailable) for o in outcomes)
     assert "nothing was sent" in str(outcomes[-1])
+
+
+async def test_a_cancelled_enqueue_does_not_strand_the_others_batched_with_it(backend):
+    import asyncio
+
+    first = asyncio.create_task(tasks.add.aenqueue(0, 0))  # sends the first round
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(tasks.add.aenqueue(i, 1)) for i in range(1, 50)]
+    await asyncio.sleep(0)
+    first.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*others), 5)
+    stored = set(ready_ids(backend))
+    assert {r.id for r in results} <= stored
+    assert len(stored) in (49, 50)  # the cancelled call's job may have gone out already
