@@ -91,6 +91,7 @@ class RedisBackend(BaseTaskBackend):
             asyncio.AbstractEventLoop, dict[tuple, LoopClients]
         ] = weakref.WeakKeyDictionary()
         self._identity = (alias, self._url, self.keys.prefix)  # of this backend's clients
+        self._valid_tasks: set[Task] = set()
 
     @staticmethod
     def check_queue_name(queue: str) -> None:
@@ -146,8 +147,14 @@ class RedisBackend(BaseTaskBackend):
         return found
 
     def validate_task(self, task: Task) -> None:
+        # Django's checks inspect the function's signature: once per task is enough (a
+        # task is a frozen dataclass; a one-off run_after copy is checked each time).
+        if task in self._valid_tasks:
+            return
         super().validate_task(task)
         self.check_queue_name(task.queue_name)
+        if task.run_after is None and len(self._valid_tasks) < 10_000:
+            self._valid_tasks.add(task)
 
     @contextmanager
     def _reaching_redis(self, what: str):
@@ -215,7 +222,8 @@ class RedisBackend(BaseTaskBackend):
             ) is not None:
                 # A duplicate of a unique task: the first job stands for it.
                 return await self.aget_result(first.decode())
-        await signals.asend(task_enqueued, type(self), task_result=result)
+        if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
+            await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
     def _send(self, result: TaskResult, job: NewJob) -> TaskResult:
