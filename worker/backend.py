@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -41,7 +41,7 @@ from worker.exceptions import BrokerUnavailable
 from worker.fastredis import FastRedis
 from worker.redis_server import embedded_url
 from worker.results import make_result, parse
-from worker.task import Task
+from worker.task import Arguments, Task
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
@@ -238,11 +238,13 @@ class RedisBackend(BaseTaskBackend):
     # Bulk enqueue: one round trip for many calls of one task. Not Django's API (it has
     # none); reached as task.enqueue_many / task.aenqueue_many (worker.task.Task).
 
-    def _prepare_many(self, task: Task, calls: Iterable[Call]) -> list[tuple[TaskResult, NewJob]]:
+    def _prepare_many(
+        self, task: Task, calls: Iterable[Arguments]
+    ) -> list[tuple[TaskResult, NewJob]]:
         self.validate_task(task)
         return [self._new_job(task, args, kwargs) for args, kwargs in calls]
 
-    def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+    def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:  # each call must be checked against the others
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = self._prepare_many(task, calls)
@@ -251,7 +253,7 @@ class RedisBackend(BaseTaskBackend):
             send()
         return [result for result, _ in prepared]
 
-    async def aenqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+    async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:
             return [await self.aenqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = self._prepare_many(task, calls)
@@ -291,6 +293,3 @@ class RedisBackend(BaseTaskBackend):
             return self.keys.job(result_id)
         except ValueError as e:
             raise TaskResultDoesNotExist(str(e)) from None
-
-
-Call = tuple[Sequence[Any], Mapping[str, Any]]  # (args, kwargs)

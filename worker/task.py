@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 _registry: dict[str, Task] = {}
 
+Arguments = tuple[Sequence[Any], Mapping[str, Any]]  # one call's (args, kwargs)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task(DjangoTask):
@@ -44,11 +46,11 @@ class Task(DjangoTask):
             raise InvalidTask(f"{self.name}: unique_for must be a positive number of seconds")
         register(self)
 
-    def enqueue_many(self, calls: Iterable[tuple[Sequence, Mapping]]) -> list[TaskResult]:
+    def enqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
         """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
         return self.get_backend().enqueue_many(self, calls)
 
-    async def aenqueue_many(self, calls: Iterable[tuple[Sequence, Mapping]]) -> list[TaskResult]:
+    async def aenqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
         """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
         return await self.get_backend().aenqueue_many(self, calls)
 
