@@ -38,6 +38,7 @@ from worker.redis_server import RedisServer, free_port  # noqa: E402
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
+WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "web")
 
 
 @dataclass(frozen=True)
@@ -589,19 +590,24 @@ def pkg(name: str) -> str:
 
 async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Figures:
     figures = Figures()
+    want = args.only
     for run in range(1, args.runs + 1):
         say(f"run {run} of {args.runs}")
-        if r := await attempt(figures, "ours", "drain", harness.drain(1)):
+        if "drain" in want and (r := await attempt(figures, "ours", "drain", harness.drain(1))):
             figures.add("ours", r, drain="jobs_per_s", startup="startup_s")
-        if r := await attempt(figures, "ours", "drain --processes 2", harness.drain(2)):
+        if "scale" in want and (
+            r := await attempt(figures, "ours", "drain --processes 2", harness.drain(2))
+        ):
             figures.add("ours", r, drain_p2="jobs_per_s")
-        if r := await attempt(figures, "ours", "io", harness.io()):
+        if "io" in want and (r := await attempt(figures, "ours", "io", harness.io())):
             figures.add("ours", r, io="ratio")
-        if r := await attempt(figures, "ours", "latency", harness.latency()):
+        if "latency" in want and (r := await attempt(figures, "ours", "latency", harness.latency())):
             figures.add("ours", r, p50="p50_ms", p99="p99_ms")
-        if r := await attempt(figures, "ours", "enqueue", harness.enqueue()):
+        if "enqueue" in want and (r := await attempt(figures, "ours", "enqueue", harness.enqueue())):
             figures.add("ours", r, enqueue="one_per_s", bulk="bulk_per_s")
-        if run == 1 and (r := await attempt(figures, "ours", "memory", harness.memory())):
+        if run == 1 and "memory" in want and (
+            r := await attempt(figures, "ours", "memory", harness.memory())
+        ):
             figures.add("ours", r, rss_idle="idle_mb", rss_busy="busy_mb")
         for library in ("arq", "saq") if peers else ():
             workloads = [
@@ -612,12 +618,14 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
                 ("latency", "p50", "p50_ms", ["--jobs", sizes.latency_jobs]),
             ]  # fmt: skip
             for workload, metric, key, options in workloads:
+                if workload not in want:
+                    continue
                 call = _peer_call(peers, library, workload, [str(o) for o in options])
                 if r := await attempt(figures, library, workload, call):
                     figures.add(library, r, **{metric: key})
                     if workload == "latency":
                         figures.add(library, r, p99="p99_ms")
-    if not args.no_web:
+    if "web" in want:
         await web(args, sizes, harness, figures)
     return figures
 
@@ -680,7 +688,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
     parser.add_argument("--no-peers", action="store_true", help="skip arq and SAQ")
     parser.add_argument("--no-web", action="store_true", help="skip the uvicorn benchmark")
+    parser.add_argument(
+        "--only",
+        type=lambda v: set(v.split(",")),
+        default=set(WORKLOADS),
+        help=f"comma-separated workloads to run, of {','.join(WORKLOADS)} (default: all)",
+    )
     args = parser.parse_args()
+    if unknown := args.only - set(WORKLOADS):
+        parser.error(f"--only: unknown workload(s) {','.join(sorted(unknown))}")
+    if args.no_web:
+        args.only.discard("web")
+    peers_wanted = args.only & {"drain", "io", "latency"}
     args.runs = args.runs or (1 if args.quick else 3)
     sizes = QUICK if args.quick else FULL
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -709,7 +728,7 @@ def main() -> None:
     try:
         harness = Harness(sizes, log_dir, redis_url, db_url)
         peers = None
-        if not args.no_peers:
+        if not args.no_peers and peers_wanted:
             peers = Peers(redis_url, log_dir)
             try:
                 peers.ensure_venv()

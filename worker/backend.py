@@ -30,17 +30,23 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from django.utils import timezone
 from redis.commands.core import Script
 
 from worker import message, scripts, signals
 from worker.batching import CHUNK, ENQUEUE, EnqueueBatcher
-from worker.broker import Broker, Keys, NewJob, enqueue_arguments, enqueue_many_arguments
+from worker.broker import (
+    Broker,
+    Keys,
+    NewJob,
+    enqueue_arguments,
+    enqueue_many_arguments,
+    now_ms,
+)
 from worker.connection import async_client, redacted, sync_client
 from worker.exceptions import BrokerUnavailable
 from worker.fastredis import FastRedis
 from worker.redis_server import embedded_url
-from worker.results import make_result, parse
+from worker.results import from_ms, make_result, parse
 from worker.task import Arguments, Task
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
@@ -91,7 +97,7 @@ class RedisBackend(BaseTaskBackend):
             asyncio.AbstractEventLoop, dict[tuple, LoopClients]
         ] = weakref.WeakKeyDictionary()
         self._identity = (alias, self._url, self.keys.prefix)  # of this backend's clients
-        self._valid_tasks: set[Task] = set()
+        self._valid_tasks: dict[int, Task] = {}  # id -> task, checked already
 
     @staticmethod
     def check_queue_name(queue: str) -> None:
@@ -148,13 +154,14 @@ class RedisBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         # Django's checks inspect the function's signature: once per task is enough (a
-        # task is a frozen dataclass; a one-off run_after copy is checked each time).
-        if task in self._valid_tasks:
+        # task is a frozen dataclass; a one-off run_after copy is checked each time). Found
+        # by identity: hashing a task hashes all its fields, a cost on every enqueue.
+        if self._valid_tasks.get(id(task)) is task:
             return
         super().validate_task(task)
         self.check_queue_name(task.queue_name)
         if task.run_after is None and len(self._valid_tasks) < 10_000:
-            self._valid_tasks.add(task)
+            self._valid_tasks[id(task)] = task
 
     @contextmanager
     def _reaching_redis(self, what: str):
@@ -171,13 +178,18 @@ class RedisBackend(BaseTaskBackend):
         return self._new_job(task, args, kwargs)
 
     def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
-        args, kwargs = list(args), dict(kwargs)
-        body = message.encode(task, args, kwargs, self.max_payload_bytes)
-        now = timezone.now()
-        job_id = message.new_job_id(task.queue_name)
+        args, kwargs, body = message.encode(task, args, kwargs, self.max_payload_bytes)
+        enqueued_ms = now_ms()  # one clock reading: the result says what Redis stores
+        job_id = message.new_job_id(task.queue_name, enqueued_ms)
         run_after = task.run_after
         result = make_result(
-            task, job_id, TaskResultStatus.READY, args, kwargs, self.alias, enqueued_at=now
+            task,
+            job_id,
+            TaskResultStatus.READY,
+            args,
+            kwargs,
+            self.alias,
+            enqueued_at=from_ms(enqueued_ms),
         )
         unique = None
         if task.unique_for is not None:
@@ -189,7 +201,7 @@ class RedisBackend(BaseTaskBackend):
             priority=task.priority,
             max_attempts=task.max_attempts,
             run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
-            enqueued_ms=int(now.timestamp() * 1000),
+            enqueued_ms=enqueued_ms,
             unique=unique,
         )
         return result, job

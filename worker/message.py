@@ -24,11 +24,14 @@ from worker.task import Task, arguments_error, bound_arguments, lookup
 _sequence = itertools.count()
 
 
-def new_job_id(queue: str) -> str:
+def new_job_id(queue: str, ms: int | None = None) -> str:
+    """An id for a job of ``queue`` enqueued at ``ms`` (epoch milliseconds; default now)."""
     # The queue is part of the id so a result is found from the id alone, under the queue's
     # hash tag. Ids sort by enqueue time, then by a per-process sequence: jobs enqueued in
     # one millisecond (same score in the ready set) still run first in, first out.
-    ms, seq = int(time.time() * 1000), next(_sequence) & 0xFFFF
+    if ms is None:
+        ms = int(time.time() * 1000)
+    seq = next(_sequence) & 0xFFFF
     return f"{queue}:{ms:011x}{seq:04x}{random.getrandbits(48):012x}"
 
 
@@ -39,8 +42,9 @@ def queue_of(job_id: str) -> str:
     return queue
 
 
-def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
-    """The message for a call of ``task``, or InvalidArguments naming what is wrong."""
+def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> tuple[list, dict, bytes]:
+    """The message for a call of ``task``, with its arguments made JSON-ready (lists,
+    dicts, scalars), or InvalidArguments naming what is wrong."""
     try:
         args, kwargs = _json_ready(list(args)), _json_ready(dict(kwargs))
     except (TypeError, ValueError) as e:
@@ -62,7 +66,7 @@ def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> bytes:
         raise InvalidArguments(
             f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
         )
-    return body
+    return args, kwargs, body
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})

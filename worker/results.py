@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,20 +35,24 @@ def make_result(
     errors: Iterable[TaskError] = (),
     worker_ids: Iterable[str] = (),
 ) -> TaskResult:
-    return TaskResult(
-        task=task,
-        id=job_id,
-        status=status,
-        enqueued_at=enqueued_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        last_attempted_at=last_attempted_at,
-        args=args,
-        kwargs=kwargs,
-        backend=backend,
-        errors=list(errors),
-        worker_ids=list(worker_ids),
-    )
+    """A TaskResult for arguments that are JSON-ready already: decoded from a message, or
+    checked by message.encode. TaskResult's own __init__ would walk them again, through
+    abstract-class checks that cost more than the rest of an enqueue's Python."""
+    result = object.__new__(TaskResult)
+    values = (task, job_id, status, enqueued_at, started_at, finished_at, last_attempted_at,
+              args, kwargs, backend, list(errors), list(worker_ids), None)  # fmt: skip
+    for set_field, value in zip(_SETTERS, values, strict=True):
+        set_field(result, value)
+    return result
+
+
+# TaskResult's fields, in the order make_result gives them, checked against Django's.
+_FIELDS = ("task", "id", "status", "enqueued_at", "started_at", "finished_at",
+           "last_attempted_at", "args", "kwargs", "backend", "errors", "worker_ids",
+           "_return_value")  # fmt: skip
+if tuple(f.name for f in dataclass_fields(TaskResult)) != _FIELDS:
+    raise ImportError("worker.results.make_result does not match this Django's TaskResult")
+_SETTERS = [vars(TaskResult)[name].__set__ for name in _FIELDS]  # its slots
 
 
 def errors_of(fields: dict[bytes, bytes], before: int | None = None) -> list[TaskError]:

@@ -4,31 +4,50 @@ Every script touches one queue's keys only, all under its {queue} hash tag. Job 
 reached from ids through the key prefix in ARGV, which stays inside the same hash slot.
 """
 
-# store(): a new job's hash, and its id in ready or delayed (`set`), ranked by `rank`
-# (its score in ready, or its due time in delayed). wake(): one wake-up token for an idle
-# worker. The scripts that enqueue take a job as KEYS[1..3] = job, ready or delayed,
-# notify and ARGV[1..8] = id, payload, priority, score, max_attempts, enqueued_ms,
-# run_after_ms or '', rank.
-_STORE = """
-local function store(key, set, id, payload, priority, score, max_attempts, enqueued,
-                     run_after, rank)
+# Helpers every script may use. wake(): one wake-up token for an idle worker (a burst of
+# enqueues leaves one, not one each). each(): a command over a list of members, in slices
+# (Lua's unpack has a limit of a few thousand values); one call for many members costs a
+# script much less than a call per member. Returns the replies, concatenated.
+_LIB = """
+local function wake(notify)
+  if redis.call('LLEN', notify) == 0 then redis.call('RPUSH', notify, 1) end
+end
+local function each(command, key, members)
+  local replies = {}
+  for i = 1, #members, 1000 do
+    local reply = redis.call(command, key, unpack(members, i, math.min(i + 999, #members)))
+    if type(reply) == 'table' then
+      for _, r in ipairs(reply) do replies[#replies + 1] = r end
+    end
+  end
+  return replies
+end
+"""
+
+# store(): a new job's hash; true unless it exists already. The scripts that enqueue one
+# job take it as KEYS[1..3] = job, ready or delayed, notify and ARGV[1..8] = id, payload,
+# priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank (its score in ready,
+# or its due time in delayed); store_argv() stores that job, ranks it and wakes a worker.
+_STORE = (
+    _LIB
+    + """
+local function store(key, _id, payload, priority, score, max_attempts, enqueued, run_after)
   -- A job is written once: a replayed call (its reply was lost) must not reset it.
-  if redis.call('EXISTS', key) == 1 then return end
+  if redis.call('EXISTS', key) == 1 then return false end
   redis.call('HSET', key, 'payload', payload, 'priority', priority, 'score', score,
              'max_attempts', max_attempts, 'status', 'READY', 'attempts', 0,
              'enqueued_at', enqueued)
   if run_after ~= '' then redis.call('HSET', key, 'run_after', run_after) end
-  redis.call('ZADD', set, rank, id)
-end
-local function wake(notify)
-  redis.call('RPUSH', notify, 1)
-  redis.call('LTRIM', notify, -1, -1)
+  return true
 end
 local function store_argv()
-  store(KEYS[1], KEYS[2], unpack(ARGV, 1, 8))
-  wake(KEYS[3])
+  if store(KEYS[1], unpack(ARGV, 1, 7)) then
+    redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
+    wake(KEYS[3])
+  end
 end
 """
+)
 
 # Enqueue. With a uniqueness key, if it names a job that still exists, return that job's
 # id instead of storing a new one.
@@ -54,10 +73,17 @@ ENQUEUE_MANY = (
     _STORE
     + """
 local jobs = cjson.decode(ARGV[2])
+local ranked = {{}, {}}  -- ready, delayed: rank, id, rank, id...
 for _, j in ipairs(jobs) do
-  store(ARGV[1] .. j[1], j[9] == 1 and KEYS[2] or KEYS[1], unpack(j, 1, 8))
+  if store(ARGV[1] .. j[1], unpack(j, 1, 7)) then
+    local into = ranked[j[9] + 1]
+    into[#into + 1] = j[8]
+    into[#into + 1] = j[1]
+  end
 end
-if #jobs > 0 then wake(KEYS[3]) end
+each('ZADD', KEYS[1], ranked[1])
+each('ZADD', KEYS[2], ranked[2])
+if #ranked[1] + #ranked[2] > 0 then wake(KEYS[3]) end
 return #jobs
 """
 )
@@ -87,7 +113,9 @@ return 2
 # ARGV: now_ms, count, worker_id, job_key_prefix
 # Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
 #   next_delayed_due}
-FETCH = """
+FETCH = (
+    _LIB
+    + """
 local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -95,35 +123,36 @@ for _, id in ipairs(due) do
   if score then redis.call('ZADD', KEYS[1], score, id) end
   redis.call('ZREM', KEYS[2], id)
 end
-local out = {}
+local out, leased = {}, {}
 local popped = redis.call('ZPOPMIN', KEYS[1], count)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = jobp .. id
   local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
-                       'max_attempts')
+                       'max_attempts', 'attempts')
   if f[1] then
-    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    local attempts = tonumber(f[6] or '0') + 1
     local wids = f[2] and (f[2] .. ',' .. wid) or wid
     local started = f[4] or ARGV[1]
-    redis.call('HSET', key, 'status', 'RUNNING', 'last_attempted_at', now,
-               'started_at', started, 'worker_ids', wids)
-    redis.call('SADD', KEYS[3], id)
+    redis.call('HSET', key, 'status', 'RUNNING', 'attempts', attempts,
+               'last_attempted_at', now, 'started_at', started, 'worker_ids', wids)
+    leased[#leased + 1] = id
     out[#out + 1] = {id, f[1], attempts, wids, f[3], started, f[5]}
   else
     -- the id outlived its job (purged or expired): nothing to run
     out[#out + 1] = {id, false}
   end
 end
-if #out > 0 then redis.call('SADD', KEYS[4], wid) end
-if redis.call('ZCARD', KEYS[1]) > 0 then
-  -- more is waiting than this worker took: wake another idle worker
-  redis.call('RPUSH', KEYS[5], 1)
-  redis.call('LTRIM', KEYS[5], -1, -1)
+if #leased > 0 then
+  each('SADD', KEYS[3], leased)
+  redis.call('SADD', KEYS[4], wid)
 end
+-- more is waiting than this worker took: wake another idle worker
+if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[5]) end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {out, nxt[2] or false}
 """
+)
 
 # Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 # `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
@@ -134,15 +163,22 @@ return {out, nxt[2] or false}
 #   than five per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
 #   error, retried while attempts remain; 'fatal': the JSON error, never retried;
 #   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
-ACK = """
+ACK = (
+    _LIB
+    + """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
-for _, outcome in ipairs(cjson.decode(ARGV[5])) do
+local outcomes, ids, done, seen = cjson.decode(ARGV[5]), {}, {}, {}
+for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
+local held = each('SMISMEMBER', KEYS[1], ids)
+each('SREM', KEYS[1], ids)
+if redis.call('EXISTS', KEYS[7]) == 1 then each('ZREM', KEYS[7], ids) end
+for i, outcome in ipairs(outcomes) do
   local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
   local stale = false
-  redis.call('ZREM', KEYS[7], id)
-  if redis.call('SREM', KEYS[1], id) == 0 then
+  -- an id twice in one batch (two attempts' outcomes): the lease was the first one's
+  if held[i] == 0 or seen[id] then
     -- Our lease was taken while we ran (we looked dead). If nobody has run the job since,
     -- the outcome stands and it must not run again; if another attempt has begun, that
     -- attempt owns the job: only this attempt's error is kept, for the record.
@@ -153,13 +189,15 @@ for _, outcome in ipairs(cjson.decode(ARGV[5])) do
       stale = true
     end
   end
+  seen[id] = true
   if redis.call('EXISTS', key) == 1 then
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
       redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
       if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-      redis.call('ZADD', KEYS[6], now, id)
+      done[#done + 1] = now
+      done[#done + 1] = id
       counts.succeeded = counts.succeeded + 1
     else
       redis.call('HSET', key, 'error:' .. attempt, value)
@@ -183,11 +221,13 @@ end
 for name, n in pairs(counts) do
   if n > 0 then redis.call('HINCRBY', KEYS[5], name, n) end
 end
-if counts.succeeded > 0 then
+if #done > 0 then
+  each('ZADD', KEYS[6], done)
   redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[4]) - 1)
 end
 return 1
 """
+)
 
 # Put every job leased to one worker back on the queue.
 # mode 'lost': the worker died; the attempt counts and is recorded with ARGV[5] as its error,
@@ -199,7 +239,9 @@ return 1
 # KEYS: wip (that worker's), ready, dead, workers, notify, stats
 # ARGV: now_ms, job_key_prefix, worker_id, mode, error_json[, id...]
 # Returns {requeued, dead}
-REQUEUE = """
+REQUEUE = (
+    _LIB
+    + """
 local now, jobp, wid, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local back, dead = 0, 0
 local ids = {}
@@ -244,19 +286,19 @@ if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[6], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[6], 'failed', dead) end
 end
-if back > 0 then
-  redis.call('RPUSH', KEYS[5], 1)
-  redis.call('LTRIM', KEYS[5], -1, -1)
-end
+if back > 0 then wake(KEYS[5]) end
 return {back, dead}
 """
+)
 
 # Send dead-lettered jobs back to ready, each with a fresh set of attempts.
 # KEYS: dead, ready, notify, cancel
 # ARGV: job_key_prefix, then per job: id, attempts to allow on top of those used
 # Returns how many were requeued (ids not in the dead set are left alone). An old cancel
 # request for the job is dropped: it was about the run that ended.
-RETRY = """
+RETRY = (
+    _LIB
+    + """
 local n = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
@@ -273,9 +315,7 @@ for i = 2, #ARGV, 2 do
     end
   end
 end
-if n > 0 then
-  redis.call('RPUSH', KEYS[3], 1)
-  redis.call('LTRIM', KEYS[3], -1, -1)
-end
+if n > 0 then wake(KEYS[3]) end
 return n
 """
+)
