@@ -593,22 +593,21 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
     want = args.only
     for run in range(1, args.runs + 1):
         say(f"run {run} of {args.runs}")
-        if "drain" in want and (r := await attempt(figures, "ours", "drain", harness.drain(1))):
-            figures.add("ours", r, drain="jobs_per_s", startup="startup_s")
-        if "scale" in want and (
-            r := await attempt(figures, "ours", "drain --processes 2", harness.drain(2))
-        ):
-            figures.add("ours", r, drain_p2="jobs_per_s")
-        if "io" in want and (r := await attempt(figures, "ours", "io", harness.io())):
-            figures.add("ours", r, io="ratio")
-        if "latency" in want and (r := await attempt(figures, "ours", "latency", harness.latency())):
-            figures.add("ours", r, p50="p50_ms", p99="p99_ms")
-        if "enqueue" in want and (r := await attempt(figures, "ours", "enqueue", harness.enqueue())):
-            figures.add("ours", r, enqueue="one_per_s", bulk="bulk_per_s")
-        if run == 1 and "memory" in want and (
-            r := await attempt(figures, "ours", "memory", harness.memory())
-        ):
-            figures.add("ours", r, rss_idle="idle_mb", rss_busy="busy_mb")
+        ours = [
+            ("drain", "drain", lambda: harness.drain(1),
+             {"drain": "jobs_per_s", "startup": "startup_s"}),
+            ("scale", "drain --processes 2", lambda: harness.drain(2),
+             {"drain_p2": "jobs_per_s"}),
+            ("io", "io", harness.io, {"io": "ratio"}),
+            ("latency", "latency", harness.latency, {"p50": "p50_ms", "p99": "p99_ms"}),
+            ("enqueue", "enqueue", harness.enqueue, {"enqueue": "one_per_s", "bulk": "bulk_per_s"}),
+            ("memory", "memory", harness.memory, {"rss_idle": "idle_mb", "rss_busy": "busy_mb"}),
+        ]  # fmt: skip
+        for workload, label, call, keys in ours:
+            if workload not in want or (workload == "memory" and run > 1):  # memory: once
+                continue
+            if r := await attempt(figures, "ours", label, call()):
+                figures.add("ours", r, **keys)
         for library in ("arq", "saq") if peers else ():
             workloads = [
                 ("drain", "drain", "jobs_per_s", ["--jobs", sizes.drain_jobs,
