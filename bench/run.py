@@ -55,17 +55,19 @@ class Sizes:
     web_connections: int
     memory_jobs: int
     memory_sleep: float
+    cpu_jobs: int
+    cpu_ms: float
 
 
 FULL = Sizes(
     drain_jobs=20_000, drain_concurrency=200, io_jobs=2_000, io_concurrency=100, io_seconds=0.05,
     latency_jobs=500, enqueue_jobs=5_000, bulk_jobs=20_000, web_seconds=4.0, web_connections=32,
-    memory_jobs=1_000, memory_sleep=5.0,
+    memory_jobs=1_000, memory_sleep=5.0, cpu_jobs=1_000, cpu_ms=2.0,
 )  # fmt: skip
 QUICK = Sizes(
     drain_jobs=5_000, drain_concurrency=200, io_jobs=500, io_concurrency=25, io_seconds=0.05,
     latency_jobs=100, enqueue_jobs=1_000, bulk_jobs=5_000, web_seconds=2.0, web_connections=32,
-    memory_jobs=1_000, memory_sleep=3.0,
+    memory_jobs=1_000, memory_sleep=3.0, cpu_jobs=300, cpu_ms=2.0,
 )  # fmt: skip
 
 
@@ -117,7 +119,7 @@ class Harness:
             "DJANGO_DEBUG": "0",
         }
         self.logs: list[Path] = []
-        self.bulk = getattr(self.backend, "aenqueue_many", None)
+        self.loops: dict[str, str] = {}  # --loop choice -> the loop it gave
 
     @property
     def client(self):
@@ -192,47 +194,66 @@ class Harness:
         raise BenchError(f"{count} worker(s) did not show up within {seconds:.0f}s")
 
     async def enqueue_many(self, task, args: list, n: int) -> None:
-        """Enqueue n calls fast: the bulk API if there is one, else gathered aenqueues."""
-        if self.bulk is not None:
-            for start in range(0, n, 1000):
-                await self.bulk(task, [(list(args), {})] * min(1000, n - start))
-        else:
-            for start in range(0, n, 500):
-                await asyncio.gather(*(task.aenqueue(*args) for _ in range(min(500, n - start))))
+        """Enqueue n calls of ``task`` with the bulk API, 1,000 at a time."""
+        for start in range(0, n, 1000):
+            await task.aenqueue_many([(list(args), {})] * min(1000, n - start))
 
     async def timed_drain(
         self, n: int, process, processes: int, seconds: float
-    ) -> tuple[float, list[dict]]:
+    ) -> tuple[float, list[dict], dict]:
         """Seconds from the first worker's start (its ``started_at``, when the worker object
-        was made, after Django's setup) until the queue's ``succeeded`` counter reaches n."""
+        was made, after Django's setup) until the queue's ``succeeded`` counter reaches n;
+        the workers' heartbeats; and the CPU the workers and Redis spent per job from when
+        every worker was up (``worker_us``, ``redis_us``; empty if the drain was too short
+        to tell)."""
         deadline = time.monotonic() + seconds
         seen: dict[str, dict] = {}
+        mark = None  # (workers' CPU s, Redis CPU s, jobs done) once every worker is up
         while time.monotonic() < deadline:
             succeeded, failed = await self.counts()
             now = time.time()
             if len(seen) < processes:
                 for info in await self.heartbeats():
                     seen.setdefault(info["id"], info)
+                if len(seen) == processes:
+                    mark = (cpu_seconds(seen.values()), await self.redis_cpu(), succeeded)
             if failed:
                 raise BenchError(f"{failed} jobs failed (see the worker log)")
             if succeeded >= n and seen:
-                return now - min(i["started_at"] for i in seen.values()), list(seen.values())
+                cpu = {}
+                if mark and n - mark[2] >= n // 2:
+                    jobs = succeeded - mark[2]
+                    cpu["worker_us"] = (cpu_seconds(seen.values()) - mark[0]) / jobs * 1e6
+                    cpu["redis_us"] = (await self.redis_cpu() - mark[1]) / jobs * 1e6
+                return now - min(i["started_at"] for i in seen.values()), list(seen.values()), cpu
             if process.poll() is not None:
                 raise BenchError(f"runworker exited with code {process.returncode}")
             await asyncio.sleep(POLL)
         succeeded, _ = await self.counts()
         raise BenchError(f"only {succeeded} of {n} jobs done within {seconds:.0f}s")
 
+    async def redis_cpu(self) -> float:
+        """CPU seconds the Redis server has used (all of it: its clients are ours alone
+        when the benchmark started it)."""
+        info = await self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
     # Workloads ---------------------------------------------------------------------------
 
-    async def drain(self, processes: int = 1) -> dict:
-        n = self.sizes.drain_jobs
+    async def drain(self, processes: int = 1, cpu_ms: float = 0.0) -> dict:
+        """Enqueue the jobs, then time one runworker (of ``processes``) draining them: no-op
+        jobs, or with ``cpu_ms`` jobs that keep the CPU busy that long."""
+        if cpu_ms:
+            task, args, n = self.tasks.spin, [cpu_ms], self.sizes.cpu_jobs
+        else:
+            task, args, n = self.tasks.noop, [], self.sizes.drain_jobs
         await self.clean()
-        await self.enqueue_many(self.tasks.noop, [], n)
+        await self.enqueue_many(task, args, n)
         popen_at = time.time()
-        process = self.start_worker(f"drain-p{processes}", self.sizes.drain_concurrency, processes)
+        name = f"{'cpu' if cpu_ms else 'drain'}-p{processes}"
+        process = self.start_worker(name, self.sizes.drain_concurrency, processes)
         try:
-            elapsed, infos = await self.timed_drain(n, process, processes, 120)
+            elapsed, infos, cpu = await self.timed_drain(n, process, processes, 120)
         finally:
             self.stop(process)
         await self.clean()
@@ -241,7 +262,7 @@ class Harness:
         starts = [i["started_at"] for i in infos]
         # skew: how much later the last worker process was ready than the first.
         return {"jobs_per_s": n / elapsed, "startup_s": min(starts) - popen_at,
-                "skew_s": max(starts) - min(starts)}  # fmt: skip
+                "skew_s": max(starts) - min(starts), **cpu}  # fmt: skip
 
     async def io(self) -> dict:
         s = self.sizes
@@ -249,7 +270,7 @@ class Harness:
         await self.enqueue_many(self.tasks.sleep_io, [s.io_seconds], s.io_jobs)
         process = self.start_worker("io", s.io_concurrency)
         try:
-            elapsed, _ = await self.timed_drain(s.io_jobs, process, 1, 60)
+            elapsed, _, _ = await self.timed_drain(s.io_jobs, process, 1, 60)
         finally:
             self.stop(process)
         await self.clean()
@@ -282,21 +303,24 @@ class Harness:
         return quantiles_ms([started[i] - t for i, t in sent.items()])
 
     async def enqueue(self) -> dict:
-        await self.clean()
-        n = self.sizes.enqueue_jobs
-        began = time.perf_counter()
-        for _ in range(n):
-            await self.tasks.noop.aenqueue()
-        one = n / (time.perf_counter() - began)
-        await self.clean()
-        bulk = None
-        if self.bulk is not None:
-            n = self.sizes.bulk_jobs
-            began = time.perf_counter()
-            await self.enqueue_many(self.tasks.noop, [], n)
-            bulk = n / (time.perf_counter() - began)
+        """bench/enqueue.py in a process of its own: on the loop runworker and uvicorn pick
+        (uvloop when installed), then on asyncio's own loop."""
+        s, found = self.sizes, {}
+        for loop, suffix in (("auto", ""), ("asyncio", "_asyncio")):
             await self.clean()
-        return {"one_per_s": one, "bulk_per_s": bulk}
+            command = [sys.executable, str(ROOT / "bench" / "enqueue.py"), "--loop", loop,
+                       "--one", str(s.enqueue_jobs), "--bulk", str(s.bulk_jobs)]  # fmt: skip
+            done = await asyncio.to_thread(
+                subprocess.run, command, cwd=ROOT, env=self.env, capture_output=True, timeout=300
+            )
+            if done.returncode != 0:
+                raise BenchError(f"bench/enqueue.py failed: {done.stderr.decode()[-500:]}")
+            result = json.loads(done.stdout.decode().splitlines()[-1])
+            self.loops[loop] = result["loop"]
+            found |= {f"one_per_s{suffix}": result["one_per_s"],
+                      f"bulk_per_s{suffix}": result["bulk_per_s"]}  # fmt: skip
+        await self.clean()
+        return found
 
     async def memory(self) -> dict:
         s = self.sizes
@@ -439,6 +463,15 @@ def quantiles_ms(seconds: list[float]) -> dict:
     return {"p50_ms": q[49], "p99_ms": q[98]}
 
 
+def cpu_seconds(workers) -> float:
+    """User and system CPU seconds used so far by the processes of these heartbeats."""
+    total = 0.0
+    for info in workers:
+        fields = Path(f"/proc/{info['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -501,6 +534,20 @@ def fmt(value: float | None, kind: str) -> str:
     return f"{value:.2f}"
 
 
+def scale_ceiling(worker_us: float | None, redis_us: float | None, cores: int) -> float | None:
+    """The most --processes 2 can gain over one process when each job costs a worker
+    ``worker_us`` and Redis ``redis_us`` of CPU, all on ``cores`` cores: one process runs
+    at most 1/worker_us jobs/s; any number at most 1/redis_us (Redis uses one core) and
+    cores/(worker_us + redis_us)."""
+    if not worker_us or not redis_us:
+        return None
+
+    def most(processes: int) -> float:
+        return min(processes / worker_us, 1 / redis_us, cores / (worker_us + redis_us))
+
+    return most(2) / most(1)
+
+
 def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     m = figures.median
     drain = {c: m(c, "drain") for c in ("ours", "arq", "saq")}
@@ -510,6 +557,10 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     overhead = m("ours", "web_overhead")
     p1, p2 = drain["ours"], m("ours", "drain_p2")
     scale = p2 / p1 if p1 and p2 else None
+    cpu_p1, cpu_p2 = m("ours", "cpu_p1"), m("ours", "cpu_p2")
+    cpu_scale = cpu_p2 / cpu_p1 if cpu_p1 and cpu_p2 else None
+    w, r = m("ours", "worker_us"), m("ours", "redis_us")
+    cpu = f"{w:.0f} / {r:.0f}" if w and r else "n/a"
     s = sizes
 
     def met(value, ok) -> str:
@@ -535,6 +586,9 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
          ">= 8,000", met(m("ours", "enqueue"), lambda v: v >= 8000)),
         ("enqueue, bulk API (jobs/s)", fmt(m("ours", "bulk"), "rate"), "", "", ">= 50,000",
          met(m("ours", "bulk"), lambda v: v >= 50_000)),
+        ("enqueue on asyncio's own loop: one at a time / bulk (jobs/s)",
+         f"{fmt(m('ours', 'enqueue_asyncio'), 'rate')} / {fmt(m('ours', 'bulk_asyncio'), 'rate')}",
+         "", "", "", ""),
         ("web: async view, no enqueue (requests/s)", fmt(noop, "rate"), "", "", "", ""),
         ("web: async view + one aenqueue (requests/s)", fmt(enq, "rate"), "", "", "", ""),
         ("web: enqueue overhead", fmt(overhead, "pct"), "", "", "<= 15%",
@@ -542,6 +596,11 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
         ("scale: drain with --processes 2 (jobs/s)", fmt(p2, "rate"), "", "", "", ""),
         ("scale: --processes 2 / --processes 1", fmt(scale, "ratio"), "", "", ">= 1.7x",
          met(scale, lambda v: v >= 1.7)),
+        ("drain CPU per job, worker / Redis (us)", cpu, "", "", "", ""),
+        (f"scale: ceiling of 2 / 1 on {os.cpu_count()} cores shared with Redis, from that CPU",
+         fmt(scale_ceiling(w, r, os.cpu_count() or 1), "ratio"), "", "", "", ""),
+        (f"scale, CPU-bound jobs ({s.cpu_jobs:,} x {s.cpu_ms:g} ms): --processes 2 / 1",
+         fmt(cpu_scale, "ratio"), "", "", "", ""),
         ("memory: idle worker RSS (MB)", fmt(m("ours", "rss_idle"), "mb"), "", "", "<= 80",
          met(m("ours", "rss_idle"), lambda v: v <= 80)),
         (f"memory: RSS with {s.memory_jobs:,} jobs in flight (MB)",
@@ -595,12 +654,19 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
         say(f"run {run} of {args.runs}")
         ours = [
             ("drain", "drain", lambda: harness.drain(1),
-             {"drain": "jobs_per_s", "startup": "startup_s"}),
+             {"drain": "jobs_per_s", "startup": "startup_s", "worker_us": "worker_us",
+              "redis_us": "redis_us"}),
             ("scale", "drain --processes 2", lambda: harness.drain(2),
              {"drain_p2": "jobs_per_s"}),
+            ("scale", "cpu-bound drain", lambda: harness.drain(1, sizes.cpu_ms),
+             {"cpu_p1": "jobs_per_s"}),
+            ("scale", "cpu-bound drain --processes 2", lambda: harness.drain(2, sizes.cpu_ms),
+             {"cpu_p2": "jobs_per_s"}),
             ("io", "io", harness.io, {"io": "ratio"}),
             ("latency", "latency", harness.latency, {"p50": "p50_ms", "p99": "p99_ms"}),
-            ("enqueue", "enqueue", harness.enqueue, {"enqueue": "one_per_s", "bulk": "bulk_per_s"}),
+            ("enqueue", "enqueue", harness.enqueue,
+             {"enqueue": "one_per_s", "bulk": "bulk_per_s",
+              "enqueue_asyncio": "one_per_s_asyncio", "bulk_asyncio": "bulk_per_s_asyncio"}),
             ("memory", "memory", harness.memory, {"rss_idle": "idle_mb", "rss_busy": "busy_mb"}),
         ]  # fmt: skip
         for workload, label, call, keys in ours:
@@ -736,8 +802,7 @@ def main() -> None:
             except (BenchError, subprocess.SubprocessError, OSError) as e:
                 say(f"peers unavailable, skipping arq and SAQ: {e}")
                 peers = None
-        say(f"prefix {harness.backend.keys.prefix}, logs in {log_dir.relative_to(ROOT)}, "
-            f"bulk enqueue API: {'yes' if harness.bulk else 'no'}")  # fmt: skip
+        say(f"prefix {harness.backend.keys.prefix}, logs in {log_dir.relative_to(ROOT)}")
         figures = asyncio.run(bench(args, sizes, harness, peers))
         redis_version = harness.backend.client().info("server")["redis_version"]
     finally:
@@ -758,6 +823,11 @@ def main() -> None:
                         f"(redis-py {peers.versions.get('redis-py')}); arq poll_delay 0.01 s, "
                         f"SAQ defaults")  # fmt: skip
     env["load"] = f"{load_tool()}, {sizes.web_connections} connections, {sizes.web_seconds:g} s"
+    env["event loop"] = (
+        f"runworker and uvicorn: {default_loop()} (the default, --loop auto); enqueue figures: "
+        + ", ".join(f"--loop {k} ran {v}" for k, v in harness.loops.items())
+        + "; this harness (latency): asyncio"
+    )
     env["runs"] = (f"median of {args.runs}{' (--quick sizes)' if args.quick else ''}; "
                    f"memory measured once; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
                    f"took {time.monotonic() - began:.0f} s")  # fmt: skip
@@ -767,6 +837,13 @@ def main() -> None:
         say(f"{len(problems)} suspicious log lines (in {log_dir.relative_to(ROOT)}):")
         for line in problems[:20]:
             say("  " + line)
+
+
+def default_loop() -> str:
+    from worker.loops import loop_factory
+
+    factory = loop_factory("auto")
+    return f"uvloop {pkg('uvloop')}" if factory else "asyncio (uvloop not installed)"
 
 
 def git_head() -> str:

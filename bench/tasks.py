@@ -30,6 +30,14 @@ async def noop() -> None:
 
 
 @task()
+async def spin(ms: float) -> None:
+    """Stands for CPU-bound work (rendering, parsing): keeps the CPU busy for ``ms``."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+@task()
 async def sleep_io(seconds: float) -> None:
     """Stands for a job waiting on I/O: it awaits ``seconds`` without using the CPU."""
     await asyncio.sleep(seconds)

@@ -16,7 +16,6 @@ import logging
 import re
 import weakref
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +32,7 @@ from django.tasks.signals import task_enqueued
 from redis.commands.core import Script
 
 from worker import message, scripts, signals
-from worker.batching import CHUNK, ENQUEUE, EnqueueBatcher
+from worker.batching import ENQUEUE, EnqueueBatcher, chunks
 from worker.broker import (
     Broker,
     Keys,
@@ -50,6 +49,9 @@ from worker.results import from_ms, make_result, parse
 from worker.task import Arguments, Task
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+# Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
+# while the next is built, large enough that a call's fixed cost stays small.
+SLICE = 200
 
 DEFAULTS: dict[str, Any] = {
     "url": None,  # redis:// or unix:// URL; None starts/joins the embedded server
@@ -60,6 +62,15 @@ DEFAULTS: dict[str, Any] = {
     "lease": 10.0,  # seconds without a heartbeat before a worker's jobs are handed on
     "max_connections": 50,  # per process and event loop; more callers wait for one
 }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncClients:
+    """The process's blocking Redis client, for sync code, and its enqueue scripts."""
+
+    redis: redis.Redis
+    enqueue: Script
+    enqueue_many: Script
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +103,7 @@ class RedisBackend(BaseTaskBackend):
         self.result_ttl = float(self.config["result_ttl"])
         self.lease = float(self.config["lease"])
         self._url: str | None = self.config["url"]
-        self._sync_client: tuple[redis.Redis, Script] | None = None
+        self._sync_clients: SyncClients | None = None
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple, LoopClients]
         ] = weakref.WeakKeyDictionary()
@@ -114,13 +125,17 @@ class RedisBackend(BaseTaskBackend):
         return self._url
 
     def client(self) -> redis.Redis:
-        return self._sync()[0]
+        return self._sync().redis
 
-    def _sync(self) -> tuple[redis.Redis, Script]:
-        if self._sync_client is None:
+    def _sync(self) -> SyncClients:
+        if self._sync_clients is None:
             client = sync_client(self.url, int(self.config["max_connections"]))
-            self._sync_client = (client, client.register_script(scripts.ENQUEUE))
-        return self._sync_client
+            self._sync_clients = SyncClients(
+                client,
+                client.register_script(scripts.ENQUEUE),
+                client.register_script(scripts.ENQUEUE_MANY),
+            )
+        return self._sync_clients
 
     def aclient(self) -> aioredis.Redis:
         return self.loop_clients().redis
@@ -163,14 +178,8 @@ class RedisBackend(BaseTaskBackend):
         if task.run_after is None and len(self._valid_tasks) < 10_000:
             self._valid_tasks[id(task)] = task
 
-    @contextmanager
-    def _reaching_redis(self, what: str):
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise BrokerUnavailable(
-                f"{what}: Redis at {redacted(self.url)} is unreachable ({e}); nothing was sent"
-            ) from e
+    def _reaching_redis(self, what: str) -> _Reaching:
+        return _Reaching(self, what)
 
     def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
         """Check a call of ``task`` and make what enqueuing it writes."""
@@ -178,7 +187,12 @@ class RedisBackend(BaseTaskBackend):
         return self._new_job(task, args, kwargs)
 
     def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
-        args, kwargs, body = message.encode(task, args, kwargs, self.max_payload_bytes)
+        return self._job_for(task, *message.encode(task, args, kwargs, self.max_payload_bytes))
+
+    def _job_for(
+        self, task: Task, args: list, kwargs: dict, body: bytes
+    ) -> tuple[TaskResult, NewJob]:
+        """The result and the job of a call that message.encode accepted."""
         enqueued_ms = now_ms()  # one clock reading: the result says what Redis stores
         job_id = message.new_job_id(task.queue_name, enqueued_ms)
         run_after = task.run_after
@@ -209,7 +223,7 @@ class RedisBackend(BaseTaskBackend):
     @staticmethod
     def _on_commit(send: Callable[[], object]) -> bool:
         """Defer ``send`` to the commit of the open transaction, if there is one."""
-        if not transaction.get_connection().in_atomic_block:
+        if not _in_transaction():
             return False
         transaction.on_commit(send, robust=False)
         return True
@@ -239,9 +253,8 @@ class RedisBackend(BaseTaskBackend):
         return result
 
     def _send(self, result: TaskResult, job: NewJob) -> TaskResult:
-        _, enqueue = self._sync()
         with self._reaching_redis(f"enqueue {result.task.module_path}"):
-            first = enqueue(*enqueue_arguments(self.keys, job))
+            first = self._sync().enqueue(*enqueue_arguments(self.keys, job))
         if first is not None:
             return self.get_result(first.decode())
         task_enqueued.send(type(self), task_result=result)
@@ -250,16 +263,17 @@ class RedisBackend(BaseTaskBackend):
     # Bulk enqueue: one round trip for many calls of one task. Not Django's API (it has
     # none); reached as task.enqueue_many / task.aenqueue_many (worker.task.Task).
 
-    def _prepare_many(
-        self, task: Task, calls: Iterable[Arguments]
-    ) -> list[tuple[TaskResult, NewJob]]:
+    def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[tuple]:
+        """Every call checked and encoded (message.encode) before any is sent: bad input
+        enqueues none of them."""
         self.validate_task(task)
-        return [self._new_job(task, args, kwargs) for args, kwargs in calls]
+        limit = self.max_payload_bytes
+        return [message.encode(task, args, kwargs, limit) for args, kwargs in calls]
 
     def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:  # each call must be checked against the others
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
-        prepared = self._prepare_many(task, calls)
+        prepared = [self._job_for(task, *call) for call in self._encode_many(task, calls)]
         send = partial(self._send_many, task, prepared)
         if not self._on_commit(send):
             send()
@@ -268,23 +282,46 @@ class RedisBackend(BaseTaskBackend):
     async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:
             return [await self.aenqueue(task, args, kwargs) for args, kwargs in calls]
-        prepared = self._prepare_many(task, calls)
-        if self._on_commit(partial(self._send_many, task, prepared)):
+        encoded = self._encode_many(task, calls)
+        if _in_transaction():
+            prepared = [self._job_for(task, *call) for call in encoded]
+            self._on_commit(partial(self._send_many, task, prepared))
             return [result for result, _ in prepared]
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            await self.loop_clients().batcher.send([job for _, job in prepared])
+            prepared = await self._build_and_send(task, encoded)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             for result, _ in prepared:
                 await signals.asend(task_enqueued, type(self), task_result=result)
         return [result for result, _ in prepared]
 
+    async def _build_and_send(
+        self, task: Task, encoded: list[tuple]
+    ) -> list[tuple[TaskResult, NewJob]]:
+        """Build the jobs a slice at a time, each slice sent as soon as it is built: Redis
+        stores one slice while the next is built (a few microseconds a job each side)."""
+        batcher = self.loop_clients().batcher
+        prepared: list[tuple[TaskResult, NewJob]] = []
+        sending: list[asyncio.Task] = []
+        try:
+            for start in range(0, len(encoded), SLICE):
+                piece = [self._job_for(task, *call) for call in encoded[start : start + SLICE]]
+                prepared += piece
+                sending.append(asyncio.ensure_future(batcher.store([job for _, job in piece])))
+                await asyncio.sleep(0)  # its request goes out before the next slice is built
+            outcomes = await asyncio.gather(*sending, return_exceptions=True)
+        finally:
+            for sent in sending:  # given up (cancelled): none is left to finish unheard
+                sent.cancel()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return prepared
+
     def _send_many(self, task: Task, prepared: list[tuple[TaskResult, NewJob]]) -> None:
-        client = self.client()
+        enqueue_many = self._sync().enqueue_many
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            for start in range(0, len(prepared), CHUNK):
-                chunk = [job for _, job in prepared[start : start + CHUNK]]
-                keys, argv = enqueue_many_arguments(self.keys, task.queue_name, chunk)
-                client.eval(scripts.ENQUEUE_MANY, len(keys), *keys, *argv)
+            for chunk in chunks([job for _, job in prepared]):
+                enqueue_many(*enqueue_many_arguments(self.keys, task.queue_name, chunk))
         for result, _ in prepared:
             task_enqueued.send(type(self), task_result=result)
 
@@ -305,3 +342,27 @@ class RedisBackend(BaseTaskBackend):
             return self.keys.job(result_id)
         except ValueError as e:
             raise TaskResultDoesNotExist(str(e)) from None
+
+
+def _in_transaction() -> bool:
+    return transaction.get_connection().in_atomic_block
+
+
+class _Reaching:
+    """Turns a lost connection into BrokerUnavailable, naming what was being done. (A class,
+    not a generator: entered on every enqueue, where a generator costs a few microseconds.)"""
+
+    __slots__ = ("backend", "what")
+
+    def __init__(self, backend: RedisBackend, what: str) -> None:
+        self.backend, self.what = backend, what
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            raise BrokerUnavailable(
+                f"{self.what}: Redis at {redacted(self.backend.url)} is unreachable ({error}); "
+                "nothing was sent"
+            ) from error

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 from worker import scripts
 from worker.broker import Keys, NewJob, enqueue_arguments, enqueue_many_arguments
@@ -19,6 +20,18 @@ CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script run
 
 
 ENQUEUE, ENQUEUE_MANY = Lua(scripts.ENQUEUE), Lua(scripts.ENQUEUE_MANY)
+
+
+def chunks[Item](
+    items: list[Item], job_of: Callable[[Item], NewJob] = lambda job: job
+) -> Iterator[list[Item]]:
+    """``items`` in slices of at most CHUNK, each of one queue (what one script call takes)."""
+    by_queue: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        by_queue[job_of(item).queue].append(item)
+    for group in by_queue.values():
+        for start in range(0, len(group), CHUNK):
+            yield group[start : start + CHUNK]
 
 
 class EnqueueBatcher:
@@ -31,23 +44,25 @@ class EnqueueBatcher:
 
     async def send(self, jobs: list[NewJob]) -> None:
         """Return once every job is stored; raise what Redis raised if they were not."""
+        if not self._busy:
+            # Nobody is sending: this caller sends its own jobs at once, then leaves what
+            # gathered meanwhile to a task of its own.
+            self._busy = True
+            try:
+                for chunk in chunks(jobs):
+                    await self.store(chunk)
+            finally:
+                if self._pending:
+                    self._rest = asyncio.get_running_loop().create_task(self._send_rest())
+                else:
+                    self._busy = False
+            return
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in jobs]
         self._pending += zip(jobs, futures, strict=True)
-        if not self._busy:
-            # Nobody is sending: this caller sends at once (no extra loop iteration when
-            # idle), then leaves what gathered meanwhile to a task of its own.
-            self._busy = True
-            try:
-                await self._send_round()
-            finally:
-                if self._pending:
-                    self._rest = loop.create_task(self._send_rest())
-                else:
-                    self._busy = False
         try:
             for future in futures:
-                await future  # no loop iteration when done already (a caller's own round)
+                await future
         finally:
             for future in futures:  # one error fails the lot: count it as seen for all
                 if future.done() and not future.cancelled():
@@ -56,35 +71,23 @@ class EnqueueBatcher:
     async def _send_rest(self) -> None:
         try:
             while self._pending:
-                await self._send_round()
+                batch, self._pending = self._pending, []
+                try:
+                    for chunk in chunks(batch, _first):
+                        await self._settle(chunk)
+                except BaseException:
+                    # Cancelled (the loop is closing): what was not stored goes back, rather
+                    # than leave a caller waiting for ever (a job is stored once, however
+                    # often its script runs).
+                    self._pending[:0] = [entry for entry in batch if not entry[1].done()]
+                    raise
         finally:
             self._busy = False
 
-    async def _send_round(self) -> None:
-        batch, self._pending = self._pending, []
-        by_queue: dict[str, list[tuple[NewJob, asyncio.Future]]] = defaultdict(list)
-        for job, future in batch:
-            by_queue[job.queue].append((job, future))
+    async def _settle(self, entries: list[tuple[NewJob, asyncio.Future]]) -> None:
+        """Store the jobs of one chunk and tell their callers how it went."""
         try:
-            for queue, entries in by_queue.items():
-                for start in range(0, len(entries), CHUNK):
-                    await self._store(queue, entries[start : start + CHUNK])
-        except BaseException:
-            # The sender was cancelled (its caller gave up, or the loop is closing): what
-            # it had not stored goes to the next round rather than leave a caller waiting
-            # for ever (a job is stored once, however often its script runs).
-            self._pending[:0] = [(job, future) for job, future in batch if not future.done()]
-            raise
-
-    async def _store(self, queue: str, entries: list[tuple[NewJob, asyncio.Future]]) -> None:
-        jobs = [job for job, _ in entries]
-        try:
-            if len(jobs) == 1:  # the plain script: cheaper to pack than a batch of one
-                await self._redis.run(ENQUEUE, *enqueue_arguments(self._keys, jobs[0]))
-            else:
-                await self._redis.run(
-                    ENQUEUE_MANY, *enqueue_many_arguments(self._keys, queue, jobs)
-                )
+            await self.store([job for job, _ in entries])
         except Exception as e:  # handed to every caller of the chunk
             for _, future in entries:
                 if not future.done():
@@ -93,3 +96,15 @@ class EnqueueBatcher:
         for _, future in entries:
             if not future.done():
                 future.set_result(None)
+
+    async def store(self, jobs: list[NewJob]) -> None:
+        """Store jobs of one queue in one script call."""
+        if len(jobs) == 1:  # the plain script: cheaper to pack than a batch of one
+            await self._redis.run(ENQUEUE, *enqueue_arguments(self._keys, jobs[0]))
+        else:
+            queue = jobs[0].queue
+            await self._redis.run(ENQUEUE_MANY, *enqueue_many_arguments(self._keys, queue, jobs))
+
+
+def _first(entry: tuple[NewJob, asyncio.Future]) -> NewJob:
+    return entry[0]

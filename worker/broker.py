@@ -100,11 +100,13 @@ class NewJob(NamedTuple):
 def _fields(job: NewJob) -> tuple[list[Any], bool]:
     """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
     # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
-    score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
-    deferred = job.run_after_ms is not None and job.run_after_ms > job.enqueued_ms
-    argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms]
-    argv += ["" if job.run_after_ms is None else job.run_after_ms]
-    argv += [job.run_after_ms if deferred else score]
+    # Times and scores go as strings: Lua would print such a number with 14 digits only.
+    score = str((TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms)
+    run_after = job.run_after_ms
+    deferred = run_after is not None and run_after > job.enqueued_ms
+    due = "" if run_after is None else str(run_after)
+    argv = [job.id, job.body, job.priority, score, job.max_attempts, str(job.enqueued_ms), due]
+    argv.append(due if deferred else score)
     return argv, deferred
 
 
@@ -124,10 +126,10 @@ def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[
     """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
     rows = []
     for job in jobs:
-        argv, deferred = _fields(job)
-        # As strings: Lua would print a number as wide as a score with 14 digits only.
-        row: list[Any] = [a.decode() if isinstance(a, bytes) else str(a) for a in argv]
-        rows.append([*row, int(deferred)])
+        row, deferred = _fields(job)
+        row[1] = job.body.decode()
+        row.append(int(deferred))
+        rows.append(row)
     keys_ = [keys.ready(queue), keys.delayed(queue), keys.notify(queue)]
     return keys_, [keys.job_prefix(queue), orjson.dumps(rows)]
 

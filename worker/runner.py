@@ -28,6 +28,7 @@ from worker.backend import RedisBackend
 from worker.broker import Broker, Lease, Outcome, error_json, now_ms
 from worker.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
+from worker.loops import loop_name
 from worker.results import errors_of
 from worker.scheduler import Scheduler
 
@@ -112,7 +113,10 @@ class Worker:
     async def run(self) -> None:
         self.broker = self.backend.broker()
         await self._retrying(self._heartbeat)
-        logger.info("Worker %s serving %s, concurrency %d", self.id, self.queues, self.concurrency)
+        logger.info(
+            "Worker %s serving %s, concurrency %d, on %s",
+            self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
+        )  # fmt: skip
         background = [
             asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
             asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),

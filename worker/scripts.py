@@ -4,14 +4,18 @@ Every script touches one queue's keys only, all under its {queue} hash tag. Job 
 reached from ids through the key prefix in ARGV, which stays inside the same hash slot.
 """
 
-# Helpers every script may use. wake(): one wake-up token for an idle worker (a burst of
-# enqueues leaves one, not one each). each(): a command over a list of members, in slices
-# (Lua's unpack has a limit of a few thousand values); one call for many members costs a
-# script much less than a call per member. Returns the replies, concatenated.
-_LIB = """
+# Helpers, prepended to the scripts that use them. wake(): one wake-up token for an idle
+# worker (a burst of enqueues leaves one, not one each).
+_WAKE = """
 local function wake(notify)
   if redis.call('LLEN', notify) == 0 then redis.call('RPUSH', notify, 1) end
 end
+"""
+
+# each(): a command over a list of members, in slices (Lua's unpack has a limit of a few
+# thousand values); one call for many members costs a script much less than a call per
+# member. Returns the replies, concatenated.
+_EACH = """
 local function each(command, key, members)
   local replies = {}
   for i = 1, #members, 1000 do
@@ -29,7 +33,7 @@ end
 # priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank (its score in ready,
 # or its due time in delayed); store_argv() stores that job, ranks it and wakes a worker.
 _STORE = (
-    _LIB
+    _WAKE
     + """
 local function store(key, _id, payload, priority, score, max_attempts, enqueued, run_after)
   -- A job is written once: a replayed call (its reply was lost) must not reset it.
@@ -70,7 +74,8 @@ return false
 # ARGV: job_key_prefix, a JSON array of [id, payload, priority, score, max_attempts,
 #   enqueued_ms, run_after_ms or '', rank, deferred (0 or 1)]
 ENQUEUE_MANY = (
-    _STORE
+    _EACH
+    + _STORE
     + """
 local jobs = cjson.decode(ARGV[2])
 local ranked = {{}, {}}  -- ready, delayed: rank, id, rank, id...
@@ -114,7 +119,8 @@ return 2
 # Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
 #   next_delayed_due}
 FETCH = (
-    _LIB
+    _WAKE
+    + _EACH
     + """
 local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
@@ -164,7 +170,7 @@ return {out, nxt[2] or false}
 #   error, retried while attempts remain; 'fatal': the JSON error, never retried;
 #   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
 ACK = (
-    _LIB
+    _EACH
     + """
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
@@ -240,7 +246,7 @@ return 1
 # ARGV: now_ms, job_key_prefix, worker_id, mode, error_json[, id...]
 # Returns {requeued, dead}
 REQUEUE = (
-    _LIB
+    _WAKE
     + """
 local now, jobp, wid, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local back, dead = 0, 0
@@ -297,7 +303,7 @@ return {back, dead}
 # Returns how many were requeued (ids not in the dead set are left alone). An old cancel
 # request for the job is dropped: it was about the run that ended.
 RETRY = (
-    _LIB
+    _WAKE
     + """
 local n = 0
 for i = 2, #ARGV, 2 do

@@ -188,6 +188,25 @@ def test_bulk_enqueue_checks_every_call_before_sending_any(backend):
     assert ready_ids(backend) == []
 
 
+async def test_async_bulk_enqueue_checks_every_call_before_sending_any(backend):
+    # The bad call comes after several slices' worth of good ones: none may be sent.
+    calls = [((i, 1), {}) for i in range(700)] + [((1, 2), {"c": 3})]
+    with pytest.raises(InvalidArguments, match="unexpected keyword argument 'c'"):
+        await tasks.add.aenqueue_many(calls)
+    assert ready_ids(backend) == []
+
+
+async def test_the_result_enqueue_returns_is_the_one_stored(backend):
+    sent = await tasks.echo.aenqueue({"when": (2026, 11, 30), "tags": ("a", "b")})
+    (bulk,) = await tasks.echo.aenqueue_many([((), {"value": [1.5, None]})])
+    for result in (sent, bulk):
+        stored = await backend.aget_result(result.id)
+        fields = ("id", "status", "args", "kwargs", "enqueued_at", "backend", "errors")
+        assert [getattr(result, f) for f in fields] == [getattr(stored, f) for f in fields]
+        assert result.task == stored.task
+    assert sent.args == [{"when": [2026, 11, 30], "tags": ["a", "b"]}]  # JSON's own types
+
+
 @pytest.mark.django_db(transaction=True)
 def test_bulk_enqueue_in_a_transaction_waits_for_the_commit(backend):
     with transaction.atomic():

@@ -63,3 +63,27 @@ def test_processes_restarts_a_child_that_dies(worker_env, tmp_path, redis_url, t
         code = stop(parent)
     assert code == 0
     assert live_workers(redis_url, tasks_prefix) == {}, "children left their heartbeats"
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_runworker_runs_on_the_event_loop_chosen(worker_env, tmp_path, backend, choice, loop):
+    from tests.engine import tasks as engine_tasks
+
+    pytest.importorskip("uvloop")  # a dependency, except on Windows
+    log = tmp_path / "worker.log"
+    process = runworker(worker_env, log, "--loop", choice, "--no-scheduler")
+    try:
+        wait_until(lambda: "serving" in log.read_text(), 30, "the worker to start")
+        assert f"on {loop}" in log.read_text()
+        # Leased, refused (not a project task) and acked: the whole round on that loop.
+        job = engine_tasks.add.enqueue(1, 2)
+        wait_until(lambda: backend.get_result(job.id).is_finished, 20, "the job")
+    finally:
+        assert stop(process) == 0, log.read_text()
+
+
+def test_runworker_refuses_an_unknown_event_loop(worker_env, tmp_path):
+    log = tmp_path / "worker.log"
+    process = runworker(worker_env, log, "--loop", "trio")
+    assert process.wait(30) != 0
+    assert "invalid choice: 'trio'" in log.read_text()

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
+from worker.loops import CHOICES, loop_factory
 from worker.supervisor import PARENT_ENV, supervise
 
 logger = logging.getLogger("worker")
@@ -39,15 +40,26 @@ class Command(BaseCommand):
             "--no-scheduler", dest="scheduler", action="store_false",
             help="fire no periodic jobs from this process (others must, for them to run)",
         )  # fmt: skip
+        parser.add_argument(
+            "--loop", choices=CHOICES, default="auto",
+            help="event loop: uvloop if installed (auto, the default), uvloop or asyncio",
+        )  # fmt: skip
 
-    def handle(self, *args, queues, concurrency, processes, grace, backend, scheduler, **options):
+    def handle(
+        self, *args, queues, concurrency, processes, grace, backend, scheduler, loop, **options
+    ):
         if concurrency < 1 or processes < 1 or grace < 0:
             raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
+        try:
+            factory = loop_factory(loop)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
         chosen = task_backends[backend]
         if not isinstance(chosen, RedisBackend):
             raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
         if processes > 1:
             child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
+            child += ["--loop", loop]
             child += [] if scheduler else ["--no-scheduler"]
             for queue in queues or ():
                 child += ["--queue", queue]
@@ -55,7 +67,7 @@ class Command(BaseCommand):
         from worker.runner import Worker
 
         worker = Worker(chosen, queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
-        asyncio.run(_serve(worker))
+        asyncio.run(_serve(worker), loop_factory=factory)
         if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
             # Threads of sync jobs past their timeout cannot be stopped, and the interpreter
             # would wait for them at exit. Their jobs are already released or finished.
