@@ -260,7 +260,7 @@ class RedisBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    # Bulk enqueue: one round trip for many calls of one task. Not Django's API (it has
+    # Bulk enqueue: many calls of one task in few round trips. Not Django's API (it has
     # none); reached as task.enqueue_many / task.aenqueue_many (worker.task.Task).
 
     def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[tuple]:
@@ -288,25 +288,27 @@ class RedisBackend(BaseTaskBackend):
             self._on_commit(partial(self._send_many, task, prepared))
             return [result for result, _ in prepared]
         with self._reaching_redis(f"enqueue {task.module_path}"):
-            prepared = await self._build_and_send(task, encoded)
+            results = await self._build_and_send(task, encoded)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
-            for result, _ in prepared:
+            for result in results:
                 await signals.asend(task_enqueued, type(self), task_result=result)
-        return [result for result, _ in prepared]
+        return results
 
-    async def _build_and_send(
-        self, task: Task, encoded: list[tuple]
-    ) -> list[tuple[TaskResult, NewJob]]:
+    async def _build_and_send(self, task: Task, encoded: list[tuple]) -> list[TaskResult]:
         """Build the jobs a slice at a time, each slice sent as soon as it is built: Redis
-        stores one slice while the next is built (a few microseconds a job each side)."""
+        stores one slice while the next is built (a few microseconds a job each side). A
+        slice's jobs are let go once sent: fewer objects outlive it for the GC to scan."""
         batcher = self.loop_clients().batcher
-        prepared: list[tuple[TaskResult, NewJob]] = []
+        results: list[TaskResult] = []
         sending: list[asyncio.Task] = []
         try:
             for start in range(0, len(encoded), SLICE):
-                piece = [self._job_for(task, *call) for call in encoded[start : start + SLICE]]
-                prepared += piece
-                sending.append(asyncio.ensure_future(batcher.store([job for _, job in piece])))
+                jobs = []
+                for call in encoded[start : start + SLICE]:
+                    result, job = self._job_for(task, *call)
+                    results.append(result)
+                    jobs.append(job)
+                sending.append(asyncio.ensure_future(batcher.store(jobs)))
                 await asyncio.sleep(0)  # its request goes out before the next slice is built
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         finally:
@@ -315,7 +317,7 @@ class RedisBackend(BaseTaskBackend):
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return prepared
+        return results
 
     def _send_many(self, task: Task, prepared: list[tuple[TaskResult, NewJob]]) -> None:
         enqueue_many = self._sync().enqueue_many

@@ -32,7 +32,8 @@ def new_job_id(queue: str, ms: int | None = None) -> str:
     if ms is None:
         ms = int(time.time() * 1000)
     seq = next(_sequence) & 0xFFFF
-    return f"{queue}:{ms:011x}{seq:04x}{random.getrandbits(48):012x}"
+    # 11 hex digits of ms, 4 of sequence, 12 random: one number formatted once.
+    return f"{queue}:{ms << 64 | seq << 48 | random.getrandbits(48):027x}"
 
 
 def queue_of(job_id: str) -> str:

@@ -47,11 +47,13 @@ class Task(DjangoTask):
         register(self)
 
     def enqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
-        """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
+        """Enqueue many calls, ``[(args, kwargs), ...]``: one round trip per 1,000. Every
+        call is checked first; bad input enqueues none of them."""
         return self.get_backend().enqueue_many(self, calls)
 
     async def aenqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
-        """Enqueue many calls, ``[(args, kwargs), ...]``, in one round trip to Redis."""
+        """Enqueue many calls, ``[(args, kwargs), ...]``, pipelined 200 to a script call.
+        Every call is checked first; bad input enqueues none of them."""
         return await self.get_backend().aenqueue_many(self, calls)
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
