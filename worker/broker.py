@@ -100,13 +100,12 @@ class NewJob(NamedTuple):
 def _fields(job: NewJob) -> tuple[list[Any], bool]:
     """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
     # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
-    # Times and scores go as strings: Lua would print such a number with 14 digits only.
-    score = str((TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms)
+    score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
     run_after = job.run_after_ms
     deferred = run_after is not None and run_after > job.enqueued_ms
-    due = "" if run_after is None else str(run_after)
-    argv = [job.id, job.body, job.priority, score, job.max_attempts, str(job.enqueued_ms), due]
-    argv.append(due if deferred else score)
+    due = "" if run_after is None else run_after
+    argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms, due]
+    argv.append(run_after if deferred else score)
     return argv, deferred
 
 
@@ -124,14 +123,12 @@ def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
 
 def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[list[str], list]:
     """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
-    rows = []
+    argv: list[Any] = [keys.job_prefix(queue)]
     for job in jobs:
-        row, deferred = _fields(job)
-        row[1] = job.body.decode()
-        row.append(int(deferred))
-        rows.append(row)
-    keys_ = [keys.ready(queue), keys.delayed(queue), keys.notify(queue)]
-    return keys_, [keys.job_prefix(queue), orjson.dumps(rows)]
+        fields, deferred = _fields(job)
+        argv += fields
+        argv.append(int(deferred))
+    return [keys.ready(queue), keys.delayed(queue), keys.notify(queue)], argv
 
 
 class Lease(NamedTuple):
