@@ -38,18 +38,46 @@ class Lua:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future] = deque()
+        # Callers waiting for a reply, in the order their commands went out, each with the
+        # loop time it went out at: the oldest is the one a watchdog times.
+        self.waiting: deque[tuple[asyncio.Future, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def send(self, args: tuple) -> asyncio.Future:
+        """Write one command; the future gets its reply."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((future, loop.time()))
+        self.transport.write(hiredis.pack_command(args))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(SOCKET_TIMEOUT, self._check)
+        return future
+
+    def _check(self) -> None:
+        # One timer per connection rather than one per command (a timer costs more than
+        # the rest of a command's Python): it looks at the oldest unanswered command.
+        self._watchdog = None
+        if not self.waiting or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        late = loop.time() - self.waiting[0][1]
+        if late >= SOCKET_TIMEOUT:
+            # No answer in time: the connection cannot be trusted to stay in step.
+            self.lost = redis.TimeoutError(f"no answer from Redis in {SOCKET_TIMEOUT}s")
+            self.transport.abort()
+        else:
+            self._watchdog = loop.call_later(SOCKET_TIMEOUT - late, self._check)
+
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
-            if future.done():  # its caller gave up (cancelled, timed out)
+            future, _ = self.waiting.popleft()
+            if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 message = str(reply)
@@ -59,9 +87,12 @@ class _Protocol(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = redis.ConnectionError(f"connection to Redis lost ({exc or 'closed'})")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.lost is None:
+            self.lost = redis.ConnectionError(f"connection to Redis lost ({exc or 'closed'})")
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(self.lost)
 
@@ -76,17 +107,10 @@ class FastRedis:
         self._connecting = asyncio.Lock()
 
     async def execute(self, *args: Any) -> Any:
+        """Send one command and return its reply; redis.TimeoutError if none comes within
+        SOCKET_TIMEOUT (the connection is then dropped, and opened again on next use)."""
         protocol = await self._connect()
-        future = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(future)
-        protocol.transport.write(hiredis.pack_command(args))
-        try:
-            async with asyncio.timeout(SOCKET_TIMEOUT):
-                return await future
-        except TimeoutError:
-            # No answer in time: the connection cannot be trusted to stay in step.
-            protocol.transport.abort()
-            raise redis.TimeoutError(f"no answer from Redis in {SOCKET_TIMEOUT}s") from None
+        return await protocol.send(args)
 
     async def run(self, script: Lua, keys: list, args: list) -> Any:
         """EVALSHA, loading the script first if this server does not know it yet."""
@@ -131,11 +155,8 @@ class FastRedis:
 
     @staticmethod
     async def _setup(protocol: _Protocol, *args: Any) -> None:
-        future = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(future)
-        protocol.transport.write(hiredis.pack_command(args))
         try:
-            await future
+            await protocol.send(args)
         except redis.ResponseError as e:
             protocol.transport.abort()
             raise redis.ConnectionError(f"Redis refused {args[0]} ({e})") from e

@@ -73,3 +73,51 @@ async def test_a_cancelled_caller_does_not_shift_the_replies(redis_url):
     slow.cancel()  # its reply still comes, and must go nowhere
     assert await fast.execute("ECHO", "mine") == b"mine"
     fast.close()
+
+
+async def test_no_answer_in_time_fails_every_waiting_caller_and_drops_the_connection(
+    monkeypatch,
+):
+    import worker.fastredis
+
+    monkeypatch.setattr(worker.fastredis, "SOCKET_TIMEOUT", 0.3)
+    accepted = []
+
+    async def silent(reader, writer):  # takes commands, never answers
+        accepted.append(writer)
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fast = FastRedis(f"redis://127.0.0.1:{port}/0")
+    try:
+        began = asyncio.get_running_loop().time()
+        first = asyncio.create_task(fast.execute("PING"))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(fast.execute("PING"))
+        for caller in (first, second):
+            with pytest.raises(redis.TimeoutError, match=r"no answer from Redis in 0\.3s"):
+                await caller
+        assert 0.3 <= asyncio.get_running_loop().time() - began < 1.0
+        with pytest.raises(redis.TimeoutError):
+            await fast.execute("PING")  # on a new connection
+        assert len(accepted) == 2
+    finally:
+        fast.close()
+        server.close()
+
+
+async def test_slow_answers_within_the_timeout_do_not_trip_it(monkeypatch, redis_url):
+    import worker.fastredis
+
+    monkeypatch.setattr(worker.fastredis, "SOCKET_TIMEOUT", 0.5)
+    fast = FastRedis(redis_url)
+    try:
+        # Each answer takes 0.1-0.2 s (Redis times blocked commands out at its 10 Hz);
+        # together they outlast the timeout, each one does not.
+        began = asyncio.get_running_loop().time()
+        for _ in range(6):
+            assert await fast.execute("BLPOP", "fastredis-test-nothing", 0.1) is None
+        assert asyncio.get_running_loop().time() - began > 0.5
+    finally:
+        fast.close()
