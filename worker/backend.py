@@ -242,7 +242,7 @@ class RedisBackend(BaseTaskBackend):
         clients = self.loop_clients()
         with self._reaching_redis(f"enqueue {task.module_path}"):
             if job.unique is None:
-                await clients.batcher.send([job])
+                await clients.batcher.send(job)
             elif (
                 first := await clients.fast.run(ENQUEUE, *enqueue_arguments(self.keys, job))
             ) is not None:

@@ -42,31 +42,23 @@ class EnqueueBatcher:
         self._busy = False  # a round is being sent; new jobs wait for the next
         self._rest: asyncio.Task | None = None
 
-    async def send(self, jobs: list[NewJob]) -> None:
-        """Return once every job is stored; raise what Redis raised if they were not."""
+    async def send(self, job: NewJob) -> None:
+        """Return once the job is stored; raise what Redis raised if it was not."""
         if not self._busy:
-            # Nobody is sending: this caller sends its own jobs at once, then leaves what
+            # Nobody is sending: this caller sends its job at once, then leaves what
             # gathered meanwhile to a task of its own.
             self._busy = True
             try:
-                for chunk in chunks(jobs):
-                    await self.store(chunk)
+                await self.store([job])
             finally:
                 if self._pending:
                     self._rest = asyncio.get_running_loop().create_task(self._send_rest())
                 else:
                     self._busy = False
             return
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in jobs]
-        self._pending += zip(jobs, futures, strict=True)
-        try:
-            for future in futures:
-                await future
-        finally:
-            for future in futures:  # one error fails the lot: count it as seen for all
-                if future.done() and not future.cancelled():
-                    future.exception()
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        await future
 
     async def _send_rest(self) -> None:
         try:
