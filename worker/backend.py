@@ -108,7 +108,8 @@ class RedisBackend(BaseTaskBackend):
             asyncio.AbstractEventLoop, dict[tuple, LoopClients]
         ] = weakref.WeakKeyDictionary()
         self._identity = (alias, self._url, self.keys.prefix)  # of this backend's clients
-        self._valid_tasks: dict[int, Task] = {}  # id -> task, checked already
+        self._valid_tasks: set[Task] = set()  # checked already
+        self._last_valid: Task | None = None
 
     @staticmethod
     def check_queue_name(queue: str) -> None:
@@ -169,17 +170,25 @@ class RedisBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         # Django's checks inspect the function's signature: once per task is enough (a
-        # task is a frozen dataclass; a one-off run_after copy is checked each time). Found
-        # by identity: hashing a task hashes all its fields, a cost on every enqueue.
-        if self._valid_tasks.get(id(task)) is task:
+        # task is a frozen dataclass; a one-off run_after copy is checked each time). The
+        # last one is known by identity: hashing a task hashes all its fields.
+        if task is self._last_valid:
             return
-        super().validate_task(task)
-        self.check_queue_name(task.queue_name)
-        if task.run_after is None and len(self._valid_tasks) < 10_000:
-            self._valid_tasks[id(task)] = task
+        if task not in self._valid_tasks:
+            super().validate_task(task)
+            self.check_queue_name(task.queue_name)
+            if task.run_after is not None:
+                return
+            if len(self._valid_tasks) < 10_000:
+                self._valid_tasks.add(task)
+        self._last_valid = task
 
-    def _reaching_redis(self, what: str) -> _Reaching:
-        return _Reaching(self, what)
+    def _reaching_redis(
+        self, what: str, stored: list[TaskResult] | None = None, of: int = 1
+    ) -> _Reaching:
+        """Turns a lost connection into BrokerUnavailable; for a bulk enqueue cut off midway,
+        ``stored`` are the results of the jobs Redis confirmed, out of ``of``."""
+        return _Reaching(self, what, stored, of)
 
     def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
         """Check a call of ``task`` and make what enqueuing it writes."""
@@ -287,8 +296,7 @@ class RedisBackend(BaseTaskBackend):
             prepared = [self._job_for(task, *call) for call in encoded]
             self._on_commit(partial(self._send_many, task, prepared))
             return [result for result, _ in prepared]
-        with self._reaching_redis(f"enqueue {task.module_path}"):
-            results = await self._build_and_send(task, encoded)
+        results = await self._build_and_send(task, encoded)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             for result in results:
                 await signals.asend(task_enqueued, type(self), task_result=result)
@@ -299,25 +307,28 @@ class RedisBackend(BaseTaskBackend):
         stores one slice while the next is built (a few microseconds a job each side). A
         slice's jobs are let go once sent: fewer objects outlive it for the GC to scan."""
         batcher = self.loop_clients().batcher
-        results: list[TaskResult] = []
+        slices: list[list[TaskResult]] = []
         sending: list[asyncio.Task] = []
         try:
             for start in range(0, len(encoded), SLICE):
-                jobs = []
+                results, jobs = [], []
                 for call in encoded[start : start + SLICE]:
                     result, job = self._job_for(task, *call)
                     results.append(result)
                     jobs.append(job)
+                slices.append(results)
                 sending.append(asyncio.ensure_future(batcher.store(jobs)))
                 await asyncio.sleep(0)  # its request goes out before the next slice is built
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         finally:
             for sent in sending:  # given up (cancelled): none is left to finish unheard
                 sent.cancel()
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return results
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            stored = [r for rs, o in zip(slices, outcomes, strict=True) if o is None for r in rs]
+            with self._reaching_redis(f"enqueue {task.module_path}", stored, len(encoded)):
+                raise errors[0]
+        return [result for results in slices for result in results]
 
     def _send_many(self, task: Task, prepared: list[tuple[TaskResult, NewJob]]) -> None:
         enqueue_many = self._sync().enqueue_many
@@ -354,17 +365,23 @@ class _Reaching:
     """Turns a lost connection into BrokerUnavailable, naming what was being done. (A class,
     not a generator: entered on every enqueue, where a generator costs a few microseconds.)"""
 
-    __slots__ = ("backend", "what")
+    __slots__ = ("backend", "of", "stored", "what")
 
-    def __init__(self, backend: RedisBackend, what: str) -> None:
-        self.backend, self.what = backend, what
+    def __init__(
+        self, backend: RedisBackend, what: str, stored: list[TaskResult] | None, of: int
+    ) -> None:
+        self.backend, self.what, self.stored, self.of = backend, what, stored, of
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
         if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            where = f"{self.what}: Redis at {redacted(self.backend.url)} is unreachable ({error})"
+            if self.stored is None:
+                raise BrokerUnavailable(f"{where}; nothing was sent") from error
             raise BrokerUnavailable(
-                f"{self.what}: Redis at {redacted(self.backend.url)} is unreachable ({error}); "
-                "nothing was sent"
+                f"{where}; {len(self.stored)} of {self.of} jobs were stored (their results "
+                "are the error's .enqueued), the others may not have been",
+                enqueued=self.stored,
             ) from error

@@ -8,7 +8,12 @@ class InvalidArguments(InvalidTask):
 
 
 class BrokerUnavailable(TaskException):
-    """Redis could not be reached, so the job was not enqueued (nothing was sent)."""
+    """Redis could not be reached, so the job was not enqueued. A bulk enqueue cut off
+    midway lists in ``enqueued`` the results of the jobs Redis confirmed it stored."""
+
+    def __init__(self, message: str, enqueued: list | None = None) -> None:
+        super().__init__(message)
+        self.enqueued = enqueued or []
 
 
 class PermanentFailure(Exception):

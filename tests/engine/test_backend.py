@@ -196,6 +196,33 @@ async def test_async_bulk_enqueue_checks_every_call_before_sending_any(backend):
     assert ready_ids(backend) == []
 
 
+async def test_a_bulk_enqueue_cut_off_midway_says_which_jobs_were_stored(backend, monkeypatch):
+    import redis
+
+    from worker.batching import EnqueueBatcher
+
+    real_store, calls = EnqueueBatcher.store, []
+
+    async def third_fails(self, jobs):
+        calls.append(len(jobs))
+        if len(calls) == 3:
+            raise redis.ConnectionError("cut off")
+        await real_store(self, jobs)
+
+    monkeypatch.setattr(EnqueueBatcher, "store", third_fails)
+    with pytest.raises(BrokerUnavailable, match="800 of 1000 jobs were stored") as caught:
+        await tasks.add.aenqueue_many([((i, 1), {}) for i in range(1000)])
+    assert len(calls) == 5
+    assert sorted(r.id for r in caught.value.enqueued) == sorted(ready_ids(backend))
+    assert [r.args[0] for r in caught.value.enqueued][399:401] == [399, 600]
+
+
+def test_checked_tasks_are_remembered_once_however_often_copied(backend):
+    for _ in range(50):
+        tasks.add.using(priority=5).enqueue(1, 2)
+    assert len(backend._valid_tasks) == 1
+
+
 async def test_the_result_enqueue_returns_is_the_one_stored(backend):
     sent = await tasks.echo.aenqueue({"when": (2026, 11, 30), "tags": ("a", "b")})
     (bulk,) = await tasks.echo.aenqueue_many([((), {"value": [1.5, None]})])
