@@ -83,8 +83,8 @@ def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-        client = default_task_backend.client()
-        for key in client.scan_iter(f"{default_task_backend.keys.prefix}:*", count=1000):
+        client = default_task_backend.broker.sync
+        for key in client.scan_iter(f"{default_task_backend.broker.keys.prefix}:*", count=1000):
             client.delete(key)
     q = statistics.quantiles(lateness, n=100)
     print(f"delayed jobs      {len(lateness)} over {args.spread}s, with {args.background} "

@@ -22,7 +22,7 @@ async def measure(one: int, bulk: int) -> dict:
     from django.tasks import default_task_backend
 
     from bench.tasks import noop
-    from worker.loops import loop_name
+    from worker.runtime.loops import loop_name
 
     await noop.aenqueue()  # connect
     began = time.perf_counter()
@@ -39,7 +39,7 @@ async def measure(one: int, bulk: int) -> dict:
 
 
 def main() -> None:
-    from worker.loops import CHOICES, loop_factory
+    from worker.runtime.loops import CHOICES, loop_factory
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loop", choices=CHOICES, default="auto")

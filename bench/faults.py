@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--job-seconds", type=float, default=0.005)
     args = parser.parse_args()
 
-    backend, client = default_task_backend, default_task_backend.client()
-    keys = backend.keys
+    backend, client = default_task_backend, default_task_backend.broker.sync
+    keys = backend.broker.keys
     log = subprocess.DEVNULL
     began = time.monotonic()
     asyncio.run(enqueue_all(args.jobs, args.job_seconds))

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.redis_server import RedisServer, free_port  # noqa: E402
+from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
@@ -103,17 +103,17 @@ class Harness:
         from django.tasks import default_task_backend
 
         from bench import tasks
-        from worker.broker import Keys
+        from worker.protocol.keys import Keys
 
         self.sizes = sizes
         self.log_dir = log_dir
         self.backend = default_task_backend
         self.tasks = tasks
-        self.keys = Keys(self.backend.keys.prefix)
+        self.keys = Keys(self.backend.broker.keys.prefix)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "TASKS_PREFIX": self.backend.keys.prefix,
+            "TASKS_PREFIX": self.backend.broker.keys.prefix,
             "REDIS_URL": redis_url,
             "DATABASE_URL": db_url,
             "DJANGO_DEBUG": "0",
@@ -123,7 +123,7 @@ class Harness:
 
     @property
     def client(self):
-        return self.backend.aclient()
+        return self.backend.broker.aclient()
 
     def log(self, name: str):
         path = self.log_dir / f"{name}.log"
@@ -806,9 +806,9 @@ def main() -> None:
             except (BenchError, subprocess.SubprocessError, OSError) as e:
                 say(f"peers unavailable, skipping arq and SAQ: {e}")
                 peers = None
-        say(f"prefix {harness.backend.keys.prefix}, logs in {log_dir.relative_to(ROOT)}")
+        say(f"prefix {harness.backend.broker.keys.prefix}, logs in {log_dir.relative_to(ROOT)}")
         figures = asyncio.run(bench(args, sizes, harness, peers))
-        redis_version = harness.backend.client().info("server")["redis_version"]
+        redis_version = harness.backend.broker.sync.info("server")["redis_version"]
     finally:
         if own:
             own.stop()
@@ -844,7 +844,7 @@ def main() -> None:
 
 
 def default_loop() -> str:
-    from worker.loops import loop_factory
+    from worker.runtime.loops import loop_factory
 
     factory = loop_factory("auto")
     return f"uvloop {pkg('uvloop')}" if factory else "asyncio (uvloop not installed)"

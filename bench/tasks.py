@@ -7,7 +7,7 @@ from django.tasks import default_task_backend, task
 
 
 def tally_key() -> str:
-    return f"{default_task_backend.keys.prefix}:bench:tally"
+    return f"{default_task_backend.broker.keys.prefix}:bench:tally"
 
 
 @task(max_attempts=5)
@@ -15,12 +15,12 @@ async def tally(label: str, seconds: float = 0.0) -> None:
     """Counts its runs per label in Redis, so a run can count lost and repeated jobs."""
     if seconds:
         await asyncio.sleep(seconds)
-    await default_task_backend.aclient().hincrby(tally_key(), label, 1)
+    await default_task_backend.broker.aclient().hincrby(tally_key(), label, 1)
 
 
 def tallies() -> dict[str, int]:
     """Runs so far per label."""
-    counts = default_task_backend.client().hgetall(tally_key())
+    counts = default_task_backend.broker.sync.hgetall(tally_key())
     return {k.decode(): int(v) for k, v in counts.items()}
 
 
@@ -45,7 +45,7 @@ async def sleep_io(seconds: float) -> None:
 
 def starts_key() -> str:
     """Hash of job id -> time.time() at the job's start (float seconds), for latency runs."""
-    return f"{default_task_backend.keys.prefix}:bench:starts"
+    return f"{default_task_backend.broker.keys.prefix}:bench:starts"
 
 
 @task(takes_context=True)
@@ -54,7 +54,7 @@ async def record_start(context) -> None:
     its id on ``starts_key() + ":done"`` so the benchmark wakes without polling."""
     started = time.time()
     job_id = context.task_result.id
-    async with default_task_backend.aclient().pipeline(transaction=False) as pipe:
+    async with default_task_backend.broker.aclient().pipeline(transaction=False) as pipe:
         pipe.hset(starts_key(), job_id, repr(started))
         pipe.rpush(f"{starts_key()}:done", job_id)
         await pipe.execute()

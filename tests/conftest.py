@@ -14,7 +14,7 @@ import redis
 from django.db import connection
 from django.tasks import task_backends
 
-from worker.redis_server import RedisServer
+from worker.protocol.servers import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -63,13 +63,13 @@ def backend():
 @pytest.fixture
 def run_worker(backend):
     """``async with run_worker(concurrency=...) as worker:`` runs a worker on this loop."""
-    from worker.runner import Worker
+    from worker.runtime.worker import Worker
 
     @asynccontextmanager
     async def running(**options) -> AsyncIterator[Worker]:
         options.setdefault("poll", 0.2)
         options.setdefault("scheduler", False)  # the project's periodic jobs would add jobs
-        worker = Worker(backend, options.pop("queues", None), **options)
+        worker = backend.worker(options.pop("queues", None), **options)
         task = asyncio.create_task(worker.run())
         try:
             yield worker

@@ -1,86 +1,51 @@
-"""The TASKS backend: Django's enqueue/get_result on top of the Redis protocol.
+"""The TASKS backend: Django's enqueue and get_result on top of the Redis protocol.
 
     TASKS = {"default": {
         "BACKEND": "worker.backend.RedisBackend",
         "QUEUES": ["default", "reports"],
-        "OPTIONS": {"url": "redis://127.0.0.1:6379/0"},  # None: embedded redis-server
+        "OPTIONS": {"url": "redis://127.0.0.1:6379/0"},
     }}
 
-See docs/configuration.md for every option.
+See docs/configuration.md for every option. A job's path: ``aenqueue`` checks and encodes
+the call (protocol/message.py), its queue stores it (protocol/queue.py), a worker leases,
+runs and acks it (runtime/worker.py, runtime/attempt.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
-from django.db import transaction
+from django.core.checks import CheckMessage
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from redis.commands.core import Script
 
-from worker import message, scripts, signals
-from worker.batching import ENQUEUE, EnqueueBatcher, chunks
-from worker.broker import (
-    Broker,
-    Keys,
-    NewJob,
-    enqueue_arguments,
-    enqueue_many_arguments,
-    now_ms,
-)
-from worker.connection import async_client, redacted, sync_client
+from worker import config, pending
 from worker.exceptions import BrokerUnavailable
-from worker.fastredis import FastRedis
-from worker.redis_server import embedded_url
+from worker.protocol import Broker
+from worker.protocol.connection import unreachable
+from worker.protocol.message import encode, new_job
+from worker.protocol.records import NewJob, now_ms
+from worker.protocol.servers import embedded_url
 from worker.results import from_ms, make_result, parse
+from worker.runtime import signals
 from worker.task import Arguments, Task
 
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+if TYPE_CHECKING:
+    from worker.runtime.worker import Worker
+
 # Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
 # while the next is built, large enough that a call's fixed cost stays small.
 SLICE = 200
-
-DEFAULTS: dict[str, Any] = {
-    "url": None,  # redis:// or unix:// URL; None starts/joins the embedded server
-    "embedded_dir": None,  # where the embedded server lives; default BASE_DIR/var/redis
-    "prefix": "tasks",  # of every key, so several projects can share one Redis
-    "max_payload_bytes": 1024 * 1024,
-    "result_ttl": 24 * 3600,  # seconds a finished job's result is kept
-    "lease": 10.0,  # seconds without a heartbeat before a worker's jobs are handed on
-    "max_connections": 50,  # per process and event loop; more callers wait for one
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SyncClients:
-    """The process's blocking Redis client, for sync code, and its enqueue scripts."""
-
-    redis: redis.Redis
-    enqueue: Script
-    enqueue_many: Script
-
-
-@dataclass(frozen=True, slots=True)
-class LoopClients:
-    """An event loop's Redis clients: redis.asyncio for most, the lean pipelined
-    connection for the hot path, and the batcher of concurrent enqueues that uses it."""
-
-    redis: aioredis.Redis
-    fast: FastRedis
-    batcher: EnqueueBatcher
 
 
 class RedisBackend(BaseTaskBackend):
@@ -92,209 +57,160 @@ class RedisBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        unknown = set(self.options) - set(DEFAULTS)
-        if unknown:
-            raise InvalidTask(f"TASKS[{alias!r}]['OPTIONS']: unknown option(s) {sorted(unknown)}")
-        self.config = {**DEFAULTS, **self.options}
-        for queue in self.queues:
-            self.check_queue_name(queue)
-        self.keys = Keys(self.config["prefix"])
-        self.max_payload_bytes = int(self.config["max_payload_bytes"])
-        self.result_ttl = float(self.config["result_ttl"])
-        self.lease = float(self.config["lease"])
-        self._url: str | None = self.config["url"]
-        self._sync_clients: SyncClients | None = None
-        self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple, LoopClients]
-        ] = weakref.WeakKeyDictionary()
-        self._identity = (alias, self._url, self.keys.prefix)  # of this backend's clients
-        self._valid_tasks: set[Task] = set()  # checked already
-        self._last_valid: Task | None = None
+        self.queues = frozenset(self.queues)
+        # Errors are kept for `manage.py check` (worker.checks) and raised at first use.
+        self.options_, self.config_errors = config.read(alias, self.options, self.queues)
+        self.max_payload_bytes = self.options_.max_payload_bytes
+        self.result_ttl = self.options_.result_ttl
+        self.lease = self.options_.lease
+        self._valid: dict[tuple, bool] = {}  # (task, backend flags) checked already
+        self._last_valid: tuple | None = None
 
-    @staticmethod
-    def check_queue_name(queue: str) -> None:
-        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
-            raise InvalidTask(
-                f"queue name {queue!r} must be 1-100 letters, digits, '_', '.' or '-'"
+    def check(self, **kwargs: Any) -> list[CheckMessage]:
+        return list(self.config_errors)
+
+    def _configured(self) -> None:
+        if self.config_errors:
+            raise ImproperlyConfigured(
+                "; ".join(str(e.msg) for e in self.config_errors)
+                + " (manage.py check lists every problem)"
             )
 
-    @property
+    @cached_property
     def url(self) -> str:
-        if self._url is None:
-            folder = self.config["embedded_dir"] or Path(settings.BASE_DIR) / "var" / "redis"
-            self._url = embedded_url(Path(folder))
-        return self._url
+        """The Redis URL; the embedded server's (started on first use) when asked for."""
+        self._configured()
+        url = self.options_.url
+        if url is None or url == config.EMBEDDED:
+            folder = self.options_.embedded_dir or Path(settings.BASE_DIR) / "var" / "redis"
+            return embedded_url(Path(folder))
+        return url
 
-    def client(self) -> redis.Redis:
-        return self._sync().redis
-
-    def _sync(self) -> SyncClients:
-        if self._sync_clients is None:
-            client = sync_client(self.url, int(self.config["max_connections"]))
-            self._sync_clients = SyncClients(
-                client,
-                client.register_script(scripts.ENQUEUE),
-                client.register_script(scripts.ENQUEUE_MANY),
-            )
-        return self._sync_clients
-
-    def aclient(self) -> aioredis.Redis:
-        return self.loop_clients().redis
-
+    @cached_property
     def broker(self) -> Broker:
-        """The worker's side of the protocol, on this event loop's clients."""
-        clients = self.loop_clients()
-        return Broker(clients.redis, clients.fast, self.keys)
+        """The backend's way to Redis (worker/protocol)."""
+        return Broker(self.url, self.options_.prefix, self.options_.max_connections)
 
-    def loop_clients(self) -> LoopClients:
-        """This event loop's clients (an asyncio client belongs to the loop that made it).
-        They hang on the loop itself where it allows, so a short-lived loop (async_to_sync
-        in a sync view) takes its connections with it when it goes; a mapping keyed by the
-        loop could not let go, its values holding the loop through their connections."""
-        loop = asyncio.get_running_loop()
-        per_loop = getattr(loop, "_worker_clients", None)
-        if per_loop is None:
-            try:
-                per_loop = loop._worker_clients = {}  # type: ignore[attr-defined]
-            except AttributeError:  # a loop without attributes (uvloop): kept for good
-                per_loop = self._aclients.setdefault(loop, {})
-        found = per_loop.get(self._identity)
-        if found is None:
-            fast = FastRedis(self.url)
-            found = per_loop[self._identity] = LoopClients(
-                redis=async_client(self.url, int(self.config["max_connections"])),
-                fast=fast,
-                batcher=EnqueueBatcher(fast, self.keys),
-            )
-        return found
+    def worker(self, queues: list[str] | None = None, **options: Any) -> Worker:
+        """A worker serving ``queues`` (default: all of the backend's) of this backend."""
+        from worker.runtime.worker import Worker
+
+        chosen = list(queues or sorted(self.queues))
+        for queue in chosen:
+            if error := config.queue_name_error(queue):
+                raise ImproperlyConfigured(error)
+        return Worker(
+            self.broker,
+            chosen,
+            alias=self.alias,
+            sender=type(self),
+            lease=self.lease,
+            result_ttl=self.result_ttl,
+            max_payload_bytes=self.max_payload_bytes,
+            **options,
+        )
 
     def validate_task(self, task: Task) -> None:
-        # Django's checks inspect the function's signature: once per task is enough (a
-        # task is a frozen dataclass; a one-off run_after copy is checked each time). The
-        # last one is known by identity: hashing a task hashes all its fields.
-        if task is self._last_valid:
+        # Django's checks inspect the function's signature: once per task is enough, for as
+        # long as the backend's own flags stay the same (tests patch them). A task is a
+        # frozen dataclass; a one-off run_after copy is checked each time.
+        key = (task, self.supports_async_task, self.supports_priority, self.supports_defer,
+               self.queues, settings.USE_TZ)  # fmt: skip
+        last = self._last_valid
+        if last is not None and last[0] is task and last[1:] == key[1:]:
             return
-        if task not in self._valid_tasks:
+        if key not in self._valid:
+            self._configured()
             super().validate_task(task)
-            self.check_queue_name(task.queue_name)
+            if error := config.queue_name_error(task.queue_name):
+                raise InvalidTask(error)
             if task.run_after is not None:
                 return
-            if len(self._valid_tasks) < 10_000:
-                self._valid_tasks.add(task)
-        self._last_valid = task
-
-    def _reaching_redis(
-        self, what: str, stored: list[TaskResult] | None = None, of: int = 1
-    ) -> _Reaching:
-        """Turns a lost connection into BrokerUnavailable; for a bulk enqueue cut off midway,
-        ``stored`` are the results of the jobs Redis confirmed, out of ``of``."""
-        return _Reaching(self, what, stored, of)
+            if len(self._valid) < 10_000:
+                self._valid[key] = True
+        self._last_valid = key
 
     def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
-        """Check a call of ``task`` and make what enqueuing it writes."""
+        """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
         self.validate_task(task)
-        return self._new_job(task, args, kwargs)
-
-    def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
-        return self._job_for(task, *message.encode(task, args, kwargs, self.max_payload_bytes))
+        return self._job_for(task, *encode(task, args, kwargs, self.max_payload_bytes))
 
     def _job_for(
         self, task: Task, args: list, kwargs: dict, body: bytes
     ) -> tuple[TaskResult, NewJob]:
-        """The result and the job of a call that message.encode accepted."""
-        enqueued_ms = now_ms()  # one clock reading: the result says what Redis stores
-        job_id = message.new_job_id(task.queue_name, enqueued_ms)
-        run_after = task.run_after
-        result = make_result(
-            task,
-            job_id,
-            TaskResultStatus.READY,
-            args,
-            kwargs,
-            self.alias,
-            enqueued_at=from_ms(enqueued_ms),
-        )
-        unique = None
-        if task.unique_for is not None:
-            unique = (message.fingerprint(task, args, kwargs), int(task.unique_for * 1000))
-        job = NewJob(
-            id=job_id,
-            queue=task.queue_name,
-            body=body,
-            priority=task.priority,
-            max_attempts=task.max_attempts,
-            run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
-            enqueued_ms=enqueued_ms,
-            unique=unique,
-        )
+        """The result and the job of a call that ``encode`` accepted."""
+        job = new_job(task, args, kwargs, body, now_ms())  # one clock reading for both
+        result = make_result(task, job.id, TaskResultStatus.READY, args, kwargs, self.alias,
+                             enqueued_at=from_ms(job.enqueued_ms))  # fmt: skip
         return result, job
-
-    @staticmethod
-    def _on_commit(send: Callable[[], object]) -> bool:
-        """Defer ``send`` to the commit of the open transaction, if there is one."""
-        if not _in_transaction():
-            return False
-        transaction.on_commit(send, robust=False)
-        return True
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         result, job = self.prepare(task, args, kwargs)
-        send = partial(self._send, result, job)
-        return result if self._on_commit(send) else send()
+        if (first := pending.unique_twin(job)) is not None:
+            return first
+        sending = pending.Send(self, [(result, job)])
+        return result if pending.on_commit(sending) else sending.one()
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         result, job = self.prepare(task, args, kwargs)
         # The loop thread's connection is only in a transaction when sync code opened one
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
-        if self._on_commit(partial(self._send, result, job)):
+        if pending.in_transaction():
+            if (first := pending.unique_twin(job)) is not None:
+                return first
+            pending.on_commit(pending.Send(self, [(result, job)]))
             return result
-        clients = self.loop_clients()
-        with self._reaching_redis(f"enqueue {task.module_path}"):
-            if job.unique is None:
-                await clients.batcher.send(job)
-            elif (
-                first := await clients.fast.run(ENQUEUE, *enqueue_arguments(self.keys, job))
-            ) is not None:
-                # A duplicate of a unique task: the first job stands for it.
-                return await self.aget_result(first.decode())
+        with self.reaching_redis(f"enqueue {task.module_path}"):
+            first_id = await self.broker.queue(job.queue).aenqueue(job)
+        if first_id is not None:  # a duplicate of a unique task: the first job stands for it
+            return await self.aget_result(first_id)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
-    def _send(self, result: TaskResult, job: NewJob) -> TaskResult:
-        with self._reaching_redis(f"enqueue {result.task.module_path}"):
-            first = self._sync().enqueue(*enqueue_arguments(self.keys, job))
-        if first is not None:
-            return self.get_result(first.decode())
-        task_enqueued.send(type(self), task_result=result)
-        return result
+    def send(self, prepared: list[tuple[TaskResult, NewJob]]) -> TaskResult | None:
+        """Store prepared jobs (of one task) now; for one unique job whose call is enqueued
+        already, the first job's result."""
+        task = prepared[0][0].task
+        with self.reaching_redis(f"enqueue {task.module_path}"):
+            if len(prepared) == 1:
+                result, job = prepared[0]
+                first = self.broker.queue(job.queue).enqueue(job)
+                if first is not None:
+                    return self.get_result(first)
+            else:
+                self.broker.queue(task.queue_name).enqueue_many([job for _, job in prepared])
+        for result, _ in prepared:
+            task_enqueued.send(type(self), task_result=result)
+        return None
 
     # Bulk enqueue: many calls of one task in few round trips. Not Django's API (it has
     # none); reached as task.enqueue_many / task.aenqueue_many (worker.task.Task).
 
     def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[tuple]:
-        """Every call checked and encoded (message.encode) before any is sent: bad input
-        enqueues none of them."""
+        """Every call checked and encoded before any is sent: bad input enqueues none."""
         self.validate_task(task)
         limit = self.max_payload_bytes
-        return [message.encode(task, args, kwargs, limit) for args, kwargs in calls]
+        return [encode(task, args, kwargs, limit) for args, kwargs in calls]
 
     def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:  # each call must be checked against the others
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = [self._job_for(task, *call) for call in self._encode_many(task, calls)]
-        send = partial(self._send_many, task, prepared)
-        if not self._on_commit(send):
-            send()
+        if prepared:
+            sending = pending.Send(self, prepared)
+            if not pending.on_commit(sending):
+                sending()
         return [result for result, _ in prepared]
 
     async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
         if task.unique_for is not None:
             return [await self.aenqueue(task, args, kwargs) for args, kwargs in calls]
         encoded = self._encode_many(task, calls)
-        if _in_transaction():
+        if pending.in_transaction():
             prepared = [self._job_for(task, *call) for call in encoded]
-            self._on_commit(partial(self._send_many, task, prepared))
+            if prepared:
+                pending.on_commit(pending.Send(self, prepared))
             return [result for result, _ in prepared]
         results = await self._build_and_send(task, encoded)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
@@ -304,11 +220,11 @@ class RedisBackend(BaseTaskBackend):
 
     async def _build_and_send(self, task: Task, encoded: list[tuple]) -> list[TaskResult]:
         """Build the jobs a slice at a time, each slice sent as soon as it is built: Redis
-        stores one slice while the next is built (a few microseconds a job each side). A
-        slice's jobs are let go once sent: fewer objects outlive it for the GC to scan."""
-        batcher = self.loop_clients().batcher
+        stores one slice while the next is built. A slice's jobs are let go once sent:
+        fewer objects outlive it for the GC to scan."""
+        queue = self.broker.queue(task.queue_name)
         slices: list[list[TaskResult]] = []
-        sending: list[asyncio.Task] = []
+        sending: list[asyncio.Future] = []
         try:
             for start in range(0, len(encoded), SLICE):
                 results, jobs = [], []
@@ -317,7 +233,7 @@ class RedisBackend(BaseTaskBackend):
                     results.append(result)
                     jobs.append(job)
                 slices.append(results)
-                sending.append(asyncio.ensure_future(batcher.store(jobs)))
+                sending.append(asyncio.ensure_future(queue.aenqueue_many(jobs)))
                 await asyncio.sleep(0)  # its request goes out before the next slice is built
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         finally:
@@ -326,39 +242,38 @@ class RedisBackend(BaseTaskBackend):
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
             stored = [r for rs, o in zip(slices, outcomes, strict=True) if o is None for r in rs]
-            with self._reaching_redis(f"enqueue {task.module_path}", stored, len(encoded)):
+            with self.reaching_redis(f"enqueue {task.module_path}", stored, len(encoded)):
                 raise errors[0]
         return [result for results in slices for result in results]
 
-    def _send_many(self, task: Task, prepared: list[tuple[TaskResult, NewJob]]) -> None:
-        enqueue_many = self._sync().enqueue_many
-        with self._reaching_redis(f"enqueue {task.module_path}"):
-            for chunk in chunks([job for _, job in prepared]):
-                enqueue_many(*enqueue_many_arguments(self.keys, task.queue_name, chunk))
-        for result, _ in prepared:
-            task_enqueued.send(type(self), task_result=result)
-
     def get_result(self, result_id: str) -> TaskResult:
-        key = self._job_key(result_id)
-        with self._reaching_redis(f"get result {result_id}"):
-            fields = self.client().hgetall(key)
+        if (waiting := pending.result(result_id)) is not None:
+            return waiting
+        queue = self._queue_of(result_id)
+        with self.reaching_redis(f"get result {result_id}"):
+            fields = queue.job(result_id)
         return parse(result_id, fields, self.alias)
 
     async def aget_result(self, result_id: str) -> TaskResult:
-        key = self._job_key(result_id)
-        with self._reaching_redis(f"get result {result_id}"):
-            fields = await self.aclient().hgetall(key)
+        if pending.in_transaction() and (waiting := pending.result(result_id)) is not None:
+            return waiting
+        queue = self._queue_of(result_id)
+        with self.reaching_redis(f"get result {result_id}"):
+            fields = await queue.ajob(result_id)
         return parse(result_id, fields, self.alias)
 
-    def _job_key(self, result_id: str) -> str:
+    def _queue_of(self, result_id: str) -> Any:
         try:
-            return self.keys.job(result_id)
+            return self.broker.queue_for(result_id)
         except ValueError as e:
             raise TaskResultDoesNotExist(str(e)) from None
 
-
-def _in_transaction() -> bool:
-    return transaction.get_connection().in_atomic_block
+    def reaching_redis(
+        self, what: str, stored: list[TaskResult] | None = None, of: int = 1
+    ) -> _Reaching:
+        """Turns a lost connection into BrokerUnavailable; for a bulk enqueue cut off midway,
+        ``stored`` are the results of the jobs Redis confirmed, out of ``of``."""
+        return _Reaching(self, what, stored, of)
 
 
 class _Reaching:
@@ -377,7 +292,7 @@ class _Reaching:
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
         if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-            where = f"{self.what}: Redis at {redacted(self.backend.url)} is unreachable ({error})"
+            where = f"{self.what}: {unreachable(self.backend.url, error)}"
             if self.stored is None:
                 raise BrokerUnavailable(f"{where}; nothing was sent") from error
             raise BrokerUnavailable(

@@ -3,8 +3,9 @@
 from django.tasks.exceptions import InvalidTask, TaskException
 
 
-class InvalidArguments(InvalidTask):
-    """The arguments of an enqueue cannot be sent (not JSON, too big)."""
+class InvalidArguments(InvalidTask, TypeError):
+    """The arguments of an enqueue cannot be sent (not JSON, too big). A TypeError too, as
+    Django's documentation promises for arguments that are not JSON."""
 
 
 class BrokerUnavailable(TaskException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
@@ -12,7 +13,9 @@ import orjson
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
+from django.utils import timezone
 
+from worker.protocol.keys import queue_of
 from worker.task import Task, lookup
 
 
@@ -34,40 +37,97 @@ def make_result(
     last_attempted_at: datetime | None = None,
     errors: Iterable[TaskError] = (),
     worker_ids: Iterable[str] = (),
+    return_value: Any = None,
 ) -> TaskResult:
-    """A TaskResult for arguments that are JSON-ready already: decoded from a message, or
-    checked by message.encode. TaskResult's own __init__ would walk them again, through
-    abstract-class checks that cost more than the rest of an enqueue's Python."""
+    """The one way this engine makes a TaskResult, for arguments that are JSON-ready already
+    (decoded from a message, or checked by encode): TaskResult's own __init__ would walk
+    them again, through abstract-class checks that cost more than the rest of an enqueue's
+    Python."""
+    if _SETTERS is None:  # a Django whose TaskResult has other fields: its own constructor
+        result = TaskResult(
+            task=task,
+            id=job_id,
+            status=status,
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            last_attempted_at=last_attempted_at,
+            args=args,
+            kwargs=kwargs,
+            backend=backend,
+            errors=list(errors),
+            worker_ids=list(worker_ids),
+        )
+        object.__setattr__(result, "_return_value", return_value)
+        return result
     result = object.__new__(TaskResult)
     # One call per field, written out: a loop over the fields costs twice as much, and a
     # bulk enqueue makes one result per job.
-    _set_task(result, task)
-    _set_id(result, job_id)
-    _set_status(result, status)
-    _set_enqueued_at(result, enqueued_at)
-    _set_started_at(result, started_at)
-    _set_finished_at(result, finished_at)
-    _set_last_attempted_at(result, last_attempted_at)
-    _set_args(result, args)
-    _set_kwargs(result, kwargs)
-    _set_backend(result, backend)
-    _set_errors(result, list(errors))
-    _set_worker_ids(result, list(worker_ids))
-    _set_return_value(result, None)
+    (
+        set_task, set_id, set_status, set_enqueued_at, set_started_at, set_finished_at,
+        set_last_attempted_at, set_args, set_kwargs, set_backend, set_errors,
+        set_worker_ids, set_return_value,
+    ) = _SETTERS  # fmt: skip
+    set_task(result, task)
+    set_id(result, job_id)
+    set_status(result, status)
+    set_enqueued_at(result, enqueued_at)
+    set_started_at(result, started_at)
+    set_finished_at(result, finished_at)
+    set_last_attempted_at(result, last_attempted_at)
+    set_args(result, args)
+    set_kwargs(result, kwargs)
+    set_backend(result, backend)
+    set_errors(result, list(errors))
+    set_worker_ids(result, list(worker_ids))
+    set_return_value(result, return_value)
     return result
 
 
-# TaskResult's fields (checked against this Django's) and the setters of their slots.
+def finished(
+    result: TaskResult,
+    status: TaskResultStatus,
+    errors: Iterable[TaskError],
+    return_value: Any = None,
+) -> TaskResult:
+    """A copy of a running job's result as it ended (for ``task_finished``)."""
+    return make_result(
+        result.task,
+        result.id,
+        status,
+        result.args,
+        result.kwargs,
+        result.backend,
+        enqueued_at=result.enqueued_at,
+        started_at=result.started_at,
+        finished_at=timezone.now(),
+        last_attempted_at=result.last_attempted_at,
+        errors=errors,
+        worker_ids=result.worker_ids,
+        return_value=return_value,
+    )
+
+
+# TaskResult's fields, and the setters of their slots: a Django that adds or renames a
+# field falls back to TaskResult's own constructor (slower), with a warning.
 _FIELDS = ("task", "id", "status", "enqueued_at", "started_at", "finished_at",
            "last_attempted_at", "args", "kwargs", "backend", "errors", "worker_ids",
            "_return_value")  # fmt: skip
-if tuple(f.name for f in dataclass_fields(TaskResult)) != _FIELDS:
-    raise ImportError("worker.results.make_result does not match this Django's TaskResult")
-(
-    _set_task, _set_id, _set_status, _set_enqueued_at, _set_started_at, _set_finished_at,
-    _set_last_attempted_at, _set_args, _set_kwargs, _set_backend, _set_errors,
-    _set_worker_ids, _set_return_value,
-) = (vars(TaskResult)[name].__set__ for name in _FIELDS)  # fmt: skip
+
+
+def _setters() -> tuple | None:
+    if tuple(f.name for f in dataclass_fields(TaskResult)) != _FIELDS:
+        warnings.warn(
+            "django.tasks.TaskResult's fields differ from those worker.results knows: "
+            "results are built with TaskResult's own constructor (slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return tuple(vars(TaskResult)[name].__set__ for name in _FIELDS)
+
+
+_SETTERS = _setters()
 
 
 def errors_of(fields: dict[bytes, bytes], before: int | None = None) -> list[TaskError]:
@@ -119,7 +179,7 @@ class JobRecord:
         status = TaskResultStatus(fields[b"status"].decode())
         return cls(
             id=job_id,
-            queue=job_id.partition(":")[0],
+            queue=queue_of(job_id),
             task_path=path if isinstance(path, str) else None,
             args=args if isinstance(args, list) else [],
             kwargs=kwargs if isinstance(kwargs, dict) else {},
@@ -146,7 +206,7 @@ class JobRecord:
             raise TaskResultDoesNotExist(f"{self.id}: {reason}")
         if (task.queue_name, task.priority) != (self.queue, self.priority):
             task = task.using(queue_name=self.queue, priority=self.priority)
-        result = make_result(
+        return make_result(
             task,
             self.id,
             self.status,
@@ -159,10 +219,8 @@ class JobRecord:
             last_attempted_at=self.last_attempted_at,
             errors=self.errors,
             worker_ids=self.worker_ids,
+            return_value=self.return_value,
         )
-        if self.status == TaskResultStatus.SUCCESSFUL:
-            _set_return_value(result, self.return_value)
-        return result
 
 
 def parse(job_id: str, fields: dict[bytes, bytes], backend: str) -> TaskResult:

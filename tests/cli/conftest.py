@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
-from worker.cli import cli
+from worker.ops.cli import cli
 
 WORKER = "cli-test-host:4242:abcdef"
 
@@ -40,8 +40,8 @@ async def jobs(backend, run_worker) -> Jobs:
     delayed = await tasks.add.using(run_after=later).aenqueue(3, 4)
     running = await tasks.record.using(queue_name="reports").aenqueue("busy")
     # A real fetch leases it, as a worker's would; the heartbeat makes that worker live.
-    broker = backend.broker()
-    [lease], _ = await broker.fetch("reports", 1, WORKER)
+    broker = backend.broker
+    [lease], _ = await broker.queue("reports").fetch(1, WORKER)
     assert lease.id == running.id
     beat = {"id": WORKER, "host": "cli-test-host", "pid": 4242, "queues": ["reports"],
             "concurrency": 10, "in_flight": 1, "processed": 7,

@@ -9,7 +9,7 @@ from django.core.management import ManagementUtility
 
 from tests.cli.conftest import run
 from tests.conftest import tasks_setting
-from worker import cli
+from worker.ops import cli
 
 
 def test_redis_unreachable_is_one_line_with_the_password_hidden(settings, tasks_prefix):

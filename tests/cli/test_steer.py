@@ -54,13 +54,15 @@ async def test_cancel_queued_running_and_finished_jobs(jobs, backend):
         assert (shown["state"], shown["status"]) == ("cancelled", "FAILED")
         assert shown["errors"][-1]["exception_class_path"] == "worker.exceptions.Cancelled"
     # Never to run: a worker's fetch finds nothing.
-    leases, _ = await backend.broker().fetch("default", 10, "w2")
+    leases, _ = await backend.broker.queue("default").fetch(10, "w2")
     assert leases == []
     assert run_json("status")["queues"][0]["counters"]["cancelled"] == 2
 
     running = run("cancel", jobs.running)
     assert running.stdout == f"{jobs.running}: running, cancellation requested\n"
-    assert backend.client().zscore(backend.keys.cancel("reports"), jobs.running) is not None
+    assert (
+        backend.broker.sync.zscore(backend.broker.keys.cancel("reports"), jobs.running) is not None
+    )
     assert run_json("show", jobs.running)["cancel_requested"] is not None
     assert run_json("show", jobs.running)["worker_ids"] == [WORKER]
 
@@ -78,8 +80,10 @@ def test_purge_asks_then_removes_queued_jobs_and_their_data(jobs, backend):
 
     purged = run("purge", "default", "--yes")
     assert (purged.exit_code, purged.stdout) == (0, "purged 2 job(s) from default\n")
-    client = backend.client()
-    assert not client.exists(backend.keys.job(jobs.ready), backend.keys.job(jobs.delayed))
+    client = backend.broker.sync
+    assert not client.exists(
+        backend.broker.keys.job(jobs.ready), backend.broker.keys.job(jobs.delayed)
+    )
     assert state(jobs.dead) == "dead"  # dead letters stay unless --dead
 
     with_dead = run("purge", "default", "--dead", input="y\n")

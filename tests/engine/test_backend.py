@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.tasks import TaskResultStatus, task_backends
+from django.tasks import TaskResultStatus
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils import timezone
 
@@ -15,7 +15,7 @@ from worker.exceptions import BrokerUnavailable, InvalidArguments
 
 
 def ready_ids(backend, queue="default") -> list[str]:
-    return [m.decode() for m in backend.client().zrange(backend.keys.ready(queue), 0, -1)]
+    return [m.decode() for m in backend.broker.sync.zrange(backend.broker.keys.ready(queue), 0, -1)]
 
 
 def test_enqueue_stores_a_ready_job_readable_by_id(backend):
@@ -78,15 +78,18 @@ def test_unknown_queue_is_refused():
         tasks.add.using(queue_name="nope").enqueue(1, 2)
 
 
-def test_unknown_option_and_bad_queue_names_are_refused(settings, redis_url):
+def test_unknown_option_and_bad_queue_names_are_refused_at_first_use(settings, redis_url):
+    from django.core.exceptions import ImproperlyConfigured
+
     settings.TASKS = {
-        "default": {"BACKEND": "worker.backend.RedisBackend", "OPTIONS": {"urll": redis_url}}
+        "default": {
+            "BACKEND": "worker.backend.RedisBackend",
+            "QUEUES": ["default", "a:b"],
+            "OPTIONS": {"urll": redis_url},
+        }
     }
-    with pytest.raises(InvalidTask, match=r"unknown option.*urll"):
-        task_backends["default"]
-    settings.TASKS = {"default": {"BACKEND": "worker.backend.RedisBackend", "QUEUES": ["a:b"]}}
-    with pytest.raises(InvalidTask, match="queue name 'a:b'"):
-        task_backends["default"]
+    with pytest.raises(ImproperlyConfigured, match=r"unknown OPTIONS key 'urll'.*queue name 'a:b'"):
+        tasks.add.enqueue(1, 2)
 
 
 def test_task_options_are_checked_when_the_task_is_defined():
@@ -122,7 +125,7 @@ def test_run_after_defers_the_job(backend):
     later = timezone.now() + timedelta(hours=1)
     result = tasks.add.using(run_after=later).enqueue(1, 2)
     assert ready_ids(backend) == []
-    delayed = backend.client().zscore(backend.keys.delayed("default"), result.id)
+    delayed = backend.broker.sync.zscore(backend.broker.keys.delayed("default"), result.id)
     assert delayed == pytest.approx(later.timestamp() * 1000, abs=1)
 
 
@@ -154,13 +157,16 @@ async def test_unique_task_enqueued_twice_in_its_window_is_one_job(backend):
 
 async def test_uniqueness_ends_with_its_window_or_its_job(settings, backend):
     first = await tasks.unique_add.using(priority=1).aenqueue(5)
-    backend.client().delete(backend.keys.job(first.id))  # the first job is gone (purged)
+    backend.broker.sync.delete(backend.broker.keys.job(first.id))  # the first job is gone (purged)
     second = await tasks.unique_add.aenqueue(5)
     assert second.id != first.id
-    key = backend.keys.unique(
-        "default", __import__("worker.message").message.fingerprint(tasks.unique_add, [5], {})
+    key = backend.broker.keys.unique(
+        "default",
+        __import__("worker.protocol.message").protocol.message.fingerprint(
+            tasks.unique_add, [5], {}
+        ),
     )
-    assert 59_000 < backend.client().pttl(key) <= 60_000
+    assert 59_000 < backend.broker.sync.pttl(key) <= 60_000
 
 
 async def test_bulk_enqueue_is_one_call_and_the_jobs_run(backend, run_worker):
@@ -171,11 +177,14 @@ async def test_bulk_enqueue_is_one_call_and_the_jobs_run(backend, run_worker):
     deferred = tasks.add.using(run_after=later).enqueue_many([((1, 1), {})])
     assert len({r.id for r in results}) == 2500
     assert ready_ids(backend) == [r.id for r in results]  # in order
-    assert backend.client().zscore(backend.keys.delayed("default"), deferred[0].id) is not None
+    assert (
+        backend.broker.sync.zscore(backend.broker.keys.delayed("default"), deferred[0].id)
+        is not None
+    )
     stored = backend.get_result(results[7].id)
     assert (stored.args, stored.kwargs, stored.status) == ([7], {"b": 1}, "READY")
-    score = backend.client().zscore(backend.keys.ready("default"), results[0].id)
-    assert score == int(backend.client().hget(backend.keys.job(results[0].id), "score"))
+    score = backend.broker.sync.zscore(backend.broker.keys.ready("default"), results[0].id)
+    assert score == int(backend.broker.sync.hget(backend.broker.keys.job(results[0].id), "score"))
     async with run_worker(concurrency=200):
         for r in results[::500]:
             await finished(r)
@@ -199,7 +208,7 @@ async def test_async_bulk_enqueue_checks_every_call_before_sending_any(backend):
 async def test_a_bulk_enqueue_cut_off_midway_says_which_jobs_were_stored(backend, monkeypatch):
     import redis
 
-    from worker.batching import EnqueueBatcher
+    from worker.protocol.enqueue import EnqueueBatcher
 
     real_store, calls = EnqueueBatcher.store, []
 
@@ -220,7 +229,7 @@ async def test_a_bulk_enqueue_cut_off_midway_says_which_jobs_were_stored(backend
 def test_checked_tasks_are_remembered_once_however_often_copied(backend):
     for _ in range(50):
         tasks.add.using(priority=5).enqueue(1, 2)
-    assert len(backend._valid_tasks) == 1
+    assert len(backend._valid) == 1
 
 
 async def test_the_result_enqueue_returns_is_the_one_stored(backend):

@@ -11,22 +11,22 @@ from hypothesis import strategies as st
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
-from worker import message
-from worker.message import Call, Rejected
+from worker.protocol import keys, message
+from worker.protocol.message import Call, Rejected
 
 LIMIT = 1024 * 1024
 
 
 def inject(backend, payload: bytes) -> str:
     """Queue a raw message, as a foreign or corrupted producer might."""
-    job_id = message.new_job_id("default")
-    client = backend.client()
+    job_id = keys.new_job_id("default")
+    client = backend.broker.sync
     client.hset(
-        backend.keys.job(job_id),
+        backend.broker.keys.job(job_id),
         mapping={"payload": payload, "priority": 0, "score": 10**15, "max_attempts": 3,
                  "status": "READY", "attempts": 0, "enqueued_at": 1},
     )  # fmt: skip
-    client.zadd(backend.keys.ready("default"), {job_id: 10**15})
+    client.zadd(backend.broker.keys.ready("default"), {job_id: 10**15})
     return job_id
 
 
@@ -54,14 +54,14 @@ async def test_bad_message_is_dead_lettered_with_its_reason(backend, run_worker,
     error = orjson.loads(result[b"error:1"])
     assert error["exception_class_path"] == "worker.exceptions.MessageRejected"
     assert reason in error["traceback"]
-    assert backend.client().zscore(backend.keys.dead("default"), bad) is not None
+    assert backend.broker.sync.zscore(backend.broker.keys.dead("default"), bad) is not None
 
 
 async def wait_dead(backend, job_id):
     import asyncio
 
     for _ in range(200):
-        fields = await backend.aclient().hgetall(backend.keys.job(job_id))
+        fields = await backend.broker.aclient().hgetall(backend.broker.keys.job(job_id))
         if fields.get(b"status") == b"FAILED":
             return fields
         await asyncio.sleep(0.02)
@@ -69,11 +69,11 @@ async def wait_dead(backend, job_id):
 
 
 async def test_an_id_whose_job_is_gone_is_skipped(backend, run_worker):
-    backend.client().zadd(backend.keys.ready("default"), {"default:gone": 1})
+    backend.broker.sync.zadd(backend.broker.keys.ready("default"), {"default:gone": 1})
     good = await tasks.add.aenqueue(1, 2)
     async with run_worker():
         await finished(good)
-    assert backend.client().zcard(backend.keys.ready("default")) == 0
+    assert backend.broker.sync.zcard(backend.broker.keys.ready("default")) == 0
 
 
 def test_decoding_never_imports_what_a_message_names():

@@ -7,7 +7,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from tests.engine import tasks
 from tests.engine.helpers import finished
 from tests.engine.test_bad_messages import inject, wait_dead
-from worker.ops import Ops
+from worker.ops.api import Ops
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ async def test_retry_all_dead_letters_of_one_task_in_batches(run_worker, backend
     assert sent == 7
     assert sum(seen) >= 8
     assert [r.id for r in ops.dead("default")] == [rejected]
-    ready = backend.client().zrange(backend.keys.ready("default"), 0, -1)
+    ready = backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
     assert {i.decode() for i in ready} == {r.id for r in failing}
 
 
@@ -90,5 +90,5 @@ async def test_cancelling_a_running_job_stops_it_without_a_dead_letter(run_worke
     assert result.errors[-1].exception_class_path == "worker.exceptions.Cancelled"
     assert "while it ran" in result.errors[-1].traceback
     assert ops.dead_count("default") == 0
-    assert backend.client().zcard(backend.keys.cancel("default")) == 0
-    assert int(backend.client().hget(backend.keys.stats("default"), "cancelled")) == 1
+    assert backend.broker.sync.zcard(backend.broker.keys.cancel("default")) == 0
+    assert int(backend.broker.sync.hget(backend.broker.keys.stats("default"), "cancelled")) == 1

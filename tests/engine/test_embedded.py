@@ -17,7 +17,7 @@ def embedded(settings, tmp_path, tasks_prefix):
     settings.TASKS = {
         "default": {
             "BACKEND": "worker.backend.RedisBackend",
-            "OPTIONS": {"url": None, "embedded_dir": str(folder), "prefix": tasks_prefix},
+            "OPTIONS": {"url": "embedded", "embedded_dir": str(folder), "prefix": tasks_prefix},
         }
     }
     yield folder
@@ -38,7 +38,7 @@ def test_a_second_process_joins_the_same_server(embedded, backend):
     code = (
         "import redis, sys; "
         f"print(redis.Redis(unix_socket_path={str(embedded / 'redis.sock')!r})"
-        f".exists({backend.keys.job(result.id)!r}))"
+        f".exists({backend.broker.keys.job(result.id)!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"

@@ -5,10 +5,11 @@ import asyncio
 import pytest
 import redis
 
-from worker.fastredis import FastRedis, Lua
-from worker.redis_server import RedisServer
+from worker.protocol.fastredis import FastRedis
+from worker.protocol.scripts import Lua
+from worker.protocol.servers import RedisServer
 
-ECHO = Lua("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}")
+ECHO = Lua("echo", "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}")
 
 
 async def test_pipelined_callers_each_get_their_own_reply(redis_url):
@@ -29,7 +30,7 @@ async def test_error_replies_raise_and_the_connection_stays_in_step(redis_url):
 
 async def test_a_script_unknown_to_the_server_is_loaded_and_run(redis_url):
     fast = FastRedis(redis_url)
-    once = Lua("return 'fresh ' .. ARGV[1]")  # never loaded before
+    once = Lua("fresh", "return 'fresh ' .. ARGV[1]")  # never loaded before
     assert await fast.run(once, [], ["run"]) == b"fresh run"
     fast.close()
 
@@ -78,9 +79,9 @@ async def test_a_cancelled_caller_does_not_shift_the_replies(redis_url):
 async def test_no_answer_in_time_fails_every_waiting_caller_and_drops_the_connection(
     monkeypatch,
 ):
-    import worker.fastredis
+    import worker.protocol.fastredis
 
-    monkeypatch.setattr(worker.fastredis, "SOCKET_TIMEOUT", 0.3)
+    monkeypatch.setattr(worker.protocol.fastredis, "SOCKET_TIMEOUT", 0.3)
     accepted = []
 
     async def silent(reader, writer):  # takes commands, never answers
@@ -108,9 +109,9 @@ async def test_no_answer_in_time_fails_every_waiting_caller_and_drops_the_connec
 
 
 async def test_slow_answers_within_the_timeout_do_not_trip_it(monkeypatch, redis_url):
-    import worker.fastredis
+    import worker.protocol.fastredis
 
-    monkeypatch.setattr(worker.fastredis, "SOCKET_TIMEOUT", 0.5)
+    monkeypatch.setattr(worker.protocol.fastredis, "SOCKET_TIMEOUT", 0.5)
     fast = FastRedis(redis_url)
     try:
         # Each answer takes 0.1-0.2 s (Redis times blocked commands out at its 10 Hz);

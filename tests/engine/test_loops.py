@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from worker.loops import loop_factory
+from worker.runtime.loops import loop_factory
 
 
 def test_auto_takes_uvloop_when_installed_and_falls_back_without_it(monkeypatch):

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tests.engine import tasks
 from worker.periodic import Cron, Every, Periodic, periodic
-from worker.scheduler import Scheduler
+from worker.runtime.scheduler import Scheduler
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -89,12 +89,12 @@ def job(schedule, missed="skip", name=None) -> Periodic:
 
 
 def queued(backend) -> list[bytes]:
-    return backend.client().zrange(backend.keys.ready("default"), 0, -1)
+    return backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
 
 
 async def test_each_fire_time_enqueues_one_job_however_many_schedulers(backend):
     every = job(Every(60))
-    schedulers = [Scheduler(backend, [every]) for _ in range(3)]
+    schedulers = [Scheduler(backend.broker, jobs=[every]) for _ in range(3)]
     now = datetime(2020, 1, 1, 12, 0, 5, tzinfo=UTC)
     answers = [await s.check(every, now) for s in schedulers]
     assert sorted(answers) == [0, 0, 2]
@@ -102,7 +102,9 @@ async def test_each_fire_time_enqueues_one_job_however_many_schedulers(backend):
     result = await backend.aget_result(job_id.decode())
     assert result.args == [1, 2]
     assert result.task.func is tasks.add.func
-    fire = await backend.aclient().hget(backend.keys.job(job_id.decode()), "run_after")
+    fire = await backend.broker.aclient().hget(
+        backend.broker.keys.job(job_id.decode()), "run_after"
+    )
     assert int(fire) == int(datetime(2020, 1, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
     # The next minute: one more job.
     later = now + timedelta(minutes=1)
@@ -114,27 +116,36 @@ async def test_each_fire_time_enqueues_one_job_however_many_schedulers(backend):
 async def test_missed_fires_are_skipped_or_run_once_never_a_burst(backend, missed, runs):
     daily = job(Cron("0 6 * * *", UTC), missed=missed, name=f"daily-{missed}")
     first = datetime(2020, 1, 1, 6, 0, 1, tzinfo=UTC)
-    assert await Scheduler(backend, [daily]).check(daily, first) == 2
+    assert await Scheduler(backend.broker, jobs=[daily]).check(daily, first) == 2
     # Every worker down from then until three days later, 09:00: three fires missed.
     back = datetime(2020, 1, 4, 9, 0, tzinfo=UTC)
-    scheduler = Scheduler(backend, [daily])
+    scheduler = Scheduler(backend.broker, jobs=[daily])
     assert await scheduler.check(daily, back) == (2 if runs else 1)
     assert len(queued(backend)) == 1 + runs
-    assert await Scheduler(backend, [daily]).check(daily, back) == 0  # handled, by anyone
+    assert (
+        await Scheduler(backend.broker, jobs=[daily]).check(daily, back) == 0
+    )  # handled, by anyone
 
 
 @pytest.mark.parametrize("missed", ["skip", "run_once"])
 async def test_a_new_schedule_does_not_run_for_times_before_it_existed(backend, missed):
     daily = job(Cron("0 6 * * *", UTC), missed=missed, name=f"new-{missed}")
-    assert await Scheduler(backend, [daily]).check(daily, datetime(2020, 1, 1, 9, tzinfo=UTC)) == 3
+    assert (
+        await Scheduler(backend.broker, jobs=[daily]).check(
+            daily, datetime(2020, 1, 1, 9, tzinfo=UTC)
+        )
+        == 3
+    )
     assert queued(backend) == []
 
 
 async def test_a_changed_schedule_takes_over_from_the_last_fire(backend):
     hourly = job(Cron("0 * * * *", UTC), name="edited")
-    await Scheduler(backend, [hourly]).check(hourly, datetime(2020, 1, 1, 10, 0, 1, tzinfo=UTC))
+    await Scheduler(backend.broker, jobs=[hourly]).check(
+        hourly, datetime(2020, 1, 1, 10, 0, 1, tzinfo=UTC)
+    )
     edited = job(Cron("30 * * * *", UTC), name="edited")  # deployed at 10:20
-    scheduler = Scheduler(backend, [edited])
+    scheduler = Scheduler(backend.broker, jobs=[edited])
     assert await scheduler.check(edited, datetime(2020, 1, 1, 10, 20, tzinfo=UTC)) == 0  # 09:30
     assert await scheduler.check(edited, datetime(2020, 1, 1, 10, 30, 1, tzinfo=UTC)) == 2
     assert len(queued(backend)) == 2

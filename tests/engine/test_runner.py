@@ -19,7 +19,7 @@ def clear_calls():
 
 
 def dead_ids(backend, queue="default") -> list[str]:
-    return [m.decode() for m in backend.client().zrange(backend.keys.dead(queue), 0, -1)]
+    return [m.decode() for m in backend.broker.sync.zrange(backend.broker.keys.dead(queue), 0, -1)]
 
 
 async def test_success_stores_return_value_timestamps_and_worker(run_worker):
@@ -240,9 +240,9 @@ async def test_the_last_failed_attempt_finishes_the_job_for_signal_receivers(run
 async def test_an_error_reply_while_storing_outcomes_loses_none(run_worker, monkeypatch):
     import redis
 
-    from worker.broker import Broker
+    from worker.protocol import Queue
 
-    real_ack, failures = Broker.ack, []
+    real_ack, failures = Queue.ack, []
 
     async def failing_once(self, *args, **kwargs):
         if not failures:
@@ -250,7 +250,7 @@ async def test_an_error_reply_while_storing_outcomes_loses_none(run_worker, monk
             raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
         return await real_ack(self, *args, **kwargs)
 
-    monkeypatch.setattr(Broker, "ack", failing_once)
+    monkeypatch.setattr(Queue, "ack", failing_once)
     results = [await tasks.add.aenqueue(i, i) for i in range(5)]
     async with run_worker():
         for r in results:

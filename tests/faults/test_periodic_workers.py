@@ -12,9 +12,9 @@ from tests.processes import stop
 
 def fired_jobs(backend) -> Counter:
     """(task path, fire time in ms) of every job in the queue, counted."""
-    client = backend.client()
+    client = backend.broker.sync
     seen: Counter = Counter()
-    for key in client.scan_iter(f"{backend.keys.job_prefix('default')}*", count=1000):
+    for key in client.scan_iter(f"{backend.broker.keys.job_prefix('default')}*", count=1000):
         payload, run_after = client.hmget(key, "payload", "run_after")
         if run_after is not None:
             seen[(orjson.loads(payload)["task"], int(run_after))] += 1

@@ -23,6 +23,6 @@ def test_a_job_that_kills_its_worker_is_dead_lettered(start_worker, backend):
     assert poison.attempts == 2
     assert [e.exception_class_path for e in poison.errors] == ["worker.exceptions.WorkerLost"] * 2
     assert "stopped heartbeating" in poison.errors[-1].traceback
-    dead = backend.client().zrange(backend.keys.dead("default"), 0, -1)
+    dead = backend.broker.sync.zrange(backend.broker.keys.dead("default"), 0, -1)
     assert dead == [poison.id.encode()]
     assert all(r.refresh() is None and r.status == TaskResultStatus.SUCCESSFUL for r in others)

@@ -8,7 +8,7 @@ from bench import tasks as workload
 from tests.conftest import tasks_setting
 from tests.processes import stop, wait_until
 from worker.exceptions import BrokerUnavailable
-from worker.redis_server import RedisServer
+from worker.protocol.servers import RedisServer
 
 
 @pytest.fixture

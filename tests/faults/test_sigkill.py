@@ -18,8 +18,8 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.monotonic()
-    client = backend.client()
-    wip = [k for k in client.scan_iter(f"{backend.keys.queue('default')}:wip:*")]
+    client = backend.broker.sync
+    wip = [k for k in client.scan_iter(f"{backend.broker.keys.queue('default')}:wip:*")]
     in_flight = sum(client.scard(k) for k in wip)
     assert in_flight > 0, "the kill should catch jobs in flight"
     # The ids the dead worker held, to time their recovery.

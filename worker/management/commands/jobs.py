@@ -1,10 +1,10 @@
-"""``manage.py jobs ...``: the ops CLI (worker/cli) behind Django's command line."""
+"""``manage.py jobs ...``: the ops CLI (worker/ops/cli) behind Django's command line."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from worker.cli import cli
+from worker.ops.cli import cli
 
 
 def _prog(argv0: str) -> str:

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
-from worker.loops import CHOICES, loop_factory
-from worker.supervisor import PARENT_ENV, supervise
+from worker.runtime.loops import CHOICES, loop_factory
+from worker.runtime.supervisor import PARENT_ENV, supervise
 
 logger = logging.getLogger("worker")
 
@@ -64,9 +64,7 @@ class Command(BaseCommand):
             for queue in queues or ():
                 child += ["--queue", queue]
             sys.exit(supervise(processes, child))
-        from worker.runner import Worker
-
-        worker = Worker(chosen, queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
+        worker = chosen.worker(queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
         asyncio.run(_serve(worker), loop_factory=factory)
         if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
             # Threads of sync jobs past their timeout cannot be stopped, and the interpreter

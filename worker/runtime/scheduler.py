@@ -1,5 +1,5 @@
 """The scheduler every worker runs: at each fire time of each periodic job, ask Redis to
-enqueue its job; the FIRE script lets one ask through per fire time (worker/scripts.py)."""
+enqueue its job; the FIRE script lets one ask through per fire time (protocol/lua/fire.lua)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 
-from worker import scripts, signals
-from worker.backend import RedisBackend
-from worker.broker import enqueue_arguments
-from worker.connection import REDIS_ERRORS
 from worker.periodic import Periodic, schedules
+from worker.protocol import Broker
+from worker.protocol.connection import REDIS_ERRORS
+from worker.protocol.message import encode, new_job
+from worker.protocol.records import now_ms
+from worker.results import from_ms, make_result
+from worker.runtime import signals
 
 logger = logging.getLogger("worker")
 
@@ -22,11 +25,23 @@ TICK = timedelta(seconds=1)
 
 
 class Scheduler:
-    def __init__(self, backend: RedisBackend, jobs: list[Periodic] | None = None) -> None:
-        self.backend = backend
+    """Fires the periodic jobs (``@periodic``) of this project through ``broker``; results
+    and ``task_enqueued`` signals name the backend ``alias`` and ``sender``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        alias: str = "default",
+        sender: type = object,
+        jobs: list[Periodic] | None = None,
+        max_payload_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.broker = broker
+        self.alias = alias
+        self.sender = sender
+        self.max_payload_bytes = max_payload_bytes
         self.jobs = schedules() if jobs is None else jobs
         self._next: dict[str, datetime] = {}  # per schedule: nothing to do before this
-        self._fire = backend.aclient().register_script(scripts.FIRE)
 
     async def run(self) -> None:
         if not self.jobs:
@@ -61,19 +76,18 @@ class Scheduler:
         mode = "fire" if not late else "catch_up" if job.missed == "run_once" else "skip"
         # The job records its fire time as run_after: it is due then, and it says which
         # fire it is (at most one job per schedule has a given run_after).
-        result, new = self.backend.prepare(job.task.using(run_after=fire), job.args, job.kwargs)
-        keys, argv = enqueue_arguments(self.backend.keys, new)
-        answer = int(
-            await self._fire(
-                [*keys[:3], self.backend.keys.periodic(new.queue)],
-                [*argv[:8], job.name, int(fire.timestamp() * 1000), mode],
-            )
-        )
+        task = job.task.using(run_after=fire)
+        args, kwargs, body = encode(task, job.args, job.kwargs, self.max_payload_bytes)
+        new = new_job(task, args, kwargs, body, now_ms())
+        fire_ms = int(fire.timestamp() * 1000)
+        answer = await self.broker.queue(new.queue).fire(new, job.name, fire_ms, mode)
         self._next[job.name] = job.next_fire(fire)
         if answer == 2:
             logger.info("Periodic %s fired for %s: job %s", job.name, fire.isoformat(), new.id)
+            result = make_result(task, new.id, TaskResultStatus.READY, args, kwargs,
+                                 self.alias, enqueued_at=from_ms(new.enqueued_ms))  # fmt: skip
             try:
-                await signals.asend(task_enqueued, type(self.backend), task_result=result)
+                await signals.asend(task_enqueued, self.sender, task_result=result)
             except Exception:
                 logger.exception("A task_enqueued receiver failed for job %s", new.id)
         elif answer == 1:

@@ -1,4 +1,5 @@
-"""Running one attempt of a job: its thread, its database connections, its timeout, its outcome."""
+"""Running one attempt of a job: its thread, its database connections, its timeout, its
+outcome."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.utils.json import normalize_json
 
-from worker.broker import Lease, Outcome, error_json
 from worker.exceptions import PermanentFailure
-from worker.message import Call
+from worker.protocol.message import Call
+from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
 from worker.results import from_ms, make_result
 
 
@@ -93,14 +94,12 @@ class Slots:
         self._idle.clear()
 
 
-def _class_path(exc: BaseException) -> str:
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
-
-
-def failure(exc: BaseException, lease: Lease, kind: str = "fatal", delay: float = 0.0) -> Outcome:
-    """The outcome of an attempt that raised ``exc``; ``kind`` as Outcome.kind."""
+def failure(
+    exc: BaseException, lease: Lease, kind: OutcomeKind = OutcomeKind.FATAL, delay: float = 0.0
+) -> Outcome:
+    """The outcome of an attempt that raised ``exc``."""
     text = "".join(traceback.format_exception(exc))
-    error = error_json(_class_path(exc), text)
+    error = error_json(class_path(exc), text)
     return Outcome(lease.id, lease.attempt, kind, error, int(delay * 1000))
 
 
@@ -119,7 +118,7 @@ def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
     )
 
 
-async def attempt(
+async def run(
     call: Call, result: TaskResult | None, slots: Slots
 ) -> tuple[Any, BaseException | None]:
     """Run the task once: (return value, None) or (None, the error). ``result`` is needed
@@ -158,15 +157,19 @@ async def attempt(
             await slots.give_back(slot)
 
 
-def outcome_of(call: Call, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
-    """What to store for an attempt: its value, or its error with whether to retry."""
+def outcome_of(
+    call: Call, lease: Lease, value: Any, error: BaseException | None
+) -> tuple[Outcome, BaseException | None]:
+    """What to store for an attempt (its value, or its error with whether to retry), and
+    the error it ended with, if any."""
     if error is None:
         try:
-            return Outcome(lease.id, lease.attempt, "ok", orjson.dumps(normalize_json(value)))
+            body = orjson.dumps(normalize_json(value))
+            return Outcome(lease.id, lease.attempt, OutcomeKind.SUCCEEDED, body), None
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")
-            return failure(error, lease)
+            return failure(error, lease), error
     if isinstance(error, PermanentFailure) or lease.last_attempt:
-        return failure(error, lease)
+        return failure(error, lease), error
     delay = call.task.retry_delay(lease.attempt, random.random())
-    return failure(error, lease, "err", delay)
+    return failure(error, lease, OutcomeKind.FAILED, delay), error

@@ -14,7 +14,6 @@ outage handling applies unchanged), an error reply ``redis.ResponseError``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ssl
 from collections import deque
 from typing import Any
@@ -24,15 +23,8 @@ import redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import NoScriptError
 
-from worker.connection import SOCKET_TIMEOUT
-
-
-class Lua:
-    """A script and its SHA1, for EVALSHA."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+from worker.protocol.connection import SOCKET_TIMEOUT
+from worker.protocol.scripts import Lua
 
 
 class _Protocol(asyncio.Protocol):

@@ -11,6 +11,8 @@ from redis.backoff import ExponentialBackoff
 # What the worker rides out with backoff: a lost or refused connection, and errors Redis
 # answers with for a while (OOM, READONLY during a failover, LOADING after a restart).
 REDIS_ERRORS = (redis.RedisError, OSError)
+# Redis could not be reached at all (as opposed to an error it answered with).
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 # Commands wait at most this long on a silent socket; blocking reads stay well below it.
 SOCKET_TIMEOUT = 10.0
@@ -58,3 +60,8 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unreachable(url: str, error: BaseException) -> str:
+    """The one way to say that Redis could not be reached, without its password."""
+    return f"Redis at {redacted(url)} is unreachable ({error})"

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import click
-import redis
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 
 from worker.backend import RedisBackend
-from worker.connection import redacted
 from worker.exceptions import BrokerUnavailable
-from worker.ops import Ops
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+from worker.ops.api import Ops
+from worker.protocol.connection import REDIS_DOWN, unreachable
 
 pass_ops = click.make_pass_decorator(Ops)
-
-
-def unreachable(ops: Ops, error: Exception) -> str:
-    return f"Redis at {redacted(ops.backend.url)} is unreachable ({error})"
 
 
 class JobsGroup(click.Group):
@@ -29,7 +22,7 @@ class JobsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except REDIS_DOWN as e:
-            raise click.ClickException(unreachable(ctx.find_object(Ops), e)) from e
+            raise click.ClickException(unreachable(ctx.find_object(Ops).backend.url, e)) from e
         except TaskResultDoesNotExist as e:
             raise click.ClickException(f"unknown job id {e}") from e
         except (InvalidTask, BrokerUnavailable) as e:  # bad arguments, unknown task or queue

@@ -1,9 +1,9 @@
 """The worker: leases jobs from Redis in batches, runs them on the loop, stores outcomes.
 
-Life of a job here: ``_fetch_loop`` leases it (FETCH), ``_execute`` runs one attempt,
-``_flush_loop`` stores the outcome and drops the lease in one batched call (ACK). Heartbeats
-keep this worker's leases; ``_reap`` hands on the leases of workers that stopped
-heartbeating. See docs/protocol.md.
+Life of a job here: ``_fetch_loop`` leases it (``Queue.fetch``), ``_execute`` runs one
+attempt (runtime/attempt.py), ``_flush_loop`` stores the outcome and drops the lease in one
+batched call (``Queue.ack``). Heartbeats keep this worker's leases; ``_reap`` hands on the
+leases of workers that stopped heartbeating. See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -16,21 +16,23 @@ import socket
 import time
 from collections import defaultdict
 from logging import ERROR, INFO
+from typing import Any
 
 import orjson
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
-from django.utils import timezone
 
-from worker import execution, message, signals
-from worker.backend import RedisBackend
-from worker.broker import Broker, Lease, Outcome, error_json, now_ms
-from worker.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
-from worker.loops import loop_name
-from worker.results import errors_of
-from worker.scheduler import Scheduler
+from worker.protocol import Broker, Queue
+from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT
+from worker.protocol.keys import queue_of
+from worker.protocol.message import Call, decode
+from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json, now_ms
+from worker.results import errors_of, finished
+from worker.runtime import attempt, signals
+from worker.runtime.loops import loop_name
+from worker.runtime.scheduler import Scheduler
 
 logger = logging.getLogger("worker")
 
@@ -62,39 +64,50 @@ class Outage:
 
 
 class Worker:
+    """One worker process's engine: serves ``queues`` of ``broker`` with at most
+    ``concurrency`` jobs at once; ``stop()`` drains it within ``grace`` seconds. ``alias``
+    and ``sender`` are the TASKS backend's, for the results and signals it makes. Made by
+    ``RedisBackend.worker()``; run by ``manage.py runworker``."""
+
     def __init__(
         self,
-        backend: RedisBackend,
-        queues: list[str] | None = None,
+        broker: Broker,
+        queues: list[str],
         *,
+        alias: str = "default",
+        sender: type = object,
+        lease: float = 10.0,
+        result_ttl: float = 24 * 3600,
+        max_payload_bytes: int = 1024 * 1024,
         concurrency: int = 100,
         grace: float = 30.0,
         poll: float = 1.0,
         scheduler: bool = True,
     ) -> None:
-        self.backend = backend
-        self.queues = list(queues or sorted(backend.queues))
-        for queue in self.queues:
-            backend.check_queue_name(queue)
+        self.broker = broker
+        self.queues = list(queues)
+        self._queues: dict[str, Queue] = {name: broker.queue(name) for name in self.queues}
+        self.alias = alias
+        self._sender = sender  # of Django's task signals, as Django's backends send them
+        self.lease = lease
+        self.max_payload_bytes = max_payload_bytes
         self.concurrency = concurrency
         self.grace = grace
         self.poll = poll
         self.scheduler = scheduler
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.lease_ms = int(backend.lease * 1000)
-        self.result_ttl_ms = int(backend.result_ttl * 1000)
+        self.lease_ms = int(lease * 1000)
+        self.result_ttl_ms = int(result_ttl * 1000)
         self.started_at = time.time()
         self.processed = 0
         self._running: dict[str, asyncio.Task] = {}
         self._outbox: dict[str, list[Outcome]] = defaultdict(list)
-        self._slots = execution.Slots()
+        self._slots = attempt.Slots()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
         self._room = asyncio.Event()
         self._outbox_ready = asyncio.Event()
         self._outage = Outage()
-        self.broker: Broker | None = None
-        self._sender = type(backend)  # of Django's task signals, as Django's backends send them
         self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
@@ -111,21 +124,29 @@ class Worker:
         self._room.set()
 
     async def run(self) -> None:
-        self.broker = self.backend.broker()
         await self._retrying(self._heartbeat)
         logger.info(
             "Worker %s serving %s, concurrency %d, on %s",
             self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
         background = [
-            asyncio.create_task(self._every(self.backend.lease / 4, self._heartbeat)),
-            asyncio.create_task(self._every(self.backend.lease / 4, self._reap, first=0)),
+            asyncio.create_task(self._every(self.lease / 4, self._heartbeat)),
+            asyncio.create_task(self._every(self.lease / 4, self._reap, first=0)),
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._every(CANCEL_POLL, self._cancel_requested)),
-            asyncio.create_task(self._every(self.backend.lease / 4, self._release_strays)),
+            asyncio.create_task(self._every(self.lease / 4, self._release_strays)),
         ]
         if self.scheduler:
-            background.append(asyncio.create_task(Scheduler(self.backend).run()))
+            background.append(
+                asyncio.create_task(
+                    Scheduler(
+                        self.broker,
+                        self.alias,
+                        self._sender,
+                        max_payload_bytes=self.max_payload_bytes,
+                    ).run()
+                )
+            )
         try:
             await self._fetch_loop()
             await self._drain()
@@ -135,7 +156,7 @@ class Worker:
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._flush(give_up_after=self.backend.lease)
+            await self._flush(give_up_after=self.lease)
             await self._release()
             self._slots.shutdown()
             await self._quietly(self.broker.forget(self.id))
@@ -173,7 +194,7 @@ class Worker:
     async def _fetch(self, room: int) -> tuple[int, int | None]:
         got, next_due = 0, None
         for queue in self.queues:
-            leases, due = await self.broker.fetch(queue, room - got, self.id)
+            leases, due = await self._queues[queue].fetch(room - got, self.id)
             for lease in leases:
                 self._start(queue, lease)
             got += len(leases)
@@ -213,31 +234,31 @@ class Worker:
     async def _execute(self, queue: str, lease: Lease) -> None:
         try:
             try:
-                call = message.decode(lease.payload, self.backend.max_payload_bytes)
+                call = decode(lease.payload, self.max_payload_bytes)
             except MessageRejected as e:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
-                self._store(queue, execution.failure(e, lease))
+                self._store(queue, attempt.failure(e, lease))
                 return
             result = None  # built only when a receiver or the task itself will look at it
             if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
-                result = execution.running_result(call, lease, self.backend.alias)
+                result = attempt.running_result(call, lease, self.alias)
+            value: Any = None
             try:
                 if result is not None:
                     await self._signal(task_started, result)
-                value, error = await execution.attempt(call, result, self._slots)
-                outcome = execution.outcome_of(call, lease, value, error)
+                value, error = await attempt.run(call, result, self._slots)
+                outcome, error = attempt.outcome_of(call, lease, value, error)
             except asyncio.CancelledError as e:
                 current = asyncio.current_task()
                 if lease.id in self._cancelled:  # an operator's cancel
                     current.uncancel()
                     self._cancelled.discard(lease.id)
                     error = Cancelled("Cancelled by an operator while it ran.")
-                    outcome = execution.failure(error, lease, "cancel")
+                    outcome = attempt.failure(error, lease, OutcomeKind.CANCELLED)
                 elif current.cancelling():
                     raise  # a forced shutdown: the job is released, not failed
                 else:  # raised by the task itself: an error like any other
-                    value, error = None, e
-                    outcome = execution.outcome_of(call, lease, None, e)
+                    outcome, error = attempt.outcome_of(call, lease, None, e)
             self._store(queue, outcome)
             await self._report_finished(call, lease, result, outcome, value, error)
         finally:
@@ -246,33 +267,46 @@ class Worker:
             self._room.set()
 
     async def _report_finished(
-        self, call, lease: Lease, result, outcome: Outcome, value, error: BaseException | None
+        self,
+        call: Call,
+        lease: Lease,
+        result: TaskResult | None,
+        outcome: Outcome,
+        value: Any,
+        error: BaseException | None,
     ) -> None:
-        if outcome.kind == "err":
+        if outcome.kind == OutcomeKind.FAILED:
             delay = outcome.retry_delay_ms / 1000
             logger.warning("Job %s attempt %d of %d failed, retry in %.1fs: %r",
                            lease.id, lease.attempt, lease.max_attempts, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
-        succeeded = outcome.kind == "ok"
+        succeeded = outcome.kind == OutcomeKind.SUCCEEDED
         if signals.unheard(task_finished, self._sender, INFO if succeeded else ERROR):
             return
         if result is None:
-            result = execution.running_result(call, lease, self.backend.alias)
+            result = attempt.running_result(call, lease, self.alias)
+        errors = result.errors
         if lease.attempt > 1:  # the earlier attempts' errors, for a complete result
             try:
-                fields = await self.broker.client.hgetall(self.backend.keys.job(lease.id))
-                object.__setattr__(result, "errors", errors_of(fields, before=lease.attempt))
+                fields = await self._queues[queue_of(lease.id)].ajob(lease.id)
+                errors = errors_of(fields, before=lease.attempt)
             except REDIS_ERRORS as e:
                 logger.debug("Earlier errors of job %s unread: %s", lease.id, e)
-        status = TaskResultStatus.SUCCESSFUL if succeeded else TaskResultStatus.FAILED
-        object.__setattr__(result, "status", status)
-        object.__setattr__(result, "finished_at", timezone.now())
         if succeeded:
-            object.__setattr__(result, "_return_value", value)
-        else:
-            error_entry = TaskError(**orjson.loads(outcome.value))
-            object.__setattr__(result, "errors", [*result.errors, error_entry])
-        await self._signal(task_finished, result)
+            ended = finished(result, TaskResultStatus.SUCCESSFUL, errors, value)
+            await self._signal(task_finished, ended)
+            return
+        errors = [*errors, TaskError(**orjson.loads(outcome.value))]
+        ended = finished(result, TaskResultStatus.FAILED, errors)
+        if error is None:
+            await self._signal(task_finished, ended)
+            return
+        # Sent while the error is being handled, as Django's own backends do: its logging
+        # receiver records the exception and its traceback with the FAILED line.
+        try:
+            raise error
+        except BaseException:
+            await self._signal(task_finished, ended)
 
     async def _signal(self, signal, result) -> None:
         try:
@@ -300,7 +334,7 @@ class Worker:
             queue, outcomes = next(iter(self._outbox.items()))
             del self._outbox[queue]
             try:
-                await self.broker.ack(queue, self.id, outcomes, self.result_ttl_ms)
+                await self._queues[queue].ack(self.id, outcomes, self.result_ttl_ms)
                 self._outage.ok()
             except BaseException as e:
                 # Whatever stopped this ack (an outage, a cancelled flush at shutdown), the
@@ -333,16 +367,16 @@ class Worker:
     async def _reap(self) -> None:
         """Hand the jobs of workers that stopped heartbeating to the queue again."""
         lost = error_json(
-            f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+            class_path(WorkerLost),
             "The worker running this job stopped heartbeating (killed, crashed or cut off). "
             "Such attempts count: a job that takes its worker down on every attempt is "
             "dead-lettered after max_attempts.",
         )
-        for queue in self.queues:
-            for worker_id in await self.broker.dead_workers(queue):
+        for queue in self._queues.values():
+            for worker_id in await queue.dead_workers():
                 if worker_id == self.id:
                     continue
-                back, dead = await self.broker.requeue(queue, worker_id, "lost", lost)
+                back, dead = await queue.requeue(worker_id, "lost", lost)
                 logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
                                "(out of attempts)", worker_id, back, dead)  # fmt: skip
 
@@ -351,8 +385,8 @@ class Worker:
         thread cannot be stopped: it runs on, but its outcome is the cancellation."""
         if not self._running:
             return
-        for queue in self.queues:
-            for job_id in await self.broker.cancel_requests(queue):
+        for queue in self._queues.values():
+            for job_id in await queue.cancel_requests():
                 task = self._running.get(job_id)
                 if task is not None and job_id not in self._cancelled:
                     logger.warning("Job %s cancelled by an operator while running", job_id)
@@ -365,14 +399,14 @@ class Worker:
         known = set(self._running)
         known.update(o.job_id for outcomes in self._outbox.values() for o in outcomes)
         now = time.monotonic()
-        for queue in self.queues:
-            unknown = await self.broker.leased(queue, self.id) - known
+        for queue in self._queues.values():
+            unknown = await queue.leased(self.id) - known
             for job_id in list(self._strays):
-                if job_id.partition(":")[0] == queue and job_id not in unknown:
+                if queue_of(job_id) == queue.name and job_id not in unknown:
                     del self._strays[job_id]  # it arrived, or was acked meanwhile
             stale = [i for i in unknown if now - self._strays.setdefault(i, now) > STRAY_AFTER]
             if stale:
-                back, _ = await self.broker.requeue(queue, self.id, "released", ids=stale)
+                back, _ = await queue.requeue(self.id, "released", ids=stale)
                 logger.warning("Released %d leases whose fetch reply was lost", back)
                 for job_id in stale:
                     del self._strays[job_id]
@@ -394,8 +428,8 @@ class Worker:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _release(self) -> None:
-        for queue in self.queues:
-            await self._quietly(self.broker.requeue(queue, self.id, "released"))
+        for queue in self._queues.values():
+            await self._quietly(queue.requeue(self.id, "released"))
 
     # Helpers
 

@@ -1,4 +1,5 @@
-"""Concurrent ``aenqueue`` calls on one event loop share their round trips to Redis.
+"""Writing new jobs: the enqueue scripts' arguments, and the batcher through which
+concurrent ``aenqueue`` calls on one event loop share their round trips to Redis.
 
 A busy async site enqueues from many requests at once. A call made while no other is
 being sent goes out at once; calls made meanwhile gather, and go out together in one
@@ -11,15 +12,50 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from worker import scripts
-from worker.broker import Keys, NewJob, enqueue_arguments, enqueue_many_arguments
-from worker.fastredis import FastRedis, Lua
+from django.tasks.base import TASK_MAX_PRIORITY
+
+from worker.protocol.fastredis import FastRedis
+from worker.protocol.keys import Keys
+from worker.protocol.records import NewJob
+from worker.protocol.scripts import ENQUEUE, ENQUEUE_MANY
 
 CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script runs
 
 
-ENQUEUE, ENQUEUE_MANY = Lua(scripts.ENQUEUE), Lua(scripts.ENQUEUE_MANY)
+def _fields(job: NewJob) -> tuple[list[Any], bool]:
+    """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
+    # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
+    score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
+    run_after = job.run_after_ms
+    deferred = run_after is not None and run_after > job.enqueued_ms
+    due = "" if run_after is None else run_after
+    argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms, due]
+    argv.append(run_after if deferred else score)
+    return argv, deferred
+
+
+def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
+    argv, deferred = _fields(job)
+    target = keys.delayed(job.queue) if deferred else keys.ready(job.queue)
+    keys_ = [keys.job(job.id), target, keys.notify(job.queue)]
+    if job.unique is not None:
+        fingerprint, window_ms = job.unique
+        keys_.append(keys.unique(job.queue, fingerprint))
+        argv += [window_ms, keys.job_prefix(job.queue)]
+    return keys_, argv
+
+
+def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[list[str], list]:
+    """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
+    argv: list[Any] = [keys.job_prefix(queue)]
+    for job in jobs:
+        fields, deferred = _fields(job)
+        argv += fields
+        argv.append(int(deferred))
+    return [keys.ready(queue), keys.delayed(queue), keys.notify(queue)], argv
 
 
 def chunks[Item](
@@ -35,6 +71,9 @@ def chunks[Item](
 
 
 class EnqueueBatcher:
+    """Gathers the jobs of concurrent ``aenqueue`` calls on one event loop into shared
+    script calls over the loop's fast connection."""
+
     def __init__(self, redis: FastRedis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys

@@ -8,9 +8,10 @@ from datetime import datetime
 
 import click
 
-from worker.cli.app import REDIS_DOWN, pass_ops, unreachable
-from worker.cli.output import heading, on_terminal, table
-from worker.ops import Ops, QueueStats
+from worker.ops.api import Ops, QueueStats
+from worker.ops.cli.app import pass_ops
+from worker.ops.cli.output import heading, on_terminal, table
+from worker.protocol.connection import REDIS_DOWN, unreachable
 
 Counters = dict[str, dict[str, int]]  # queue -> counter name -> value
 
@@ -32,7 +33,10 @@ def watch(ops: Ops, interval: float) -> None:
             try:
                 text, before = frame(ops, interval, before)
             except REDIS_DOWN as e:  # keep watching: Redis restarts are worth seeing through
-                text, before = click.style(f"{unreachable(ops, e)}; retrying", fg="red"), None
+                text, before = (
+                    click.style(f"{unreachable(ops.backend.url, e)}; retrying", fg="red"),
+                    None,
+                )
             if on_terminal():
                 click.clear()
             click.echo(text)

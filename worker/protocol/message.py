@@ -7,10 +7,7 @@ anything: the task path is looked up in the registry of this project's tasks.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
-import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,28 +16,9 @@ from django.utils.json import normalize_json
 
 from worker.exceptions import InvalidArguments
 from worker.exceptions import MessageRejected as Rejected
+from worker.protocol.keys import new_job_id
+from worker.protocol.records import NewJob
 from worker.task import Task, arguments_error, bound_arguments, lookup
-
-_sequence = itertools.count()
-
-
-def new_job_id(queue: str, ms: int | None = None) -> str:
-    """An id for a job of ``queue`` enqueued at ``ms`` (epoch milliseconds; default now)."""
-    # The queue is part of the id so a result is found from the id alone, under the queue's
-    # hash tag. Ids sort by enqueue time, then by a per-process sequence: jobs enqueued in
-    # one millisecond (same score in the ready set) still run first in, first out.
-    if ms is None:
-        ms = int(time.time() * 1000)
-    seq = next(_sequence) & 0xFFFF
-    # 11 hex digits of ms, 4 of sequence, 12 random: one number formatted once.
-    return f"{queue}:{ms << 64 | seq << 48 | random.getrandbits(48):027x}"
-
-
-def queue_of(job_id: str) -> str:
-    queue, sep, token = job_id.partition(":")
-    if not sep or not queue or not token:
-        raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<token>')")
-    return queue
 
 
 def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> tuple[list, dict, bytes]:
@@ -84,6 +62,25 @@ def _json_ready(value: Any) -> Any:
     if kind is dict and all(type(k) is str for k in value):
         return {k: _json_ready(v) for k, v in value.items()}
     return normalize_json(value)
+
+
+def new_job(task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, now: int) -> NewJob:
+    """The job that enqueuing a call (checked and encoded by ``encode``) at ``now`` (epoch
+    ms) writes."""
+    run_after = task.run_after
+    unique = None
+    if task.unique_for is not None:
+        unique = (fingerprint(task, args, kwargs), int(task.unique_for * 1000))
+    return NewJob(
+        id=new_job_id(task.queue_name, now),
+        queue=task.queue_name,
+        body=body,
+        priority=task.priority,
+        max_attempts=task.max_attempts,
+        run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
+        enqueued_ms=now,
+        unique=unique,
+    )
 
 
 def fingerprint(task: Task, args: list[Any], kwargs: dict[str, Any]) -> str:

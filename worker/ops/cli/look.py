@@ -9,9 +9,9 @@ from typing import Any
 import click
 import orjson
 
-from worker.cli.app import pass_ops
-from worker.cli.output import COLOURS, ago, duration, emit_json, heading, moment, table
-from worker.ops import COUNTERS, STATES, Ops, QueueStats, WorkerInfo
+from worker.ops.api import COUNTERS, STATES, Ops, QueueStats, WorkerInfo
+from worker.ops.cli.app import pass_ops
+from worker.ops.cli.output import COLOURS, ago, duration, emit_json, heading, moment, table
 from worker.periodic import schedules
 from worker.results import JobRecord
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.cli import look, steer, watch
-from worker.cli.app import cli
+from worker.ops.cli import look, steer, watch
+from worker.ops.cli.app import cli
 
 for command in (*look.COMMANDS, *steer.COMMANDS, watch.watch):
     cli.add_command(command)

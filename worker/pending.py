@@ -1,0 +1,100 @@
+"""Jobs enqueued inside ``transaction.atomic()``: sent when it commits, not at all when it
+rolls back, and known meanwhile to the transaction that enqueued them (``get_result`` finds
+them READY; a second enqueue of a unique call returns the first).
+
+The transaction's own list of on-commit callbacks is the record of what waits: a rollback
+(of the transaction or of a savepoint) drops entries from it, so nothing here can outlive
+the jobs it describes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.tasks import TaskResult
+
+from worker.protocol.records import NewJob
+
+if TYPE_CHECKING:
+    from worker.backend import RedisBackend
+
+
+class Send:
+    """Sends prepared jobs of one task when called (at once, or by on_commit)."""
+
+    __slots__ = ("backend", "prepared")
+
+    def __init__(self, backend: RedisBackend, prepared: list[tuple[TaskResult, NewJob]]):
+        self.backend = backend
+        self.prepared = prepared
+
+    def __call__(self) -> None:
+        self.backend.send(self.prepared)
+
+    def one(self) -> TaskResult:
+        """Send the one job; its result, or the first job's for a unique call's twin."""
+        return self.backend.send(self.prepared) or self.prepared[0][0]
+
+
+def in_transaction() -> bool:
+    return transaction.get_connection().in_atomic_block
+
+
+def on_commit(send: Send) -> bool:
+    """Defer ``send`` to the commit of the open transaction, if there is one."""
+    if not in_transaction():
+        return False
+    transaction.on_commit(send, robust=False)
+    return True
+
+
+def result(job_id: str) -> TaskResult | None:
+    """The READY result of a job this transaction will send on commit, if it is one."""
+    for send in _waiting():
+        for ready, job in send.prepared:
+            if job.id == job_id:
+                return ready
+    return None
+
+
+def unique_twin(job: NewJob) -> TaskResult | None:
+    """For a unique job, the result of the same call enqueued earlier in this transaction."""
+    if job.unique is None:
+        return None
+    for send in _waiting():
+        for ready, other in send.prepared:
+            if other.unique is not None and (other.queue, other.unique[0]) == (
+                job.queue,
+                job.unique[0],
+            ):
+                return ready
+    return None
+
+
+_warned = False
+
+
+def _waiting() -> Iterator[Send]:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return
+    # run_on_commit is Django's list of (savepoint ids, callback, robust): not a public API,
+    # so a Django that renames it costs only this lookup, with a warning.
+    callbacks = getattr(connection, "run_on_commit", None)
+    if callbacks is None:
+        global _warned
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "This Django keeps no run_on_commit list: jobs waiting for a commit are not "
+                "found by get_result nor by a unique enqueue until it commits",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return
+    for entry in callbacks:
+        if isinstance(entry[1], Send):
+            yield entry[1]

@@ -1,0 +1,126 @@
+"""The broker: the engine's one way to Redis. It owns the connections (a blocking client for
+sync callers; per event loop, redis.asyncio, the fast connection and the enqueue batcher),
+hands out one ``Queue`` per queue name, and sends the few commands that span queues:
+heartbeats, the wait for work, the list of live workers and of queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from worker.protocol.connection import async_client, sync_client
+from worker.protocol.enqueue import EnqueueBatcher
+from worker.protocol.fastredis import FastRedis
+from worker.protocol.keys import Keys, queue_of
+from worker.protocol.queue import Queue
+
+
+@dataclass(frozen=True, slots=True)
+class LoopClients:
+    """An event loop's Redis clients: redis.asyncio for most, the lean pipelined
+    connection for the hot path, and the batcher of concurrent enqueues that uses it."""
+
+    redis: aioredis.Redis
+    fast: FastRedis
+    batcher: EnqueueBatcher
+
+
+class Broker:
+    """Redis at ``url``, keys under ``prefix``; at most ``max_connections`` per client pool."""
+
+    def __init__(self, url: str, prefix: str, max_connections: int = 50) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.max_connections = max_connections
+        self._sync: redis.Redis | None = None
+        self._queues: dict[str, Queue] = {}
+        self._identity = (url, prefix, id(self))  # of this broker's clients on a loop
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple, LoopClients]
+        ] = weakref.WeakKeyDictionary()
+
+    def queue(self, name: str) -> Queue:
+        found = self._queues.get(name)
+        if found is None:
+            found = self._queues[name] = Queue(self, name)
+        return found
+
+    def queue_for(self, job_id: str) -> Queue:
+        """The queue of a job id; ValueError if it is not shaped like one."""
+        return self.queue(queue_of(job_id))
+
+    # Connections
+
+    @property
+    def sync(self) -> redis.Redis:
+        """The process's blocking client (thread-safe: a pool)."""
+        if self._sync is None:
+            self._sync = sync_client(self.url, self.max_connections)
+        return self._sync
+
+    def aclient(self) -> aioredis.Redis:
+        return self.loop().redis
+
+    def loop(self) -> LoopClients:
+        """This event loop's clients (an asyncio client belongs to the loop that made it).
+        They hang on the loop itself where it allows, so a short-lived loop (async_to_sync
+        in a sync view) takes its connections with it when it goes; a mapping keyed by the
+        loop could not let go, its values holding the loop through their connections."""
+        loop = asyncio.get_running_loop()
+        per_loop = getattr(loop, "_worker_clients", None)
+        if per_loop is None:
+            try:
+                per_loop = loop._worker_clients = {}  # type: ignore[attr-defined]
+            except AttributeError:  # a loop without attributes (uvloop): kept for good
+                per_loop = self._loops.setdefault(loop, {})
+        found = per_loop.get(self._identity)
+        if found is None:
+            fast = FastRedis(self.url)
+            found = per_loop[self._identity] = LoopClients(
+                redis=async_client(self.url, self.max_connections),
+                fast=fast,
+                batcher=EnqueueBatcher(fast, self.keys),
+            )
+        return found
+
+    # Commands that span queues
+
+    async def heartbeat(self, worker_id: str, info: bytes, ttl_ms: int) -> None:
+        await self.aclient().set(self.keys.heartbeat(worker_id), info, px=ttl_ms)
+
+    async def forget(self, worker_id: str) -> None:
+        await self.aclient().delete(self.keys.heartbeat(worker_id))
+
+    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+        """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass."""
+        notify = [self.keys.notify(q) for q in queues]
+        await self.aclient().blpop(notify, timeout=max(timeout, 0.001))
+
+    def heartbeats(self) -> list[bytes]:
+        """The heartbeat of every live worker (JSON, as the worker wrote it)."""
+        client = self.sync
+        keys = list(client.scan_iter(match=self.keys.glob("worker:*"), count=1000))
+        return [beat for beat in (client.mget(keys) if keys else []) if beat is not None]
+
+    def queue_names(self) -> list[str]:
+        """Every queue that has keys in Redis under this prefix."""
+        found = set()
+        for key in self.sync.scan_iter(match=self.keys.glob("{*}:*"), count=1000):
+            if (queue := self.keys.queue_of_key(key.decode())) is not None:
+                found.add(queue)
+        return sorted(found)
+
+    def info(self) -> dict[str, Any]:
+        """The server's INFO (version, memory policy, persistence), for checks and probes."""
+        return dict(self.sync.info())
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None

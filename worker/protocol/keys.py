@@ -1,0 +1,96 @@
+"""Key names and job ids: the layout of everything the engine stores in Redis.
+
+Every key of queue Q carries the hash tag {Q}, so one queue lives in one Redis Cluster slot
+and every script touches one slot only. A job id names its queue, so a job is found from its
+id alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+
+_sequence = itertools.count()
+
+
+def new_job_id(queue: str, ms: int | None = None) -> str:
+    """An id for a job of ``queue`` enqueued at ``ms`` (epoch milliseconds; default now)."""
+    # Ids sort by enqueue time, then by a per-process sequence: jobs enqueued in one
+    # millisecond (same score in the ready set) still run first in, first out.
+    if ms is None:
+        ms = int(time.time() * 1000)
+    seq = next(_sequence) & 0xFFFF
+    # 11 hex digits of ms, 4 of sequence, 12 random: one number formatted once.
+    return f"{queue}:{ms << 64 | seq << 48 | random.getrandbits(48):027x}"
+
+
+def queue_of(job_id: str) -> str:
+    """The queue a job id belongs to; ValueError if it is not shaped like a job id."""
+    queue, sep, token = job_id.partition(":")
+    if not sep or not queue or not token:
+        raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<token>')")
+    return queue
+
+
+class Keys:
+    """Every key name under one prefix (the backend's ``prefix`` option)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def queue(self, queue: str) -> str:
+        return f"{self.prefix}:{{{queue}}}"
+
+    def job_prefix(self, queue: str) -> str:
+        return f"{self.queue(queue)}:job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix(queue_of(job_id)) + job_id
+
+    def ready(self, queue: str) -> str:
+        return f"{self.queue(queue)}:ready"
+
+    def delayed(self, queue: str) -> str:
+        return f"{self.queue(queue)}:delayed"
+
+    def dead(self, queue: str) -> str:
+        return f"{self.queue(queue)}:dead"
+
+    def stats(self, queue: str) -> str:
+        return f"{self.queue(queue)}:stats"
+
+    def done(self, queue: str) -> str:
+        return f"{self.queue(queue)}:done"
+
+    def notify(self, queue: str) -> str:
+        return f"{self.queue(queue)}:notify"
+
+    def workers(self, queue: str) -> str:
+        return f"{self.queue(queue)}:workers"
+
+    def wip(self, queue: str, worker_id: str) -> str:
+        return f"{self.queue(queue)}:wip:{worker_id}"
+
+    def periodic(self, queue: str) -> str:
+        return f"{self.queue(queue)}:periodic"
+
+    def unique(self, queue: str, fingerprint: str) -> str:
+        return f"{self.queue(queue)}:unique:{fingerprint}"
+
+    def cancel(self, queue: str) -> str:
+        """Cancel requests for running jobs: member = job id, score = when asked, ms."""
+        return f"{self.queue(queue)}:cancel"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def glob(self, rest: str) -> str:
+        """A SCAN pattern for keys under this prefix: the prefix glob-escaped, then ``rest``."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}:{rest}"
+
+    def queue_of_key(self, key: str) -> str | None:
+        """The queue a queue's own key (not a job's) belongs to, or None."""
+        queue, _, rest = key[len(self.prefix) + 2 :].partition("}:")
+        return queue if ":" not in rest else None

@@ -1,0 +1,70 @@
+--! uses: each
+-- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
+-- `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
+-- are otherwise only reachable by id).
+-- KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel
+-- ARGV: now_ms, job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
+--   [id, kind, value, retry_delay_ms, attempt] (one argument for the batch: cheaper to send
+--   than five per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
+--   error, retried while attempts remain; 'fatal': the JSON error, never retried;
+--   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
+local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
+local outcomes, ids, done, seen = cjson.decode(ARGV[5]), {}, {}, {}
+for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
+local held = each('SMISMEMBER', KEYS[1], ids)
+each('SREM', KEYS[1], ids)
+if redis.call('EXISTS', KEYS[7]) == 1 then each('ZREM', KEYS[7], ids) end
+for i, outcome in ipairs(outcomes) do
+  local id, kind, value, delay, attempt = unpack(outcome)
+  local key = jobp .. id
+  local stale = false
+  -- an id twice in one batch (two attempts' outcomes): the lease was the first one's
+  if held[i] == 0 or seen[id] then
+    -- Our lease was taken while we ran (we looked dead). If nobody has run the job since,
+    -- the outcome stands and it must not run again; if another attempt has begun, that
+    -- attempt owns the job: only this attempt's error is kept, for the record.
+    if tonumber(redis.call('HGET', key, 'attempts') or '0') == attempt then
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('ZREM', KEYS[3], id)
+    else
+      stale = true
+    end
+  end
+  seen[id] = true
+  if redis.call('EXISTS', key) == 1 then
+    if stale then
+      if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
+    elseif kind == 'ok' then
+      redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+      done[#done + 1] = now
+      done[#done + 1] = id
+      counts.succeeded = counts.succeeded + 1
+    else
+      redis.call('HSET', key, 'error:' .. attempt, value)
+      if kind == 'cancel' then
+        redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+        if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+        counts.cancelled = counts.cancelled + 1
+      elseif kind == 'err'
+             and attempt < tonumber(redis.call('HGET', key, 'max_attempts') or '1') then
+        redis.call('HSET', key, 'status', 'READY')
+        redis.call('ZADD', KEYS[3], now + delay, id)
+        counts.retried = counts.retried + 1
+      else
+        redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+        redis.call('ZADD', KEYS[4], now, id)
+        counts.failed = counts.failed + 1
+      end
+    end
+  end
+end
+for name, n in pairs(counts) do
+  if n > 0 then redis.call('HINCRBY', KEYS[5], name, n) end
+end
+if #done > 0 then
+  each('ZADD', KEYS[6], done)
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[4]) - 1)
+end
+return 1

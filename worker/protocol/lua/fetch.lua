@@ -1,0 +1,41 @@
+--! uses: wake, each
+-- Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
+-- KEYS: ready, delayed, wip (this worker's), workers, notify
+-- ARGV: now_ms, count, worker_id, job_key_prefix
+-- Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
+--   next_delayed_due}
+local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local score = redis.call('HGET', jobp .. id, 'score')
+  if score then redis.call('ZADD', KEYS[1], score, id) end
+  redis.call('ZREM', KEYS[2], id)
+end
+local out, leased = {}, {}
+local popped = redis.call('ZPOPMIN', KEYS[1], count)
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = jobp .. id
+  local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
+                       'max_attempts', 'attempts')
+  if f[1] then
+    local attempts = tonumber(f[6] or '0') + 1
+    local wids = f[2] and (f[2] .. ',' .. wid) or wid
+    local started = f[4] or ARGV[1]
+    redis.call('HSET', key, 'status', 'RUNNING', 'attempts', attempts,
+               'last_attempted_at', now, 'started_at', started, 'worker_ids', wids)
+    leased[#leased + 1] = id
+    out[#out + 1] = {id, f[1], attempts, wids, f[3], started, f[5]}
+  else
+    -- the id outlived its job (purged or expired): nothing to run
+    out[#out + 1] = {id, false}
+  end
+end
+if #leased > 0 then
+  each('SADD', KEYS[3], leased)
+  redis.call('SADD', KEYS[4], wid)
+end
+-- more is waiting than this worker took: wake another idle worker
+if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[5]) end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {out, nxt[2] or false}

@@ -1,0 +1,294 @@
+"""One queue's side of the protocol: every command the engine sends about one queue's jobs,
+from the enqueue of a job to its ack, and what operators read and change (docs/protocol.md).
+
+The hot path (enqueue, fetch, ack) goes over the event loop's fast connection; blocking
+waits, recovery and the sync callers (``enqueue`` in sync code, the ops API) over redis-py.
+Methods named like Django's (``enqueue`` / ``aenqueue``) come in a sync and an async form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from worker.protocol.enqueue import chunks, enqueue_arguments, enqueue_many_arguments
+from worker.protocol.keys import Keys
+from worker.protocol.records import Lease, NewJob, Outcome, now_ms
+from worker.protocol.scripts import (
+    ACK,
+    CANCEL,
+    ENQUEUE,
+    ENQUEUE_MANY,
+    FETCH,
+    FIRE,
+    PURGE,
+    REQUEUE,
+    RETRY,
+)
+
+if TYPE_CHECKING:
+    from worker.protocol.broker import Broker
+
+# How many of the latest successful job ids a queue remembers (for listing them).
+HISTORY = 10_000
+# Delayed jobs are split into scheduled and retrying by reading each one's attempts; a
+# queue with more than this many delayed jobs is not split (stats stay one round trip).
+SPLIT_LIMIT = 1000
+# A queue's outcome counters (its `stats` hash), each since the queue began.
+COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled")
+# The sorted sets a job id can wait in, by the name operators use.
+SETS = ("ready", "delayed", "dead", "successful")
+
+Fields = dict[bytes, bytes]  # a job hash as Redis returns it
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    ready: int
+    running: int
+    delayed: int
+    retrying: int | None  # of the delayed, those waiting to retry; None: too many to count
+    dead: int
+    counters: dict[str, int]  # COUNTERS, and any other the engine keeps
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Where a job's id stands besides its hash: when a delayed one is due, when it was
+    dead-lettered, when an operator asked to cancel it (epoch ms, or None)."""
+
+    due: int | None
+    dead: int | None
+    cancel_requested: int | None
+
+
+class Queue:
+    """The Redis I/O of one queue (SAQ's model: one object owns a queue's commands)."""
+
+    def __init__(self, broker: Broker, name: str) -> None:
+        self.broker = broker
+        self.name = name
+        k: Keys = broker.keys
+        self.keys = k
+        self.job_prefix = k.job_prefix(name)
+        self.ready, self.delayed, self.dead = k.ready(name), k.delayed(name), k.dead(name)
+        self.notify, self.stats_key, self.done = k.notify(name), k.stats(name), k.done(name)
+        self.workers, self.cancels = k.workers(name), k.cancel(name)
+
+    def job_key(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    # Enqueue: sync for sync callers, async over the loop's batcher.
+
+    def enqueue(self, job: NewJob) -> str | None:
+        """Store ``job``; for a unique job already enqueued, the first job's id instead."""
+        first = ENQUEUE.run_sync(self.broker.sync, *enqueue_arguments(self.keys, job))
+        return first.decode() if first is not None else None
+
+    async def aenqueue(self, job: NewJob) -> str | None:
+        if job.unique is None:
+            await self.broker.loop().batcher.send(job)
+            return None
+        fast = self.broker.loop().fast
+        first = await fast.run(ENQUEUE, *enqueue_arguments(self.keys, job))
+        return first.decode() if first is not None else None
+
+    def enqueue_many(self, jobs: list[NewJob]) -> None:
+        """Store jobs of this queue, CHUNK per script call."""
+        for chunk in chunks(jobs):
+            ENQUEUE_MANY.run_sync(
+                self.broker.sync, *enqueue_many_arguments(self.keys, self.name, chunk)
+            )
+
+    async def aenqueue_many(self, jobs: list[NewJob]) -> None:
+        """Store jobs of this queue in one script call (a slice of a bulk enqueue)."""
+        await self.broker.loop().batcher.store(jobs)
+
+    async def fire(self, job: NewJob, schedule: str, fire_ms: int, mode: str) -> int:
+        """Enqueue a periodic job for one fire time, once however many schedulers ask; the
+        FIRE script's answer (0 handled already, 1 missed, 2 enqueued, 3 a new schedule's
+        first, late, fire time)."""
+        keys, argv = enqueue_arguments(self.keys, job._replace(unique=None))
+        keys.append(self.keys.periodic(self.name))
+        argv += [schedule, fire_ms, mode]
+        return int(await self.broker.loop().fast.run(FIRE, keys, argv))
+
+    # The worker's side: leases and outcomes.
+
+    async def fetch(self, count: int, worker_id: str) -> tuple[list[Lease], int | None]:
+        """Lease up to ``count`` ready jobs; also returns when the next delayed job is due."""
+        keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
+        keys.append(self.notify)
+        now = now_ms()
+        rows, next_due = await self.broker.loop().fast.run(
+            FETCH, keys, [now, count, worker_id, self.job_prefix]
+        )
+        leases = []
+        for row in rows:
+            job_id = row[0].decode()
+            if row[1] is None:
+                leases.append(Lease(job_id, None))
+                continue
+            leases.append(
+                Lease(
+                    id=job_id,
+                    payload=row[1],
+                    attempt=int(row[2]),
+                    max_attempts=int(row[6] or 1),
+                    worker_ids=tuple(row[3].decode().split(",")),
+                    enqueued_ms=int(row[4]) if row[4] else None,
+                    started_ms=int(row[5]),
+                    attempted_ms=now,
+                )
+            )
+        return leases, int(float(next_due)) if next_due is not None else None
+
+    async def ack(self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int) -> None:
+        """Store outcomes and drop their leases, all in one atomic call."""
+        batch = orjson.dumps(
+            [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt) for o in outcomes]
+        )
+        args: list[Any] = [now_ms(), self.job_prefix, result_ttl_ms, HISTORY, batch]
+        keys = [self.keys.wip(self.name, worker_id), self.ready, self.delayed, self.dead]
+        keys += [self.stats_key, self.done, self.cancels]
+        await self.broker.loop().fast.run(ACK, keys, args)
+
+    async def requeue(
+        self, worker_id: str, mode: str, error: bytes = b"", ids: list[str] | None = None
+    ) -> tuple[int, int]:
+        """Put a worker's leased jobs back (only ``ids``, if given): ``mode`` is "lost" (it
+        died) or "released" (not run: shutting down, or never started). Returns
+        (requeued, dead-lettered)."""
+        keys = [self.keys.wip(self.name, worker_id), self.ready, self.dead, self.workers]
+        keys += [self.notify, self.stats_key]
+        argv = [now_ms(), self.job_prefix, worker_id, mode, error, *(ids or ())]
+        back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
+        return int(back), int(dead)
+
+    async def leased(self, worker_id: str) -> set[str]:
+        """The ids ``worker_id`` holds leases on in this queue."""
+        members = await self.broker.aclient().smembers(self.keys.wip(self.name, worker_id))
+        return {i.decode() for i in members}
+
+    async def cancel_requests(self) -> list[str]:
+        """Ids of running jobs an operator asked to cancel."""
+        return [i.decode() for i in await self.broker.aclient().zrange(self.cancels, 0, -1)]
+
+    async def dead_workers(self) -> list[str]:
+        """Workers holding leases here whose heartbeat has expired."""
+        client = self.broker.aclient()
+        ids = [w.decode() for w in await client.smembers(self.workers)]
+        if not ids:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.exists(self.keys.heartbeat(wid))
+            alive = await pipe.execute()
+        return [wid for wid, up in zip(ids, alive, strict=True) if not up]
+
+    # One job's hash, and many.
+
+    def job(self, job_id: str) -> Fields:
+        return self.broker.sync.hgetall(self.job_key(job_id))
+
+    async def ajob(self, job_id: str) -> Fields:
+        return await self.broker.aclient().hgetall(self.job_key(job_id))
+
+    def jobs(self, ids: list[str]) -> list[tuple[str, Fields]]:
+        """The hashes of ``ids`` in one round trip, leaving out those that are gone."""
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.job_key(job_id))
+            hashes = pipe.execute()
+        return [(i, fields) for i, fields in zip(ids, hashes, strict=True) if fields]
+
+    # What operators read.
+
+    def stats(self) -> QueueStats:
+        client = self.broker.sync
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.ready).zcard(self.delayed).zcard(self.dead)
+            pipe.smembers(self.workers).hgetall(self.stats_key)
+            ready, delayed, dead, workers, counters = pipe.execute()
+        with client.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.scard(self.keys.wip(self.name, worker_id.decode()))
+            if delayed <= SPLIT_LIMIT:
+                pipe.zrange(self.delayed, 0, -1)
+            replies = pipe.execute()
+        running = sum(replies[: len(workers)])
+        retrying = None
+        if delayed <= SPLIT_LIMIT:
+            with client.pipeline(transaction=False) as pipe:
+                for job_id in replies[-1]:
+                    pipe.hget(self.job_key(job_id.decode()), "attempts")
+                retrying = sum(1 for n in pipe.execute() if n and int(n) > 0)
+        return QueueStats(
+            queue=self.name,
+            ready=ready,
+            running=running,
+            delayed=delayed,
+            retrying=retrying,
+            dead=dead,
+            counters=dict.fromkeys(COUNTERS, 0)
+            | {name.decode(): int(n) for name, n in counters.items()},
+        )
+
+    def sizes(self, *sets: str) -> list[int]:
+        """How many ids each of ``sets`` (names from SETS) holds."""
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            for name in sets:
+                pipe.zcard(self._set(name))
+            return pipe.execute()
+
+    def ids(self, name: str, start: int, stop: int, newest_first: bool = False) -> list[str]:
+        """Ids of one of SETS by rank (inclusive ``stop``, as ZRANGE)."""
+        found = self.broker.sync.zrange(self._set(name), start, stop, desc=newest_first)
+        return [i.decode() for i in found]
+
+    def running_ids(self) -> list[str]:
+        client = self.broker.sync
+        workers = client.smembers(self.workers)
+        with client.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.smembers(self.keys.wip(self.name, worker_id.decode()))
+            return sorted(i.decode() for i in set().union(*pipe.execute()))
+
+    def marks(self, job_id: str) -> Marks:
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            pipe.zscore(self.delayed, job_id).zscore(self.dead, job_id)
+            pipe.zscore(self.cancels, job_id)
+            due, dead, cancel = pipe.execute()
+        return Marks(*(int(v) if v is not None else None for v in (due, dead, cancel)))
+
+    # What operators change.
+
+    def retry(self, allowances: list[tuple[str, int]]) -> int:
+        """Send dead letters back to ready, each ``(id, attempts to allow on top of those
+        used)``. Returns how many went back (ids not dead are left alone)."""
+        args: list[object] = [self.job_prefix]
+        for job_id, attempts in allowances:
+            args += (job_id, attempts)
+        keys = [self.dead, self.ready, self.notify, self.cancels]
+        return int(RETRY.run_sync(self.broker.sync, keys, args))
+
+    def cancel(self, job_id: str, error: bytes, result_ttl_ms: int) -> str:
+        """'cancelled' (it was queued), 'requested' (it runs), 'missing', or the status of a
+        finished job (left alone)."""
+        keys = [self.job_key(job_id), self.ready, self.delayed, self.cancels, self.stats_key]
+        argv = [job_id, now_ms(), error, result_ttl_ms]
+        return CANCEL.run_sync(self.broker.sync, keys, argv).decode()
+
+    def purge(self, name: str, batch: int) -> int:
+        """Remove up to ``batch`` jobs of one of SETS, with their hashes."""
+        return int(PURGE.run_sync(self.broker.sync, [self._set(name)], [self.job_prefix, batch]))
+
+    def _set(self, name: str) -> str:
+        if name == "successful":
+            return self.done
+        if name not in SETS:
+            raise ValueError(f"no set {name!r} (expected one of {', '.join(SETS)})")
+        return getattr(self, name)
