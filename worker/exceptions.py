@@ -1,6 +1,13 @@
 """Errors the engine raises to callers, and the one a task raises to stop retries."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.tasks.exceptions import InvalidTask, TaskException
+
+if TYPE_CHECKING:
+    from worker.task import Result
 
 
 class InvalidArguments(InvalidTask, TypeError):
@@ -12,7 +19,7 @@ class BrokerUnavailable(TaskException):
     """Redis could not be reached, so the job was not enqueued. A bulk enqueue cut off
     midway lists in ``enqueued`` the results of the jobs Redis confirmed it stored."""
 
-    def __init__(self, message: str, enqueued: list | None = None) -> None:
+    def __init__(self, message: str, enqueued: list[Result] | None = None) -> None:
         super().__init__(message)
         self.enqueued = enqueued or []
 

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.tasks import TaskResult
 
 from worker.protocol.records import NewJob
 
 if TYPE_CHECKING:
     from worker.backend import RedisBackend
+    from worker.task import Result
 
 
 class Send:
@@ -27,20 +27,21 @@ class Send:
 
     __slots__ = ("backend", "prepared")
 
-    def __init__(self, backend: RedisBackend, prepared: list[tuple[TaskResult, NewJob]]):
+    def __init__(self, backend: RedisBackend, prepared: list[tuple[Result, NewJob]]):
         self.backend = backend
         self.prepared = prepared
 
     def __call__(self) -> None:
         self.backend.send(self.prepared)
 
-    def one(self) -> TaskResult:
+    def one(self) -> Result:
         """Send the one job; its result, or the first job's for a unique call's twin."""
         return self.backend.send(self.prepared) or self.prepared[0][0]
 
 
 def in_transaction() -> bool:
-    return transaction.get_connection().in_atomic_block
+    in_atomic: bool = transaction.get_connection().in_atomic_block
+    return in_atomic
 
 
 def on_commit(send: Send) -> bool:
@@ -51,7 +52,7 @@ def on_commit(send: Send) -> bool:
     return True
 
 
-def result(job_id: str) -> TaskResult | None:
+def result(job_id: str) -> Result | None:
     """The READY result of a job this transaction will send on commit, if it is one."""
     for send in _waiting():
         for ready, job in send.prepared:
@@ -60,7 +61,7 @@ def result(job_id: str) -> TaskResult | None:
     return None
 
 
-def unique_twin(job: NewJob) -> TaskResult | None:
+def unique_twin(job: NewJob) -> Result | None:
     """For a unique job, the result of the same call enqueued earlier in this transaction."""
     if job.unique is None:
         return None

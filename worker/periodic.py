@@ -18,6 +18,7 @@ time enqueue one job however many run.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -180,16 +181,18 @@ def periodic(
     kwargs: dict[str, Any] | None = None,
     missed: Missed = "skip",
     name: str | None = None,
-):
+) -> Callable[[Task], Task]:
     """Run the decorated task (``@periodic`` goes above ``@task``) on a schedule: ``every``
     N seconds, or at each time of a ``cron`` expression in ``tz`` (default TIME_ZONE)."""
     if (every is None) == (cron is None):
         raise ImproperlyConfigured("@periodic takes exactly one of every= or cron=")
     if missed not in ("skip", "run_once"):
         raise ImproperlyConfigured("@periodic missed= must be 'skip' or 'run_once'")
+    schedule: Every | Cron
     if every is not None:
-        schedule: Every | Cron = Every(every)
+        schedule = Every(every)
     else:
+        assert cron is not None
         schedule = Cron(cron, ZoneInfo(tz or settings.TIME_ZONE))
 
     def register(task: Task) -> Task:

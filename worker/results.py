@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from django.tasks import TaskResult, TaskResultStatus
@@ -17,6 +17,11 @@ from django.utils import timezone
 
 from worker.protocol.keys import queue_of
 from worker.task import Task, lookup
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.task import Result
 
 
 def from_ms(value: bytes | int | None) -> datetime | None:
@@ -38,13 +43,13 @@ def make_result(
     errors: Iterable[TaskError] = (),
     worker_ids: Iterable[str] = (),
     return_value: Any = None,
-) -> TaskResult:
+) -> Result:
     """The one way this engine makes a TaskResult, for arguments that are JSON-ready already
-    (decoded from a message, or checked by encode): TaskResult's own __init__ would walk
+    (decoded from a message, or checked by encode): Result's own __init__ would walk
     them again, through abstract-class checks that cost more than the rest of an enqueue's
     Python."""
     if _SETTERS is None:  # a Django whose TaskResult has other fields: its own constructor
-        result = TaskResult(
+        built: Result = TaskResult(
             task=task,
             id=job_id,
             status=status,
@@ -58,8 +63,8 @@ def make_result(
             errors=list(errors),
             worker_ids=list(worker_ids),
         )
-        object.__setattr__(result, "_return_value", return_value)
-        return result
+        object.__setattr__(built, "_return_value", return_value)
+        return built
     result = object.__new__(TaskResult)
     # One call per field, written out: a loop over the fields costs twice as much, and a
     # bulk enqueue makes one result per job.
@@ -85,14 +90,14 @@ def make_result(
 
 
 def finished(
-    result: TaskResult,
+    result: Result,
     status: TaskResultStatus,
     errors: Iterable[TaskError],
     return_value: Any = None,
-) -> TaskResult:
+) -> Result:
     """A copy of a running job's result as it ended (for ``task_finished``)."""
     return make_result(
-        result.task,
+        cast(Task, result.task),
         result.id,
         status,
         result.args,
@@ -115,7 +120,7 @@ _FIELDS = ("task", "id", "status", "enqueued_at", "started_at", "finished_at",
            "_return_value")  # fmt: skip
 
 
-def _setters() -> tuple | None:
+def _setters() -> tuple[Callable[[Result, Any], None], ...] | None:
     if tuple(f.name for f in dataclass_fields(TaskResult)) != _FIELDS:
         warnings.warn(
             "django.tasks.TaskResult's fields differ from those worker.results knows: "
@@ -198,14 +203,14 @@ class JobRecord:
             message_error=message_error,
         )
 
-    def to_result(self, backend: str) -> TaskResult:
+    def to_result(self, backend: str) -> Result:
         """As Django's TaskResult; TaskResultDoesNotExist if its task cannot be known."""
         task = lookup(self.task_path) if self.task_path else None
         if task is None:
             reason = self.message_error or f"task {self.task_path!r} is not registered here"
             raise TaskResultDoesNotExist(f"{self.id}: {reason}")
         if (task.queue_name, task.priority) != (self.queue, self.priority):
-            task = task.using(queue_name=self.queue, priority=self.priority)
+            task = cast(Task, task.using(queue_name=self.queue, priority=self.priority))
         return make_result(
             task,
             self.id,
@@ -223,6 +228,6 @@ class JobRecord:
         )
 
 
-def parse(job_id: str, fields: dict[bytes, bytes], backend: str) -> TaskResult:
+def parse(job_id: str, fields: dict[bytes, bytes], backend: str) -> Result:
     """The TaskResult for a job hash; TaskResultDoesNotExist when there is none."""
     return JobRecord.from_hash(job_id, fields).to_result(backend)

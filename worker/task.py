@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.tasks import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask
@@ -18,13 +18,18 @@ from django.tasks.exceptions import InvalidTask
 if TYPE_CHECKING:
     from django.tasks import TaskResult
 
+    Result = TaskResult[Any, Any]  # a result of any task (Django's classes are generic in stubs)
+    _DjangoTask = DjangoTask[..., Any]
+else:
+    _DjangoTask = DjangoTask
+
 _registry: dict[str, Task] = {}
 
 Arguments = tuple[Sequence[Any], Mapping[str, Any]]  # one call's (args, kwargs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Task(DjangoTask):
+class Task(_DjangoTask):
     """A Django task with the engine's options, set with ``@task(max_attempts=5, ...)``."""
 
     max_attempts: int = 3  # deliveries in all, the first included
@@ -36,6 +41,12 @@ class Task(DjangoTask):
 
     def __post_init__(self) -> None:
         super(Task, self).__post_init__()
+        for option in ("max_attempts", "timeout", "backoff", "backoff_max", "unique_for"):
+            value = getattr(self, option)
+            if value is None and option in ("timeout", "unique_for"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidTask(f"{self.name}: {option} must be a number, not {value!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise InvalidTask(f"{self.name}: max_attempts must be a whole number >= 1")
         if self.timeout is not None and not self.timeout > 0:
@@ -46,20 +57,22 @@ class Task(DjangoTask):
             raise InvalidTask(f"{self.name}: unique_for must be a positive number of seconds")
         register(self)
 
-    def enqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
+    def enqueue_many(self, calls: Iterable[Arguments]) -> list[Result]:
         """Enqueue many calls, ``[(args, kwargs), ...]``: one round trip per 1,000. Every
         call is checked first; bad input enqueues none of them."""
-        return self.get_backend().enqueue_many(self, calls)
+        backend: Any = self.get_backend()  # one whose task_class is this class
+        return cast("list[Result]", backend.enqueue_many(self, calls))
 
-    async def aenqueue_many(self, calls: Iterable[Arguments]) -> list[TaskResult]:
+    async def aenqueue_many(self, calls: Iterable[Arguments]) -> list[Result]:
         """Enqueue many calls, ``[(args, kwargs), ...]``, pipelined 200 to a script call.
         Every call is checked first; bad input enqueues none of them."""
-        return await self.get_backend().aenqueue_many(self, calls)
+        backend: Any = self.get_backend()
+        return cast("list[Result]", await backend.aenqueue_many(self, calls))
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based); ``jitter`` in [0, 1)
         spreads retries of jobs that failed together ("equal jitter": half fixed, half random)."""
-        delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        delay = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
         return delay / 2 + delay / 2 * jitter
 
 
@@ -111,4 +124,4 @@ def arguments_error(
     return None
 
 
-_fitting_shapes: set[tuple] = set()
+_fitting_shapes: set[tuple[Any, ...]] = set()

@@ -1,7 +1,10 @@
 """How the CLI is reached (manage.py jobs, the django-jobs script) and how it fails: one
 line on stderr, a non-zero exit status."""
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -37,6 +40,7 @@ def test_manage_py_jobs_passes_its_arguments_and_exit_status(jobs, capsys):
 
 
 def test_django_jobs_console_script(jobs, monkeypatch, capsys):
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "project.settings")
     monkeypatch.setattr(sys, "argv", ["django-jobs", "list", "--status", "dead", "--json"])
     monkeypatch.setattr(sys, "path", list(sys.path))
     with pytest.raises(SystemExit) as done:
@@ -49,3 +53,18 @@ def test_unknown_backend_alias():
     result = run("--backend", "nope", "status")
     assert result.exit_code == 1
     assert result.stderr == "Error: TASKS has no backend 'nope' (it has: default)\n"
+
+
+def test_django_jobs_without_django_settings_module_says_so(tmp_path):
+    # The console script must not fall back on some settings module of its own: it runs in
+    # the user's project, whose settings only DJANGO_SETTINGS_MODULE names.
+    script = Path(sys.executable).parent / "django-jobs"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run([script, "status"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "Error: DJANGO_SETTINGS_MODULE is not set; set it to your project's settings module "
+        "(e.g. DJANGO_SETTINGS_MODULE=mysite.settings django-jobs status)\n"
+    )

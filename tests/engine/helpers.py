@@ -11,3 +11,13 @@ async def finished(result: TaskResult, timeout: float = 10.0) -> TaskResult:
             if result.is_finished:
                 return result
             await asyncio.sleep(0.02)
+
+
+async def waiting_for_work(worker, timeout: float = 5.0) -> None:
+    """Wait until an in-process ``worker`` has looked for jobs, found none ready, and waits
+    for work."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if worker._waiter is not None:
+                return
+            await asyncio.sleep(0.005)

@@ -1,9 +1,10 @@
 """Tasks the engine's tests run (a module of the test suite, imported by the tests)."""
 
 import asyncio
+import threading
 import time
 
-from django.tasks import task
+from django.tasks import default_task_backend, task
 
 from worker import PermanentFailure
 
@@ -109,3 +110,71 @@ async def cancels_itself() -> None:
     await asyncio.sleep(0)
     inner.cancel()
     await inner
+
+
+@task(max_attempts=2, backoff=0.5)
+async def fails_once(key: str) -> int:
+    """Fails its first attempt (after a moment, so its worker is idle again by then); the
+    retry is due 0.25 to 0.5 s later."""
+    n = sum(1 for name, k in calls if name == "fails_once" and k == key) + 1
+    calls.append(("fails_once", key))
+    if n == 1:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("the first attempt fails")
+    return n
+
+
+@task(timeout=None)
+async def counted_sleep(label: str, seconds: float) -> str:
+    """Counts its runs in ``calls``, then sleeps: a job long enough for leases to matter."""
+    calls.append(("counted_sleep", label))
+    await asyncio.sleep(seconds)
+    return label
+
+
+# Events a test running a worker in process sets to let ``fails_once_when_released`` go on.
+gates: dict[str, asyncio.Event] = {}
+
+
+@task(max_attempts=2, backoff=0.5)
+async def fails_once_when_released(key: str) -> int:
+    """Its first attempt waits for ``gates[key]``, then fails (the retry is due 0.25 to
+    0.5 s later); the second succeeds."""
+    n = sum(1 for name, k in calls if name == "fails_once_when_released" and k == key) + 1
+    calls.append(("fails_once_when_released", key))
+    if n == 1:
+        await gates[key].wait()
+        raise ConnectionError(f"{key}: the first attempt fails")
+    return n
+
+
+@task()
+def where_it_runs() -> dict[str, object]:
+    """Where a sync task runs: its thread (id and name), and whether an event loop runs
+    there."""
+    try:
+        asyncio.get_running_loop()
+        loop_here = True
+    except RuntimeError:
+        loop_here = False
+    thread = threading.current_thread()
+    return {"thread_id": thread.ident, "thread": thread.name, "loop_here": loop_here}
+
+
+def tally_key() -> str:
+    return f"{default_task_backend.broker.keys.prefix}:tests:tally"
+
+
+@task(max_attempts=5)
+async def tally(label: str, seconds: float = 0.0) -> None:
+    """Counts its runs per label in Redis, so a test of worker processes can count lost and
+    repeated jobs."""
+    if seconds:
+        await asyncio.sleep(seconds)
+    await default_task_backend.broker.aclient().hincrby(tally_key(), label, 1)
+
+
+def tallies() -> dict[str, int]:
+    """Runs so far per label."""
+    counts = default_task_backend.broker.sync.hgetall(tally_key())
+    return {k.decode(): int(v) for k, v in counts.items()}

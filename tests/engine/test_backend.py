@@ -251,10 +251,21 @@ def test_bulk_enqueue_in_a_transaction_waits_for_the_commit(backend):
     assert ready_ids(backend) == [r.id for r in results]
 
 
-async def test_concurrent_aenqueues_share_round_trips_and_all_arrive(backend):
+async def test_concurrent_aenqueues_share_round_trips_and_all_arrive(backend, monkeypatch):
     import asyncio
 
+    from worker.protocol.fastredis import FastRedis
+
+    real_run, scripts = FastRedis.run, []
+
+    async def counted_run(self, script, *args, **kwargs):
+        scripts.append(script.name)
+        return await real_run(self, script, *args, **kwargs)
+
+    monkeypatch.setattr(FastRedis, "run", counted_run)
     results = await asyncio.gather(*(tasks.add.aenqueue(i, 1) for i in range(300)))
+    # The first caller sends its job alone; the 299 that came meanwhile share one call.
+    assert scripts == ["enqueue", "enqueue_many"]
     assert sorted(ready_ids(backend)) == sorted(r.id for r in results)
     assert (await backend.aget_result(results[123].id)).args == [123, 1]
 

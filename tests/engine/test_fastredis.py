@@ -1,6 +1,10 @@
 """The lean pipelined connection of the hot path, against real redis-servers."""
 
 import asyncio
+import os
+import signal
+import socket
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -122,3 +126,100 @@ async def test_slow_answers_within_the_timeout_do_not_trip_it(monkeypatch, redis
         assert asyncio.get_running_loop().time() - began > 0.5
     finally:
         fast.close()
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds, the event loop running meanwhile."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def answering_pong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await reader.read(4096):  # one PING at a time, in these tests
+        writer.write(b"+PONG\r\n")
+    writer.close()
+
+
+@pytest.mark.parametrize(("query", "kept_alive"), [("", True), ("?socket_keepalive=false", False)])
+async def test_tcp_connections_are_kept_alive_unless_the_url_says_not(query, kept_alive):
+    # Without keepalive a peer that vanished (host down, a NAT that forgot the flow) leaves
+    # an idle connection open for ever.
+    server = await asyncio.start_server(answering_pong, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fast = FastRedis(f"redis://127.0.0.1:{port}/0{query}")
+    try:
+        assert await fast.execute("PING") == b"PONG"
+        sock = fast._protocol.transport.get_extra_info("socket")
+        assert bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)) is kept_alive
+    finally:
+        fast.close()
+        server.close()
+
+
+async def test_unix_socket_connections_take_no_keepalive(tmp_path):
+    server = await asyncio.start_unix_server(answering_pong, tmp_path / "redis.sock")
+    fast = FastRedis(f"unix://{tmp_path / 'redis.sock'}")
+    try:
+        assert await fast.execute("PING") == b"PONG"
+        sock = fast._protocol.transport.get_extra_info("socket")
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    finally:
+        fast.close()
+        server.close()
+
+
+async def test_senders_wait_while_redis_reads_nothing_then_all_get_their_replies(tmp_path):
+    server = RedisServer(tmp_path).start()
+    fast = FastRedis(server.url)
+    payload = b"x" * 65536
+    count = 400  # more than the kernel's socket buffers take while Redis reads nothing
+    try:
+        assert await fast.execute("PING") == b"PONG"
+        protocol = fast._protocol
+        _, high_water = protocol.transport.get_write_buffer_limits()
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            senders = [
+                asyncio.create_task(fast.execute("ECHO", b"%d:" % i + payload))
+                for i in range(count)
+            ]
+            # Until the socket's buffers are full and the transport's holds more than it wants.
+            await until(lambda: protocol.transport.get_write_buffer_size() > high_water)
+            # Every sender has had its turn: the buffer holds at most one command over its
+            # limit, and the senders beyond it wait, their commands not sent.
+            assert protocol.transport.get_write_buffer_size() <= high_water + len(payload) + 64
+            assert len(protocol.waiting) < count
+            senders[-1].cancel()  # a waiting sender may give up, unsent, without harm
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        async with asyncio.timeout(10):
+            replies = await asyncio.gather(*senders[:-1])
+        assert replies == [b"%d:" % i + payload for i in range(count - 1)]
+        assert senders[-1].cancelled()
+        assert await fast.execute("PING") == b"PONG"
+    finally:
+        fast.close()
+        server.stop()
+
+
+async def test_senders_waiting_to_write_fail_when_the_connection_is_lost(tmp_path):
+    server = RedisServer(tmp_path).start()
+    fast = FastRedis(server.url)
+    payload = b"x" * 65536
+    try:
+        assert await fast.execute("PING") == b"PONG"
+        protocol = fast._protocol
+        os.kill(server.process.pid, signal.SIGSTOP)
+        senders = [asyncio.create_task(fast.execute("ECHO", payload)) for _ in range(400)]
+        await until(lambda: protocol.paused)
+        protocol.transport.abort()
+        async with asyncio.timeout(5):
+            outcomes = await asyncio.gather(*senders, return_exceptions=True)
+        assert all(isinstance(outcome, redis.ConnectionError) for outcome in outcomes)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        fast.close()
+        server.stop()

@@ -2,6 +2,7 @@
 threads, signals, priorities."""
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from tests.engine import tasks
-from tests.engine.helpers import finished
+from tests.engine.helpers import finished, waiting_for_work
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +36,12 @@ async def test_success_stores_return_value_timestamps_and_worker(run_worker):
 
 
 async def test_sync_task_runs_in_a_thread_not_on_the_loop(run_worker):
-    result = await tasks.add_sync.aenqueue(4, 5)
-    async with run_worker():
+    result = await tasks.where_it_runs.aenqueue()
+    async with run_worker():  # on this test's loop, in this thread
         await finished(result)
-    assert result.return_value == 9
+    ran = result.return_value
+    assert ran["thread_id"] != threading.get_ident()
+    assert ran["thread"].startswith("job") and ran["loop_here"] is False
 
 
 async def test_failures_are_retried_with_backoff_then_succeed(run_worker):
@@ -142,12 +145,12 @@ async def test_started_and_finished_signals_are_sent(run_worker):
 
 
 async def test_higher_priority_runs_first(run_worker):
-    await tasks.record.using(priority=-10).aenqueue("low")
-    await tasks.record.aenqueue("normal")
-    last = await tasks.record.using(priority=50).aenqueue("high")
+    low = await tasks.record.using(priority=-10).aenqueue("low")
+    normal = await tasks.record.aenqueue("normal")
+    high = await tasks.record.using(priority=50).aenqueue("high")
     async with run_worker(concurrency=1):
-        await finished(last)
-        await asyncio.sleep(0.2)
+        for result in (low, normal, high):
+            await finished(result)
     assert [label for _, label in tasks.calls] == ["high", "normal", "low"]
 
 
@@ -155,16 +158,13 @@ async def test_deferred_job_waits_for_its_time(run_worker):
     soon = timezone.now() + timedelta(seconds=0.5)
     result = await tasks.add.using(run_after=soon).aenqueue(1, 1)
     async with run_worker():
-        await asyncio.sleep(0.3)
-        await result.arefresh()
-        assert result.status == TaskResultStatus.READY
         await finished(result)
     assert result.started_at >= soon - timedelta(milliseconds=1)  # stored in whole ms
 
 
 async def test_idle_worker_starts_a_new_job_without_waiting_for_its_poll(run_worker):
-    async with run_worker(poll=30):
-        await asyncio.sleep(0.1)  # the worker is now blocked waiting for work
+    async with run_worker(poll=30) as worker:
+        await waiting_for_work(worker)
         result = await tasks.add.aenqueue(1, 1)
         await finished(result, timeout=2)
 
@@ -189,9 +189,11 @@ async def test_jobs_on_other_queues_are_left_alone(run_worker):
 async def test_a_deferred_job_survives_worker_restarts(run_worker):
     due = timezone.now() + timedelta(seconds=0.6)
     result = await tasks.add.using(run_after=due).aenqueue(2, 2)
-    async with run_worker():
-        await asyncio.sleep(0.2)  # stopped before the job is due
-    await asyncio.sleep(0.6)  # due while no worker runs
+    async with run_worker() as worker:
+        await waiting_for_work(worker)  # it knows of the job, and stops before it is due
+    await result.arefresh()
+    assert result.status == TaskResultStatus.READY
+    await asyncio.sleep((due - timezone.now()).total_seconds())  # due while no worker runs
     async with run_worker():
         await finished(result)
     assert result.return_value == 4

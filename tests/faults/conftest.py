@@ -1,17 +1,13 @@
 import pytest
 
-from tests.processes import project_env, runworker
+from tests import processes
+from tests.processes import runworker
 
 
 @pytest.fixture
 def worker_env(redis_url, tasks_prefix):
     """Environment of worker processes: this test's Redis keys, the test tasks, a short lease."""
-    return project_env(
-        REDIS_URL=redis_url,
-        TASKS_PREFIX=tasks_prefix,
-        TASKS_LEASE="2",
-        DJANGO_SETTINGS_MODULE="tests.e2e_settings",
-    )
+    return processes.worker_env(redis_url, tasks_prefix, TASKS_LEASE="2")
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@ other jobs keep flowing."""
 
 from django.tasks import TaskResultStatus
 
-from bench import tasks as workload
 from tests.engine import tasks
 from tests.processes import stop, wait_until
 
 
 def test_a_job_that_kills_its_worker_is_dead_lettered(start_worker, backend):
     poison = tasks.crash_worker.enqueue()  # max_attempts=2
-    others = [workload.tally.enqueue(f"ok{i}") for i in range(50)]
+    others = [tasks.tally.enqueue(f"ok{i}") for i in range(50)]
     supervisor = start_worker("--processes", "2", "--concurrency", "5")
 
     def dead_lettered():
@@ -18,7 +17,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered(start_worker, backend):
         return poison.status == TaskResultStatus.FAILED
 
     wait_until(dead_lettered, 60, "the poison job to be dead-lettered")
-    wait_until(lambda: len(workload.tallies()) == 50, 30, "the other jobs")
+    wait_until(lambda: len(tasks.tallies()) == 50, 30, "the other jobs")
     assert stop(supervisor) == 0
     assert poison.attempts == 2
     assert [e.exception_class_path for e in poison.errors] == ["worker.exceptions.WorkerLost"] * 2

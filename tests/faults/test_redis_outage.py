@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from bench import tasks as workload
 from tests.conftest import tasks_setting
+from tests.engine import tasks
 from tests.processes import stop, wait_until
 from worker.exceptions import BrokerUnavailable
 from worker.protocol.servers import RedisServer
@@ -20,18 +20,21 @@ def own_redis(tmp_path, settings, tasks_prefix):
 
 
 def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
-    results = [workload.tally.enqueue(str(i), seconds=0.05) for i in range(300)]
+    results = [tasks.tally.enqueue(str(i), seconds=0.05) for i in range(300)]
     worker = start_worker("--concurrency", "10", env={**worker_env, "REDIS_URL": own_redis.url})
-    wait_until(lambda: len(workload.tallies()) >= 50, 30, "some jobs done")
+    wait_until(lambda: len(tasks.tallies()) >= 50, 30, "some jobs done")
 
     own_redis.stop()
     with pytest.raises(BrokerUnavailable, match=r"unreachable.*nothing was sent"):
-        workload.tally.enqueue("during the outage")
-    time.sleep(3)  # longer than the lease: the worker must not take itself for dead
+        tasks.tally.enqueue("during the outage")
+    wait_until(lambda: "Redis unreachable" in worker.log.read_text(), 10, "the worker to notice")
+    # Not a wait for an event but the outage itself, which must outlast the lease (2 s):
+    # the worker must not take itself for dead, nor lose its jobs to its own reaper.
+    time.sleep(3)
     assert worker.poll() is None, "the worker crashed"
     own_redis.start()
 
-    wait_until(lambda: len(workload.tallies()) == 300, 60, "every job enqueued before")
+    wait_until(lambda: len(tasks.tallies()) == 300, 60, "every job enqueued before")
     assert stop(worker) == 0
     for r in results:
         r.refresh()
@@ -39,4 +42,4 @@ def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
     log = worker.log.read_text()
     assert log.count("Redis unreachable") == 1, log
     assert "Redis is back" in log
-    assert "during the outage" not in workload.tallies()
+    assert "during the outage" not in tasks.tallies()

@@ -5,16 +5,16 @@ import time
 
 from django.tasks import TaskResultStatus
 
-from bench import tasks as workload
+from tests.engine import tasks
 from tests.processes import stop, wait_until
 
 
 def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     total = 3000
     for i in range(total):
-        workload.tally.enqueue(str(i), seconds=0.01)
+        tasks.tally.enqueue(str(i), seconds=0.01)
     victim = start_worker("--concurrency", "20")
-    wait_until(lambda: len(workload.tallies()) >= total // 3, 60, "a third of the jobs")
+    wait_until(lambda: len(tasks.tallies()) >= total // 3, 60, "a third of the jobs")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.monotonic()
@@ -26,7 +26,7 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     held = {m.decode() for k in wip for m in client.smembers(k)}
 
     survivor = start_worker("--concurrency", "20")
-    wait_until(lambda: len(workload.tallies()) == total, 120, "every job to run")
+    wait_until(lambda: len(tasks.tallies()) == total, 120, "every job to run")
     recovered = [backend.get_result(job_id) for job_id in held]
     wait_until(lambda: all(r.refresh() or r.is_finished for r in recovered), 30, "held jobs")
     recovery = max(r.finished_at.timestamp() for r in recovered) - (
@@ -34,7 +34,7 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     )
     assert stop(survivor) == 0
 
-    counts = workload.tallies()
+    counts = tasks.tallies()
     duplicates = sum(n - 1 for n in counts.values())
     assert sorted(counts, key=int) == [str(i) for i in range(total)]  # none lost
     assert duplicates <= in_flight
@@ -47,7 +47,7 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
 
 
 def test_a_job_longer_than_the_lease_keeps_it_while_its_worker_lives(backend, start_worker):
-    long = workload.tally.enqueue("long", seconds=3 * 2)  # three leases of 2 s
+    long = tasks.tally.enqueue("long", seconds=3 * 2)  # three leases of 2 s
     first = start_worker("--concurrency", "2")
     wait_until(lambda: long.refresh() or long.status == TaskResultStatus.RUNNING, 20, "start")
     second = start_worker("--concurrency", "2")  # a live peer that would take a lost job
@@ -55,4 +55,4 @@ def test_a_job_longer_than_the_lease_keeps_it_while_its_worker_lives(backend, st
     assert stop(first) == 0 and stop(second) == 0
     assert long.status == TaskResultStatus.SUCCESSFUL
     assert long.attempts == 1 and long.errors == []
-    assert workload.tallies() == {"long": 1}
+    assert tasks.tallies() == {"long": 1}

@@ -7,8 +7,9 @@ import time
 import pytest
 from django.tasks import TaskResultStatus
 
-from bench import tasks as workload
+from tests.engine import tasks
 from tests.processes import stop, wait_until
+from worker.ops.api import Ops
 
 
 def running(results) -> bool:
@@ -25,8 +26,8 @@ def ready_ids(backend) -> set[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_jobs_that_finish_within_the_grace_complete(start_worker, sig):
-    results = [workload.tally.enqueue(f"job{i}", seconds=1.0) for i in range(10)]
-    waiting = workload.tally.enqueue("not started", seconds=0)
+    results = [tasks.tally.enqueue(f"job{i}", seconds=1.0) for i in range(10)]
+    waiting = tasks.tally.enqueue("not started", seconds=0)
     worker = start_worker("--concurrency", "10", "--grace", "10")
     wait_until(lambda: running(results), 20, "10 jobs running")
     assert stop(worker, sig) == 0
@@ -38,7 +39,7 @@ def test_jobs_that_finish_within_the_grace_complete(start_worker, sig):
 
 
 def test_jobs_that_outlast_the_grace_are_released_at_once(start_worker, backend):
-    results = [workload.tally.enqueue(f"long{i}", seconds=60) for i in range(5)]
+    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(5)]
     worker = start_worker("--concurrency", "5", "--grace", "1")
     wait_until(lambda: running(results), 20, "5 jobs running")
     began = time.monotonic()
@@ -53,12 +54,19 @@ def test_jobs_that_outlast_the_grace_are_released_at_once(start_worker, backend)
 
 
 def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
-    results = [workload.tally.enqueue(f"long{i}", seconds=60) for i in range(3)]
+    results = [tasks.tally.enqueue(f"long{i}", seconds=60) for i in range(3)]
     worker = start_worker("--concurrency", "3", "--grace", "60")
     wait_until(lambda: running(results), 20, "3 jobs running")
     began = time.monotonic()
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: b"Stopping: no new jobs" in worker.log.read_bytes(), 10, "the signal")
+    stopping = time.time()
+
+    def draining() -> bool:  # a heartbeat sent since, its jobs still in hand
+        beats = [w for w in Ops(backend).workers() if w.pid == worker.pid]
+        return any(w.seen_at > stopping and w.in_flight == 3 for w in beats)
+
+    wait_until(draining, 10, "a heartbeat of the draining worker")
     assert worker.poll() is None  # still inside its grace period
     assert stop(worker) == 0
     assert time.monotonic() - began < 5
@@ -66,8 +74,6 @@ def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
 
 
 def test_a_sync_job_thread_that_never_ends_does_not_hold_the_exit(start_worker, backend):
-    from tests.engine import tasks
-
     stuck = tasks.slow_sync.enqueue(3600)  # timeout 0.2 s, but its thread sleeps on
     worker = start_worker("--concurrency", "2", "--grace", "1")
     wait_until(lambda: stuck.refresh() or stuck.is_finished, 20, "the timeout")

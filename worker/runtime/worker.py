@@ -15,11 +15,12 @@ import random
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
 from logging import ERROR, INFO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from django.tasks import TaskResult, TaskResultStatus
+from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 
@@ -34,6 +35,11 @@ from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
 from worker.runtime.scheduler import Scheduler
 
+if TYPE_CHECKING:
+    from django.dispatch import Signal
+
+    from worker.task import Result
+
 logger = logging.getLogger("worker")
 
 # Seconds between looks for operators' cancel requests, while jobs run.
@@ -41,6 +47,15 @@ CANCEL_POLL = 0.5
 # A lease this worker holds but knows nothing of for this long came from a fetch whose
 # reply was lost (no reply takes longer than SOCKET_TIMEOUT): the job never ran here.
 STRAY_AFTER = SOCKET_TIMEOUT + 5.0
+# Seconds a background loop waits after an error it did not expect, before it goes on.
+BROKEN_PAUSE = 1.0
+# Recorded after a failed attempt's own error when an operator's cancel request, pending
+# when the attempt ended, stops the job instead of its retry (protocol/lua/ack.lua).
+CANCELLED_AFTER_FAILURE = error_json(
+    class_path(Cancelled),
+    "Cancelled by an operator while it ran; its attempt failed before the worker could stop "
+    "it, and the job is not retried.",
+)
 
 
 class Outage:
@@ -66,8 +81,10 @@ class Outage:
 class Worker:
     """One worker process's engine: serves ``queues`` of ``broker`` with at most
     ``concurrency`` jobs at once; ``stop()`` drains it within ``grace`` seconds. ``alias``
-    and ``sender`` are the TASKS backend's, for the results and signals it makes. Made by
-    ``RedisBackend.worker()``; run by ``manage.py runworker``."""
+    and ``sender`` are the TASKS backend's, for the results and signals it makes. With
+    ``burst``, ``run()`` returns once no job is ready and none runs, every outcome stored
+    (jobs due later, retries included, are left for another run; no periodic job fires).
+    Made by ``RedisBackend.worker()``; run by ``manage.py runworker``."""
 
     def __init__(
         self,
@@ -83,6 +100,7 @@ class Worker:
         grace: float = 30.0,
         poll: float = 1.0,
         scheduler: bool = True,
+        burst: bool = False,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -94,13 +112,16 @@ class Worker:
         self.concurrency = concurrency
         self.grace = grace
         self.poll = poll
-        self.scheduler = scheduler
+        self.scheduler = scheduler and not burst
+        self.burst = burst
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lease_ms = int(lease * 1000)
         self.result_ttl_ms = int(result_ttl * 1000)
         self.started_at = time.time()
         self.processed = 0
-        self._running: dict[str, asyncio.Task] = {}
+        self.unwritten = 0  # outcomes given up on at the end (Redis stayed away): run again
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._attempting: set[str] = set()  # of the running jobs, those still in their attempt
         self._outbox: dict[str, list[Outcome]] = defaultdict(list)
         self._slots = attempt.Slots()
         self._stopping = asyncio.Event()
@@ -108,7 +129,7 @@ class Worker:
         self._room = asyncio.Event()
         self._outbox_ready = asyncio.Event()
         self._outage = Outage()
-        self._waiter: asyncio.Task | None = None  # the BLPOP waiting for a wake-up token
+        self._waiter: asyncio.Task[None] | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
 
@@ -130,23 +151,17 @@ class Worker:
             self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
         background = [
-            asyncio.create_task(self._every(self.lease / 4, self._heartbeat)),
-            asyncio.create_task(self._every(self.lease / 4, self._reap, first=0)),
-            asyncio.create_task(self._flush_loop()),
-            asyncio.create_task(self._every(CANCEL_POLL, self._cancel_requested)),
-            asyncio.create_task(self._every(self.lease / 4, self._release_strays)),
+            self._background(self._every(self.lease / 4, self._heartbeat)),
+            self._background(self._every(self.lease / 4, self._reap, first=0)),
+            self._background(self._flush_loop()),
+            self._background(self._every(CANCEL_POLL, self._cancel_requested)),
+            self._background(self._every(self.lease / 4, self._release_strays)),
         ]
         if self.scheduler:
-            background.append(
-                asyncio.create_task(
-                    Scheduler(
-                        self.broker,
-                        self.alias,
-                        self._sender,
-                        max_payload_bytes=self.max_payload_bytes,
-                    ).run()
-                )
+            scheduler = Scheduler(
+                self.broker, self.alias, self._sender, max_payload_bytes=self.max_payload_bytes
             )
+            background.append(self._background(scheduler.run()))
         try:
             await self._fetch_loop()
             await self._drain()
@@ -156,7 +171,7 @@ class Worker:
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._flush(give_up_after=self.lease)
+            self.unwritten = await self._flush(give_up_after=self.lease)
             await self._release()
             self._slots.shutdown()
             await self._quietly(self.broker.forget(self.id))
@@ -186,6 +201,9 @@ class Worker:
                     self._waiter.cancel()
                     self._waiter = None
                 continue
+            if self.burst and not self._running:
+                logger.info("Burst done: no job ready, none running")
+                return
             timeout = self.poll
             if next_due is not None:
                 timeout = min(timeout, max((next_due - now_ms()) / 1000, 0.001))
@@ -211,11 +229,16 @@ class Worker:
         default), too coarsely for delayed jobs."""
         if self._waiter is None:
             self._waiter = asyncio.create_task(self.broker.wait_for_work(self.queues, self.poll))
-        stopping = asyncio.create_task(self._stopping.wait())
+        events = [self._stopping]
+        if self.burst:  # the end of the last running job may end the burst
+            self._room.clear()
+            events.append(self._room)
+        waits = [asyncio.create_task(event.wait()) for event in events]
         await asyncio.wait(
-            {self._waiter, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            {self._waiter, *waits}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
-        stopping.cancel()
+        for wait in waits:
+            wait.cancel()
         if self._waiter.done():
             waiter, self._waiter = self._waiter, None
             if (error := waiter.exception()) is not None:
@@ -243,6 +266,7 @@ class Worker:
             if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
                 result = attempt.running_result(call, lease, self.alias)
             value: Any = None
+            self._attempting.add(lease.id)
             try:
                 if result is not None:
                     await self._signal(task_started, result)
@@ -250,6 +274,7 @@ class Worker:
                 outcome, error = attempt.outcome_of(call, lease, value, error)
             except asyncio.CancelledError as e:
                 current = asyncio.current_task()
+                assert current is not None  # this coroutine runs as a task of its own
                 if lease.id in self._cancelled:  # an operator's cancel
                     current.uncancel()
                     self._cancelled.discard(lease.id)
@@ -259,6 +284,8 @@ class Worker:
                     raise  # a forced shutdown: the job is released, not failed
                 else:  # raised by the task itself: an error like any other
                     outcome, error = attempt.outcome_of(call, lease, None, e)
+            finally:
+                self._attempting.discard(lease.id)
             self._store(queue, outcome)
             await self._report_finished(call, lease, result, outcome, value, error)
         finally:
@@ -270,7 +297,7 @@ class Worker:
         self,
         call: Call,
         lease: Lease,
-        result: TaskResult | None,
+        result: Result | None,
         outcome: Outcome,
         value: Any,
         error: BaseException | None,
@@ -308,7 +335,7 @@ class Worker:
         except BaseException:
             await self._signal(task_finished, ended)
 
-    async def _signal(self, signal, result) -> None:
+    async def _signal(self, signal: Signal, result: Result) -> None:
         try:
             await signals.asend(signal, self._sender, task_result=result)
         except Exception:
@@ -325,16 +352,26 @@ class Worker:
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception:
+                # The outcomes went back to the outbox: were this loop to end, no job
+                # would be acked again and every one would run twice.
+                logger.exception("Storing outcomes failed; trying again in %.0fs", BROKEN_PAUSE)
+                self._outbox_ready.set()
+                await asyncio.sleep(BROKEN_PAUSE)
 
-    async def _flush(self, give_up_after: float | None = None) -> None:
-        """Write every outcome waiting in the outbox, riding out Redis outages."""
+    async def _flush(self, give_up_after: float | None = None) -> int:
+        """Write every outcome waiting in the outbox, riding out Redis outages. Returns how
+        many were given up on (``give_up_after`` seconds of outage)."""
         deadline = None if give_up_after is None else time.monotonic() + give_up_after
         while self._outbox:
             queue, outcomes = next(iter(self._outbox.items()))
             del self._outbox[queue]
             try:
-                await self._queues[queue].ack(self.id, outcomes, self.result_ttl_ms)
+                stopped = await self._queues[queue].ack(
+                    self.id, outcomes, self.result_ttl_ms, CANCELLED_AFTER_FAILURE
+                )
                 self._outage.ok()
             except BaseException as e:
                 # Whatever stopped this ack (an outage, a cancelled flush at shutdown), the
@@ -343,10 +380,16 @@ class Worker:
                 if not isinstance(e, REDIS_ERRORS):
                     raise
                 if deadline is not None and time.monotonic() > deadline:
+                    unwritten = sum(map(len, self._outbox.values()))
                     logger.error("Gave up writing %d outcomes; their jobs will run again",
-                                 sum(map(len, self._outbox.values())))  # fmt: skip
-                    return
+                                 unwritten)  # fmt: skip
+                    return unwritten
                 await self._outage.failed(e)
+                continue
+            for job_id in stopped:
+                logger.warning("Job %s cancelled by an operator: its attempt failed before "
+                               "it could be stopped, and it is not retried", job_id)  # fmt: skip
+        return 0
 
     # Leases: heartbeats, reaping, release
 
@@ -382,13 +425,14 @@ class Worker:
 
     async def _cancel_requested(self) -> None:
         """Stop the running jobs an operator cancelled (``jobs cancel``). A sync job's
-        thread cannot be stopped: it runs on, but its outcome is the cancellation."""
-        if not self._running:
+        thread cannot be stopped: it runs on, but its outcome is the cancellation. A job
+        whose attempt is over is left alone: the ACK of its outcome answers the request."""
+        if not self._attempting:
             return
         for queue in self._queues.values():
             for job_id in await queue.cancel_requests():
                 task = self._running.get(job_id)
-                if task is not None and job_id not in self._cancelled:
+                if job_id in self._attempting and task and job_id not in self._cancelled:
                     logger.warning("Job %s cancelled by an operator while running", job_id)
                     self._cancelled.add(job_id)
                     task.cancel()
@@ -433,16 +477,31 @@ class Worker:
 
     # Helpers
 
-    async def _every(self, seconds: float, action, first: float | None = None) -> None:
+    def _background(self, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run one of the worker's background loops, each of which handles its own errors;
+        should one end with an error all the same, it is logged with its traceback at once,
+        not found at shutdown."""
+        task = asyncio.create_task(loop)
+        task.add_done_callback(_log_death)
+        return task
+
+    async def _every(
+        self, seconds: float, action: Callable[[], Awaitable[None]], first: float | None = None
+    ) -> None:
+        """``action`` every ``seconds`` (jittered) for the worker's life. An error is logged
+        and the next turn comes as usual: a heartbeat must not stop for one bad turn, or
+        other workers would take this live worker's jobs and run them twice."""
         await asyncio.sleep(seconds if first is None else first)
         while True:
             try:
                 await action()
-            except REDIS_ERRORS as e:
+            except REDIS_ERRORS as e:  # an outage, logged once by whoever meets it first
                 logger.debug("%s skipped: %s", action.__name__, e)
+            except Exception:
+                logger.exception("%s failed; trying again in %.1fs", action.__name__, seconds)
             await asyncio.sleep(seconds * (0.9 + random.random() / 5))
 
-    async def _retrying(self, action) -> None:
+    async def _retrying(self, action: Callable[[], Awaitable[None]]) -> None:
         while not self._stopping.is_set():
             try:
                 await action()
@@ -452,8 +511,13 @@ class Worker:
                 await self._outage.failed(e)
 
     @staticmethod
-    async def _quietly(awaitable) -> None:
+    async def _quietly(awaitable: Awaitable[object]) -> None:
         try:
             await awaitable
         except REDIS_ERRORS as e:
             logger.error("Could not reach Redis on the way out (%s)", e)
+
+
+def _log_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("A background loop of the worker stopped: %r", error, exc_info=error)

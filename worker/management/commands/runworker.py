@@ -9,6 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
+from worker.checks import redis_warnings
+from worker.ops.api import Ops
+from worker.ops.cli.health import report
 from worker.runtime.loops import CHOICES, loop_factory
 from worker.runtime.supervisor import PARENT_ENV, supervise
 
@@ -44,12 +47,25 @@ class Command(BaseCommand):
             "--loop", choices=CHOICES, default="auto",
             help="event loop: uvloop if installed (auto, the default), uvloop or asyncio",
         )  # fmt: skip
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="exit 0 once no job is ready and none runs, every outcome stored (jobs due "
+            "later, retries included, wait for another run; fires no periodic jobs)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--check", action="store_true",
+            help="run no worker: exit 0 if Redis answers and a live worker serves each queue "
+            "(of --queue, default all), else 1, with a one-line reason (a health probe)",
+        )  # fmt: skip
+        parser.add_argument("--json", dest="as_json", action="store_true", help="--check as JSON")
 
     def handle(
         self, *args, queues, concurrency, processes, grace, backend, scheduler, loop, **options
     ):
         if concurrency < 1 or processes < 1 or grace < 0:
             raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
+        if options["burst"] and processes > 1:
+            raise CommandError("--burst runs one process: leave out --processes")
         try:
             factory = loop_factory(loop)
         except ValueError as e:
@@ -57,6 +73,12 @@ class Command(BaseCommand):
         chosen = task_backends[backend]
         if not isinstance(chosen, RedisBackend):
             raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
+        if options["check"]:
+            sys.exit(report(Ops(chosen).health(queues), options["as_json"]))
+        if not os.environ.get(PARENT_ENV):  # a supervisor logs them, not each of its children
+            for warning in redis_warnings(chosen):  # as `manage.py check --deploy` reports
+                if not warning.is_silenced():
+                    logger.warning("%s [%s] HINT: %s", warning.msg, warning.id, warning.hint)
         if processes > 1:
             child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
             child += ["--loop", loop]
@@ -64,15 +86,20 @@ class Command(BaseCommand):
             for queue in queues or ():
                 child += ["--queue", queue]
             sys.exit(supervise(processes, child))
-        worker = chosen.worker(queues, concurrency=concurrency, grace=grace, scheduler=scheduler)
+        worker = chosen.worker(queues, concurrency=concurrency, grace=grace, scheduler=scheduler,
+                               burst=options["burst"])  # fmt: skip
         asyncio.run(_serve(worker), loop_factory=factory)
+        unstored = options["burst"] and worker.unwritten  # a burst promises every outcome stored
         if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
             # Threads of sync jobs past their timeout cannot be stopped, and the interpreter
             # would wait for them at exit. Their jobs are already released or finished.
             logger.warning("Leaving %d job threads still running: %s", len(hung), hung)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(0)
+            os._exit(1 if unstored else 0)
+        if unstored:
+            raise CommandError(f"--burst: {unstored} outcomes could not be stored; their jobs "
+                               "will run again")  # fmt: skip
 
 
 async def _serve(worker) -> None:

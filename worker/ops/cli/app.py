@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 
@@ -25,7 +26,8 @@ class JobsGroup(click.Group):
             raise click.ClickException(unreachable(ctx.find_object(Ops).backend.url, e)) from e
         except TaskResultDoesNotExist as e:
             raise click.ClickException(f"unknown job id {e}") from e
-        except (InvalidTask, BrokerUnavailable) as e:  # bad arguments, unknown task or queue
+        # Bad arguments, an unknown task or queue, a misconfigured backend.
+        except (InvalidTask, BrokerUnavailable, ImproperlyConfigured) as e:
             raise click.ClickException(str(e)) from e
 
 

@@ -1,20 +1,25 @@
---! uses: each
+--! uses: each, wake
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 -- `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
 -- are otherwise only reachable by id).
--- KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel
+-- KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel, notify
 -- ARGV: now_ms, job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
 --   [id, kind, value, retry_delay_ms, attempt] (one argument for the batch: cheaper to send
---   than five per job). kind 'ok': value is the JSON return value; 'err': value is the JSON
---   error, retried while attempts remain; 'fatal': the JSON error, never retried;
---   'cancel': stopped at an operator's request (FAILED, but not a dead letter).
+--   than five per job), cancelled_error_json. kind 'ok': value is the JSON return value;
+--   'err': value is the JSON error, retried while attempts remain; 'fatal': the JSON error,
+--   never retried; 'cancel': stopped at an operator's request (FAILED, not a dead letter).
+-- An operator's cancel request still pending when its attempt ends is answered here: a
+-- retryable error then ends the job as cancelled, with cancelled_error_json recorded after
+-- the attempt's own (as CANCEL records it for a queued job). A scheduled retry wakes an
+-- idle worker, to learn when it is due.
+-- Returns the ids of the jobs cancelled instead of retried.
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
-local outcomes, ids, done, seen = cjson.decode(ARGV[5]), {}, {}, {}
+local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[5]), {}, {}, {}, {}
 for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
 local held = each('SMISMEMBER', KEYS[1], ids)
 each('SREM', KEYS[1], ids)
-if redis.call('EXISTS', KEYS[7]) == 1 then each('ZREM', KEYS[7], ids) end
+local requests = redis.call('EXISTS', KEYS[7]) == 1
 for i, outcome in ipairs(outcomes) do
   local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
@@ -23,7 +28,8 @@ for i, outcome in ipairs(outcomes) do
   if held[i] == 0 or seen[id] then
     -- Our lease was taken while we ran (we looked dead). If nobody has run the job since,
     -- the outcome stands and it must not run again; if another attempt has begun, that
-    -- attempt owns the job: only this attempt's error is kept, for the record.
+    -- attempt owns the job (and any cancel request waits for it): only this attempt's
+    -- error is kept, for the record.
     if tonumber(redis.call('HGET', key, 'attempts') or '0') == attempt then
       redis.call('ZREM', KEYS[2], id)
       redis.call('ZREM', KEYS[3], id)
@@ -32,6 +38,8 @@ for i, outcome in ipairs(outcomes) do
     end
   end
   seen[id] = true
+  local cancel = false
+  if requests and not stale then cancel = redis.call('ZREM', KEYS[7], id) == 1 end
   if redis.call('EXISTS', key) == 1 then
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
@@ -43,6 +51,11 @@ for i, outcome in ipairs(outcomes) do
       counts.succeeded = counts.succeeded + 1
     else
       redis.call('HSET', key, 'error:' .. attempt, value)
+      if cancel and kind == 'err' then
+        kind = 'cancel'
+        stopped[#stopped + 1] = id
+        if ARGV[6] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[6]) end
+      end
       if kind == 'cancel' then
         redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
         if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
@@ -67,4 +80,5 @@ if #done > 0 then
   each('ZADD', KEYS[6], done)
   redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[4]) - 1)
 end
-return 1
+if counts.retried > 0 then wake(KEYS[8]) end
+return stopped

@@ -1,0 +1,51 @@
+"""An operator's cancel request for a running job ends the job, whatever its attempt does
+after the request: a cancelled job is never retried."""
+
+import asyncio
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from tests.engine import tasks
+from tests.engine.helpers import finished
+from worker.ops.api import Ops
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    tasks.calls.clear()
+    tasks.gates.clear()
+
+
+async def running(result, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            await result.arefresh()
+            if result.status == TaskResultStatus.RUNNING:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_job_whose_attempt_fails_after_a_cancel_request_is_not_retried(run_worker, backend):
+    ops = Ops(backend)
+    tasks.gates["doomed"] = gate = asyncio.Event()
+    result = await tasks.fails_once_when_released.aenqueue("doomed")  # a retry would succeed
+    async with run_worker() as worker:
+        await running(result)
+        assert ops.cancel(result.id) == "requested"
+        gate.set()  # the attempt fails before its worker looks for cancel requests
+        await finished(result)
+        assert worker._running == {} and worker._cancelled == set()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 1
+    assert [e.exception_class_path for e in result.errors] == [
+        "builtins.ConnectionError",  # the attempt's own error, kept
+        "worker.exceptions.Cancelled",
+    ]
+    assert "not retried" in result.errors[-1].traceback
+    assert tasks.calls == [("fails_once_when_released", "doomed")]
+    assert ops.place(ops.job(result.id)).state == "cancelled"
+    assert ops.dead_count("default") == 0
+    stats = ops.stats("default")
+    assert (stats.counters["cancelled"], stats.counters["retried"]) == (1, 0)
+    assert backend.broker.sync.zcard(backend.broker.keys.cancel("default")) == 0

