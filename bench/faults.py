@@ -25,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+# The test suite's counting task (tests/engine/tasks.py), run by the same settings.
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.e2e_settings"
 os.environ.setdefault("TASKS_PREFIX", f"bench-faults-{uuid.uuid4().hex[:8]}")
 
 import django  # noqa: E402
@@ -34,7 +35,7 @@ django.setup()
 
 from django.tasks import default_task_backend  # noqa: E402
 
-from bench import tasks as workload  # noqa: E402
+from tests.engine import tasks as workload  # noqa: E402
 
 
 def start_worker(concurrency: int, log) -> subprocess.Popen:

@@ -12,7 +12,7 @@ def _env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.lower() in {"1", "true", "yes", "on"}
 
 
-def database_from_url(url: str | None) -> dict:
+def database_from_url(url: str | None) -> dict[str, object]:
     """Turn DATABASE_URL (postgres://user:pass@host:port/name or sqlite:///path) into a
     DATABASES entry; no URL means the SQLite file beside manage.py."""
     parts = urlsplit(url or "")

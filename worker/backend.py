@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
-from django.core.checks import CheckMessage
+from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
-from worker import config, pending
+from worker import config, pending, periodic
 from worker.exceptions import BrokerUnavailable
 from worker.protocol import Broker
 from worker.protocol.connection import unreachable
@@ -38,9 +38,10 @@ from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
 from worker.results import from_ms, make_result, parse
 from worker.runtime import signals
-from worker.task import Arguments, Task
+from worker.task import Arguments, Task, refused
 
 if TYPE_CHECKING:
+    from worker.periodic import Periodic
     from worker.protocol.queue import Queue
     from worker.runtime.worker import Worker
     from worker.task import Result
@@ -61,8 +62,6 @@ class RedisBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        # Frozen: part of the key of the checked-tasks cache (a patch replaces it whole).
-        self.queues = frozenset(self.queues)  # type: ignore[assignment]
         # Errors are kept for `manage.py check` (worker.checks) and raised at first use.
         self.options_, self.config_errors = config.read(alias, self.options, frozenset(self.queues))
         self.max_payload_bytes = self.options_.max_payload_bytes
@@ -74,7 +73,14 @@ class RedisBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         # Configuration errors are raised at first use, not when a task is defined (that
         # would stop `manage.py check` at the import of the tasks modules, before it reports).
-        return [*self.config_errors, *config.app_errors(self.alias)]
+        wrong = [Error(why, hint="correct the @task(...) options", obj=task.module_path,
+                       id="worker.E008") for task, why in refused(self.alias)]  # fmt: skip
+        return [*self.config_errors, *config.app_errors(self.alias), *wrong]
+
+    def schedules(self) -> list[Periodic]:
+        """The project's periodic jobs whose task is this backend's (Django checked each
+        task against it when the task was made)."""
+        return [job for job in periodic.schedules() if job.task.backend == self.alias]
 
     def _configured(self) -> None:
         if self.config_errors:
@@ -109,6 +115,7 @@ class RedisBackend(BaseTaskBackend):
         return Worker(
             self.broker,
             chosen,
+            periodic=self.schedules(),
             alias=self.alias,
             sender=type(self),
             lease=self.lease,
@@ -123,7 +130,7 @@ class RedisBackend(BaseTaskBackend):
         # long as the backend's own flags stay the same (tests patch them). A task is a
         # frozen dataclass; a one-off run_after copy is checked each time.
         key = (task, self.supports_async_task, self.supports_priority, self.supports_defer,
-               self.queues, settings.USE_TZ)  # fmt: skip
+               frozenset(self.queues), settings.USE_TZ)  # fmt: skip
         last = self._last_valid
         if last is not None and last[0] is task and last[1:] == key[1:]:
             return
@@ -137,10 +144,17 @@ class RedisBackend(BaseTaskBackend):
                 self._valid[key] = True
         self._last_valid = key
 
-    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
-        """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
+    def _usable(self, task: Task) -> None:
+        """Raise unless jobs of ``task`` can be enqueued: the backend's configuration, the
+        task as Django checks it, and the engine's options (kept for `check` when wrong)."""
         self._configured()
         self.validate_task(task)
+        if task.refusal is not None:
+            raise InvalidTask(task.refusal)
+
+    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
+        """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
+        self._usable(task)
         return self._job_for(task, *encode(task, args, kwargs, self.max_payload_bytes))
 
     def _job_for(
@@ -154,18 +168,30 @@ class RedisBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
-        if (first := pending.unique_twin(job)) is not None:
-            return first
-        sending = pending.Send(self, [(result, job)])
-        return result if pending.on_commit(sending) else sending.one()
+        if not pending.in_transaction():
+            return pending.Send(self, [(result, job)]).one()
+        if job.unique is not None:
+            if (first := pending.unique_twin(self, job)) is not None:
+                return first
+            with self.reaching_redis(f"enqueue {task.module_path}"):
+                first_id = self.broker.queue(job.queue).stored_twin(job)
+            if first_id is not None:
+                return self.get_result(first_id)
+        pending.on_commit(pending.Send(self, [(result, job)]))
+        return result
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
         # The loop thread's connection is only in a transaction when sync code opened one
         # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
         if pending.in_transaction():
-            if (first := pending.unique_twin(job)) is not None:
-                return first
+            if job.unique is not None:
+                if (first := pending.unique_twin(self, job)) is not None:
+                    return first
+                with self.reaching_redis(f"enqueue {task.module_path}"):
+                    first_id = await self.broker.queue(job.queue).astored_twin(job)
+                if first_id is not None:
+                    return await self.aget_result(first_id)
             pending.on_commit(pending.Send(self, [(result, job)]))
             return result
         with self.reaching_redis(f"enqueue {task.module_path}"):
@@ -197,8 +223,7 @@ class RedisBackend(BaseTaskBackend):
 
     def _encode_many(self, task: Task, calls: Iterable[Arguments]) -> list[Encoded]:
         """Every call checked and encoded before any is sent: bad input enqueues none."""
-        self._configured()
-        self.validate_task(task)
+        self._usable(task)
         limit = self.max_payload_bytes
         return [encode(task, args, kwargs, limit) for args, kwargs in calls]
 
@@ -256,7 +281,7 @@ class RedisBackend(BaseTaskBackend):
         return [result for results in slices for result in results]
 
     def get_result(self, result_id: str) -> Result:
-        if (waiting := pending.result(result_id)) is not None:
+        if (waiting := pending.result(self, result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}"):
@@ -264,7 +289,7 @@ class RedisBackend(BaseTaskBackend):
         return parse(result_id, fields, self.alias)
 
     async def aget_result(self, result_id: str) -> Result:
-        if pending.in_transaction() and (waiting := pending.result(result_id)) is not None:
+        if pending.in_transaction() and (waiting := pending.result(self, result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}"):

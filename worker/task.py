@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from django.tasks import Task as DjangoTask
-from django.tasks.exceptions import InvalidTask
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -24,6 +23,7 @@ else:
     _DjangoTask = DjangoTask
 
 _registry: dict[str, Task] = {}
+_refused: dict[str, Task] = {}  # path -> a task whose options are wrong
 
 Arguments = tuple[Sequence[Any], Mapping[str, Any]]  # one call's (args, kwargs)
 
@@ -38,24 +38,37 @@ class Task(_DjangoTask):
     backoff_max: float = 600.0  # cap on one retry delay
     # seconds during which enqueuing the same call again returns the first job instead
     unique_for: float | None = None
+    # Why the options above are wrong, or None: such a task is reported by `manage.py
+    # check` (worker.E008) and refused at enqueue, not raised at its definition.
+    refusal: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super(Task, self).__post_init__()
+        # Raising here would stop `manage.py check` at the import of the tasks modules,
+        # before it reports anything.
+        if (problem := self._options_error()) is not None:
+            object.__setattr__(self, "refusal", f"{self.name}: {problem}")
+            _refused[self.module_path] = self
+            return
+        _refused.pop(self.module_path, None)
+        register(self)
+
+    def _options_error(self) -> str | None:
         for option in ("max_attempts", "timeout", "backoff", "backoff_max", "unique_for"):
             value = getattr(self, option)
             if value is None and option in ("timeout", "unique_for"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidTask(f"{self.name}: {option} must be a number, not {value!r}")
+                return f"{option} must be a number, not {value!r}"
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise InvalidTask(f"{self.name}: max_attempts must be a whole number >= 1")
+            return "max_attempts must be a whole number >= 1"
         if self.timeout is not None and not self.timeout > 0:
-            raise InvalidTask(f"{self.name}: timeout must be a positive number of seconds")
+            return "timeout must be a positive number of seconds"
         if not (self.backoff >= 0 and self.backoff_max >= 0):
-            raise InvalidTask(f"{self.name}: backoff and backoff_max must be >= 0")
+            return "backoff and backoff_max must be >= 0"
         if self.unique_for is not None and not self.unique_for > 0:
-            raise InvalidTask(f"{self.name}: unique_for must be a positive number of seconds")
-        register(self)
+            return "unique_for must be a positive number of seconds"
+        return None
 
     def enqueue_many(self, calls: Iterable[Arguments]) -> list[Result]:
         """Enqueue many calls, ``[(args, kwargs), ...]``: one round trip per 1,000. Every
@@ -81,6 +94,11 @@ def register(task: Task) -> None:
     known = _registry.get(task.module_path)
     if known is None or known.func is not task.func:
         _registry[task.module_path] = task
+
+
+def refused(backend: str) -> list[tuple[Task, str]]:
+    """The tasks of ``backend`` whose options are wrong (never run nor enqueued), and why."""
+    return [(t, t.refusal) for t in _refused.values() if t.backend == backend and t.refusal]
 
 
 def lookup(path: str) -> Task | None:

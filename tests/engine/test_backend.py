@@ -92,15 +92,6 @@ def test_unknown_option_and_bad_queue_names_are_refused_at_first_use(settings, r
         tasks.add.enqueue(1, 2)
 
 
-def test_task_options_are_checked_when_the_task_is_defined():
-    from worker.task import Task
-
-    with pytest.raises(InvalidTask, match="max_attempts"):
-        Task(func=tasks.add.func, max_attempts=0)
-    with pytest.raises(InvalidTask, match="timeout"):
-        Task(func=tasks.add.func, timeout=-1)
-
-
 def test_redis_unreachable_is_a_clear_error(settings, tasks_prefix):
     settings.TASKS = tasks_setting("redis://:secret@127.0.0.1:1/0", tasks_prefix)
     with pytest.raises(BrokerUnavailable, match=r"redis://:\*\*\*@127.0.0.1:1/0") as raised:

@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 from django.tasks import TaskResultStatus
+from django.tasks.signals import task_finished
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
@@ -29,13 +30,27 @@ async def running(result, timeout: float = 5.0) -> None:
 async def test_a_job_whose_attempt_fails_after_a_cancel_request_is_not_retried(run_worker, backend):
     ops = Ops(backend)
     tasks.gates["doomed"] = gate = asyncio.Event()
+    heard = asyncio.Event()
+    ended = []
+
+    def on_finished(sender, task_result, **kwargs):
+        ended.append(task_result)
+        heard.set()
+
     result = await tasks.fails_once_when_released.aenqueue("doomed")  # a retry would succeed
-    async with run_worker() as worker:
-        await running(result)
-        assert ops.cancel(result.id) == "requested"
-        gate.set()  # the attempt fails before its worker looks for cancel requests
-        await finished(result)
-        assert worker._running == {} and worker._cancelled == set()
+    task_finished.connect(on_finished)
+    try:
+        async with run_worker() as worker:
+            await running(result)
+            assert ops.cancel(result.id) == "requested"
+            gate.set()  # the attempt fails before its worker looks for cancel requests
+            await finished(result)
+            async with asyncio.timeout(5):
+                await heard.wait()
+            assert worker._running == {} and worker._cancelled == set()
+    finally:
+        task_finished.disconnect(on_finished)
+    assert [(r.id, r.status) for r in ended] == [(result.id, TaskResultStatus.FAILED)]
     assert result.status == TaskResultStatus.FAILED
     assert result.attempts == 1
     assert [e.exception_class_path for e in result.errors] == [

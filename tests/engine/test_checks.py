@@ -20,6 +20,7 @@ from django.tasks.exceptions import InvalidTask
 from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.processes import ROOT, project_env, runworker, stop, wait_until
+from worker import task as task_module
 from worker.checks import check_redis
 from worker.protocol import Broker
 from worker.protocol.servers import RedisServer, _binary, free_port
@@ -96,7 +97,8 @@ def test_option_of_the_wrong_type_or_value_is_e002(settings, tasks_prefix):
     [
         ("redis://:secret@localhost:63x9/0", "cannot be parsed"),
         ("http://localhost:6379/0", "has scheme 'http'"),
-        ("redis:///0", "names no host"),
+        ("REDIS://localhost/0", "has scheme 'REDIS'"),
+        ("unix:/tmp/redis.sock", "cannot be parsed"),
         ("unix://", "names no socket path"),
     ],
 )
@@ -106,6 +108,14 @@ def test_an_unusable_url_is_e003_without_its_password(settings, tasks_prefix, ur
     assert found.id == "worker.E003"
     assert problem in found.msg and "secret" not in found.msg
     assert "redis://host:port/db" in found.hint
+
+
+@pytest.mark.parametrize(
+    "url", ["redis:///0", "rediss://:pw@cache.internal:6380/2", "unix:///run/redis.sock?db=1"]
+)
+def test_urls_redis_py_accepts_pass(settings, tasks_prefix, url):
+    configure(settings, tasks_prefix, {"url": url})
+    assert [m.id for m in worker_messages()] == []
 
 
 def test_no_url_without_debug_is_e004_not_a_silent_embedded_server(settings, tasks_prefix):
@@ -158,13 +168,45 @@ def test_configuration_errors_are_listed_by_check_not_raised_at_import(tmp_path)
     assert "(worker.E002) OPTIONS['lease'] must be int or float, not str" in done.stderr
 
 
-def test_a_task_option_of_the_wrong_type_is_refused_where_the_task_is_defined():
-    # Task options are checked when the task is defined, as Django checks a task's
-    # priority and queue: before `manage.py check` could run (it imports the tasks).
-    for option, value in [("timeout", "30"), ("max_attempts", True), ("backoff", None),
-                          ("unique_for", "1h"), ("backoff_max", "1")]:  # fmt: skip
-        with pytest.raises(InvalidTask, match=rf"{option} must be a number, not {value!r}"):
-            Task(func=tasks.add.func, **{option: value})
+@pytest.fixture
+def refusals(monkeypatch) -> dict:
+    """The record of refused tasks, for this test only (the tasks it makes share paths)."""
+    record: dict = {}
+    monkeypatch.setattr(task_module, "_refused", record)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("timeout", "30"), ("max_attempts", True), ("backoff", None), ("unique_for", "1h"),
+     ("backoff_max", "1"), ("max_attempts", 0), ("timeout", -1)],
+)  # fmt: skip
+def test_a_task_option_of_the_wrong_type_is_e008_and_never_enqueued(
+    backend, refusals, option, value
+):
+    wrong = Task(func=tasks.add.func, backend="default", **{option: value})
+    [found] = [m for m in worker_messages() if m.id == "worker.E008"]
+    assert found.msg.startswith(f"add: {option} must be ")
+    assert found.obj == "tests.engine.tasks.add"
+    with pytest.raises(InvalidTask, match=rf"^add: {option} must be "):
+        wrong.enqueue(1, 2)
+    assert backend.broker.sync.zcard(backend.broker.keys.ready("default")) == 0
+    Task(func=tasks.add.func, backend="default")  # corrected: the record goes with it
+    assert [m for m in worker_messages() if m.id == "worker.E008"] == []
+
+
+def test_check_reports_a_wrong_task_option_instead_of_failing_at_import(tmp_path):
+    app = tmp_path / "wrongapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "tasks.py").write_text(
+        "from django.tasks import task\n\n@task(max_attempts='3')\nasync def fetch(): ...\n"
+    )
+    done = manage(tmp_path, 'INSTALLED_APPS = [*INSTALLED_APPS, "wrongapp"]\n', "check")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "wrongapp.tasks.fetch: (worker.E008) fetch: max_attempts must be a number, not '3'" \
+        in done.stderr  # fmt: skip
 
 
 # The Redis server: manage.py check --deploy

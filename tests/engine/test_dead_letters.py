@@ -80,9 +80,10 @@ async def test_cancelling_a_running_job_stops_it_without_a_dead_letter(run_worke
     ops = Ops(backend)
     result = await tasks.sleeper.aenqueue(60)
     async with run_worker() as worker:
-        while result.status != TaskResultStatus.RUNNING:
-            await asyncio.sleep(0.02)
-            await result.arefresh()
+        async with asyncio.timeout(10):
+            while result.status != TaskResultStatus.RUNNING:
+                await asyncio.sleep(0.02)
+                await result.arefresh()
         assert ops.cancel(result.id) == "requested"
         await finished(result, timeout=5)
         assert worker._running == {}

@@ -6,8 +6,10 @@ from unittest import mock
 
 import pytest
 from django.db import transaction
+from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 
+from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.engine.helpers import finished
 from worker.exceptions import InvalidArguments
@@ -45,6 +47,32 @@ def test_a_unique_call_enqueued_twice_in_a_transaction_returns_the_first_job(bac
     assert again.id == first.id and other.id != first.id
     assert sorted(ready_ids(backend)) == sorted([first.id, other.id])
     assert backend.get_result(again.id).args == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_unique_call_stored_before_the_transaction_is_found_inside_it(backend):
+    first = tasks.unique_add.enqueue(1, 2)
+    with transaction.atomic():
+        again = tasks.unique_add.enqueue(1, 2)
+        assert again.id == first.id  # not an id that the commit will never store
+    assert ready_ids(backend) == [first.id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_waiting_for_a_commit_belong_to_their_backend(settings, redis_url, tasks_prefix):
+    settings.TASKS = {
+        **tasks_setting(redis_url, tasks_prefix),
+        "second": {**tasks_setting(redis_url, f"{tasks_prefix}:second")["default"]},
+    }
+    second = tasks.unique_add.using(backend="second")
+    with transaction.atomic():
+        mine = tasks.unique_add.enqueue(1, 2)
+        theirs = second.enqueue(1, 2)  # the same call, to another backend: a job of its own
+        assert theirs.id != mine.id and theirs.backend == "second"
+        with pytest.raises(TaskResultDoesNotExist):
+            task_backends["second"].get_result(mine.id)
+    assert ready_ids(task_backends["default"]) == [mine.id]
+    assert task_backends["second"].get_result(theirs.id).status == "READY"
 
 
 @pytest.mark.django_db(transaction=True)

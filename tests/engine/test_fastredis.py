@@ -4,7 +4,7 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
@@ -74,7 +74,7 @@ async def test_a_lost_connection_fails_its_callers_then_reconnects(tmp_path):
 async def test_a_cancelled_caller_does_not_shift_the_replies(redis_url):
     fast = FastRedis(redis_url)
     slow = asyncio.create_task(fast.execute("BLPOP", "fastredis-test-nothing", 0.2))
-    await asyncio.sleep(0.05)
+    await until(lambda: fast._protocol is not None and fast._protocol.waiting)  # it went out
     slow.cancel()  # its reply still comes, and must go nowhere
     assert await fast.execute("ECHO", "mine") == b"mine"
     fast.close()
@@ -98,7 +98,7 @@ async def test_no_answer_in_time_fails_every_waiting_caller_and_drops_the_connec
     try:
         began = asyncio.get_running_loop().time()
         first = asyncio.create_task(fast.execute("PING"))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the scenario itself: the second command goes out later
         second = asyncio.create_task(fast.execute("PING"))
         for caller in (first, second):
             with pytest.raises(redis.TimeoutError, match=r"no answer from Redis in 0\.3s"):
@@ -171,55 +171,56 @@ async def test_unix_socket_connections_take_no_keepalive(tmp_path):
         server.close()
 
 
-async def test_senders_wait_while_redis_reads_nothing_then_all_get_their_replies(tmp_path):
+@pytest.fixture
+async def stoppable(tmp_path) -> AsyncIterator[tuple[RedisServer, FastRedis]]:
+    """A redis-server of the test's own (to stop with SIGSTOP) and a connection to it."""
     server = RedisServer(tmp_path).start()
     fast = FastRedis(server.url)
-    payload = b"x" * 65536
-    count = 400  # more than the kernel's socket buffers take while Redis reads nothing
     try:
         assert await fast.execute("PING") == b"PONG"
-        protocol = fast._protocol
-        _, high_water = protocol.transport.get_write_buffer_limits()
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
-            senders = [
-                asyncio.create_task(fast.execute("ECHO", b"%d:" % i + payload))
-                for i in range(count)
-            ]
-            # Until the socket's buffers are full and the transport's holds more than it wants.
-            await until(lambda: protocol.transport.get_write_buffer_size() > high_water)
-            # Every sender has had its turn: the buffer holds at most one command over its
-            # limit, and the senders beyond it wait, their commands not sent.
-            assert protocol.transport.get_write_buffer_size() <= high_water + len(payload) + 64
-            assert len(protocol.waiting) < count
-            senders[-1].cancel()  # a waiting sender may give up, unsent, without harm
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-        async with asyncio.timeout(10):
-            replies = await asyncio.gather(*senders[:-1])
-        assert replies == [b"%d:" % i + payload for i in range(count - 1)]
-        assert senders[-1].cancelled()
-        assert await fast.execute("PING") == b"PONG"
-    finally:
-        fast.close()
-        server.stop()
-
-
-async def test_senders_waiting_to_write_fail_when_the_connection_is_lost(tmp_path):
-    server = RedisServer(tmp_path).start()
-    fast = FastRedis(server.url)
-    payload = b"x" * 65536
-    try:
-        assert await fast.execute("PING") == b"PONG"
-        protocol = fast._protocol
-        os.kill(server.process.pid, signal.SIGSTOP)
-        senders = [asyncio.create_task(fast.execute("ECHO", payload)) for _ in range(400)]
-        await until(lambda: protocol.paused)
-        protocol.transport.abort()
-        async with asyncio.timeout(5):
-            outcomes = await asyncio.gather(*senders, return_exceptions=True)
-        assert all(isinstance(outcome, redis.ConnectionError) for outcome in outcomes)
+        yield server, fast
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
         fast.close()
         server.stop()
+
+
+PAYLOAD = b"x" * 65536
+
+
+async def test_senders_wait_while_redis_reads_nothing_then_all_get_their_replies(stoppable):
+    server, fast = stoppable
+    count = 400  # more than the kernel's socket buffers take while Redis reads nothing
+    protocol = fast._protocol
+    _, high_water = protocol.transport.get_write_buffer_limits()
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        senders = [
+            asyncio.create_task(fast.execute("ECHO", b"%d:" % i + PAYLOAD)) for i in range(count)
+        ]
+        # Until the socket's buffers are full and the transport's holds more than it wants.
+        await until(lambda: protocol.transport.get_write_buffer_size() > high_water)
+        # Every sender has had its turn: the buffer holds at most one command over its
+        # limit, and the senders beyond it wait, their commands not sent.
+        assert protocol.transport.get_write_buffer_size() <= high_water + len(PAYLOAD) + 64
+        assert len(protocol.waiting) < count
+        senders[-1].cancel()  # a waiting sender may give up, unsent, without harm
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    async with asyncio.timeout(10):
+        replies = await asyncio.gather(*senders[:-1])
+    assert replies == [b"%d:" % i + PAYLOAD for i in range(count - 1)]
+    assert senders[-1].cancelled()
+    assert await fast.execute("PING") == b"PONG"
+
+
+async def test_senders_waiting_to_write_fail_when_the_connection_is_lost(stoppable):
+    server, fast = stoppable
+    protocol = fast._protocol
+    os.kill(server.process.pid, signal.SIGSTOP)
+    senders = [asyncio.create_task(fast.execute("ECHO", PAYLOAD)) for _ in range(400)]
+    await until(lambda: protocol.paused)
+    protocol.transport.abort()
+    async with asyncio.timeout(5):
+        outcomes = await asyncio.gather(*senders, return_exceptions=True)
+    assert all(isinstance(outcome, redis.ConnectionError) for outcome in outcomes)

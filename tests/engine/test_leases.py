@@ -6,6 +6,7 @@ from django.tasks import TaskResultStatus
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
+from worker.ops.api import Ops
 from worker.protocol.records import Outcome, OutcomeKind, error_json
 
 
@@ -48,3 +49,53 @@ async def test_leases_whose_fetch_reply_was_lost_are_released(backend, monkeypat
         await running
     assert result.return_value == 4
     assert result.attempts == 1  # the lost lease was not counted as an attempt
+
+
+def counters(backend) -> dict[str, int]:
+    return Ops(backend).stats("default").counters
+
+
+async def test_a_replayed_ack_changes_nothing(backend):
+    """An ack whose reply was lost is sent again: the job a cancel request ended is not
+    retried by the replay, and no counter moves twice."""
+    queue = backend.broker.queue("default")
+    result = await tasks.flaky.aenqueue("k", fail_times=1)  # a retry would run it again
+    [lease], _ = await queue.fetch(10, "w1:1:a")
+    assert Ops(backend).cancel(result.id) == "requested"
+    failed = [Outcome(result.id, 1, OutcomeKind.FAILED, error_json("builtins.OSError", "x"))]
+    cancelled = error_json("worker.exceptions.Cancelled", "not retried")
+    assert await queue.ack("w1:1:a", failed, 60_000, cancelled) == [result.id]
+    assert await queue.ack("w1:1:a", failed, 60_000, cancelled) == []
+
+    await result.arefresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert Ops(backend).place(Ops(backend).job(result.id)).state == "cancelled"
+    assert backend.broker.sync.zcard(backend.broker.keys.delayed("default")) == 0
+    assert (counters(backend)["cancelled"], counters(backend)["retried"]) == (1, 0)
+
+    other = await tasks.add.aenqueue(1, 2)
+    [lease], _ = await queue.fetch(10, "w1:1:a")
+    ok = [Outcome(other.id, lease.attempt, OutcomeKind.SUCCEEDED, b"3")]
+    for _ in range(3):
+        await queue.ack("w1:1:a", ok, 60_000)
+    assert counters(backend)["succeeded"] == 1
+
+
+async def test_the_late_success_of_a_job_taken_for_dead_is_no_dead_letter(backend):
+    """A worker stopped past its lease has its one-attempt job dead-lettered; it resumes and
+    succeeds: the job is SUCCESSFUL, no longer a dead letter, and counted once, as a
+    success (also when that ack is replayed)."""
+    ops, queue = Ops(backend), backend.broker.queue("default")
+    result = await tasks.slow_async.aenqueue(0)  # max_attempts=1
+    await queue.fetch(10, "w1:1:a")
+    assert await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead")) == (0, 1)
+    assert ops.dead_count("default") == 1
+
+    ok = [Outcome(result.id, 1, OutcomeKind.SUCCEEDED, b'"done"')]
+    for _ in range(2):
+        await queue.ack("w1:1:a", ok, 60_000)
+    await result.arefresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "done"
+    assert ops.dead_count("default") == 0 and ops.dead("default") == []
+    assert (counters(backend)["succeeded"], counters(backend)["failed"]) == (1, 0)
+    assert ops.retry_dead("default") == 0

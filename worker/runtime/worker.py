@@ -15,7 +15,7 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from logging import ERROR, INFO
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
 from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json, now_ms
-from worker.results import errors_of, finished
+from worker.results import errors_of, finished, parse
 from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
 from worker.runtime.scheduler import Scheduler
@@ -38,6 +38,7 @@ from worker.runtime.scheduler import Scheduler
 if TYPE_CHECKING:
     from django.dispatch import Signal
 
+    from worker.periodic import Periodic
     from worker.task import Result
 
 logger = logging.getLogger("worker")
@@ -84,6 +85,7 @@ class Worker:
     and ``sender`` are the TASKS backend's, for the results and signals it makes. With
     ``burst``, ``run()`` returns once no job is ready and none runs, every outcome stored
     (jobs due later, retries included, are left for another run; no periodic job fires).
+    Unless ``scheduler`` is off, it fires the ``periodic`` jobs too (the backend's own).
     Made by ``RedisBackend.worker()``; run by ``manage.py runworker``."""
 
     def __init__(
@@ -100,6 +102,7 @@ class Worker:
         grace: float = 30.0,
         poll: float = 1.0,
         scheduler: bool = True,
+        periodic: Sequence[Periodic] = (),
         burst: bool = False,
     ) -> None:
         self.broker = broker
@@ -113,6 +116,7 @@ class Worker:
         self.grace = grace
         self.poll = poll
         self.scheduler = scheduler and not burst
+        self.periodic = list(periodic)  # fired by this worker's scheduler (if it runs one)
         self.burst = burst
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lease_ms = int(lease * 1000)
@@ -157,22 +161,24 @@ class Worker:
             self._background(self._every(CANCEL_POLL, self._cancel_requested)),
             self._background(self._every(self.lease / 4, self._release_strays)),
         ]
-        if self.scheduler:
-            scheduler = Scheduler(
-                self.broker, self.alias, self._sender, max_payload_bytes=self.max_payload_bytes
-            )
+        if self.scheduler and self.periodic:
+            scheduler = Scheduler(self.broker, self.alias, self._sender, self.periodic,
+                                  self.max_payload_bytes)  # fmt: skip
             background.append(self._background(scheduler.run()))
         try:
             await self._fetch_loop()
+            # Fetching no more: a wake-up token (a retry this drain schedules, say) must go
+            # to a worker that will fetch; Redis hands it to the longest-blocked one first.
+            self._stop_waiting()
             await self._drain()
         finally:
-            if self._waiter is not None:
-                background.append(self._waiter)
+            self._stop_waiting()
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.unwritten = await self._flush(give_up_after=self.lease)
             await self._release()
+            await self._quietly(self._hand_off())
             self._slots.shutdown()
             await self._quietly(self.broker.forget(self.id))
             logger.info("Worker %s stopped after %d jobs", self.id, self.processed)
@@ -189,17 +195,14 @@ class Worker:
             try:
                 # Half the concurrency at most per fetch: while one half's jobs start, the
                 # next half is being fetched, instead of the worker idling through every
-                # FETCH (measured: one worker 23,000 -> 38,000 no-op jobs/s).
+                # FETCH (docs/performance.md has the figures).
                 got, next_due = await self._fetch(min(room, max(1, self.concurrency // 2)))
             except REDIS_ERRORS as e:
                 await self._outage.failed(e)
                 continue
             self._outage.ok()
             if got:
-                if self._waiter is not None:
-                    # Busy now: a wake-up token should go to an idle worker, not to us.
-                    self._waiter.cancel()
-                    self._waiter = None
+                self._stop_waiting()  # busy now: a wake-up token is for an idle worker
                 continue
             if self.burst and not self._running:
                 logger.info("Burst done: no job ready, none running")
@@ -245,6 +248,16 @@ class Worker:
                 if not isinstance(error, REDIS_ERRORS):
                     raise error
                 await self._outage.failed(error)
+
+    async def _hand_off(self) -> None:
+        for queue in self._queues.values():
+            await queue.hand_off()
+
+    def _stop_waiting(self) -> None:
+        # Cancelling a BLPOP drops its connection (redis-py), so Redis hands it nothing more.
+        if self._waiter is not None:
+            self._waiter.cancel()
+            self._waiter = None
 
     # Running
 
@@ -389,7 +402,21 @@ class Worker:
             for job_id in stopped:
                 logger.warning("Job %s cancelled by an operator: its attempt failed before "
                                "it could be stopped, and it is not retried", job_id)  # fmt: skip
+                await self._report_stopped(queue, job_id)
         return 0
+
+    async def _report_stopped(self, queue: str, job_id: str) -> None:
+        """task_finished for a job the ACK ended instead of retrying it: its attempt was
+        reported as one to retry, and the job's end must be heard like any other."""
+        if signals.unheard(task_finished, self._sender, ERROR):
+            return
+        try:
+            fields = await self._queues[queue].ajob(job_id)
+        except REDIS_ERRORS as e:
+            logger.debug("Job %s ended unreported: %s", job_id, e)
+            return
+        if fields:
+            await self._signal(task_finished, parse(job_id, fields, self.alias))
 
     # Leases: heartbeats, reaping, release
 

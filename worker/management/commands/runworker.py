@@ -1,11 +1,14 @@
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
@@ -15,13 +18,16 @@ from worker.ops.cli.health import report
 from worker.runtime.loops import CHOICES, loop_factory
 from worker.runtime.supervisor import PARENT_ENV, supervise
 
+if TYPE_CHECKING:
+    from worker.runtime.worker import Worker
+
 logger = logging.getLogger("worker")
 
 
 class Command(BaseCommand):
     help = "Run a worker that executes the jobs enqueued on a Redis TASKS backend."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--queue", "-q", action="append", dest="queues", metavar="NAME",
             help="queue to serve (repeatable; earlier queues first); default: all of the backend's",
@@ -60,8 +66,17 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="as_json", action="store_true", help="--check as JSON")
 
     def handle(
-        self, *args, queues, concurrency, processes, grace, backend, scheduler, loop, **options
-    ):
+        self,
+        *args: Any,
+        queues: list[str] | None,
+        concurrency: int,
+        processes: int,
+        grace: float,
+        backend: str,
+        scheduler: bool,
+        loop: str,
+        **options: Any,
+    ) -> None:
         if concurrency < 1 or processes < 1 or grace < 0:
             raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
         if options["burst"] and processes > 1:
@@ -102,7 +117,7 @@ class Command(BaseCommand):
                                "will run again")  # fmt: skip
 
 
-async def _serve(worker) -> None:
+async def _serve(worker: Worker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -116,7 +131,7 @@ async def _serve(worker) -> None:
             orphan_watch.cancel()
 
 
-async def _stop_when_orphaned(worker, parent: int) -> None:
+async def _stop_when_orphaned(worker: Worker, parent: int) -> None:
     while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on but the kernel's answer
         await asyncio.sleep(1)
     logger.error("Supervisor %d is gone; stopping", parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import click
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
@@ -19,11 +21,12 @@ class JobsGroup(click.Group):
     """Errors an operator meets (Redis down, an unknown job id, a task's own checks) end the
     command with one line on stderr and exit status 1, not a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except REDIS_DOWN as e:
-            raise click.ClickException(unreachable(ctx.find_object(Ops).backend.url, e)) from e
+            ops = cast(Ops, ctx.find_object(Ops))  # set by cli(), which sends no command
+            raise click.ClickException(unreachable(ops.backend.url, e)) from e
         except TaskResultDoesNotExist as e:
             raise click.ClickException(f"unknown job id {e}") from e
         # Bad arguments, an unknown task or queue, a misconfigured backend.

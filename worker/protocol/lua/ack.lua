@@ -23,24 +23,31 @@ local requests = redis.call('EXISTS', KEYS[7]) == 1
 for i, outcome in ipairs(outcomes) do
   local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
-  local stale = false
+  local stale, replay = false, false
   -- an id twice in one batch (two attempts' outcomes): the lease was the first one's
   if held[i] == 0 or seen[id] then
-    -- Our lease was taken while we ran (we looked dead). If nobody has run the job since,
-    -- the outcome stands and it must not run again; if another attempt has begun, that
-    -- attempt owns the job (and any cancel request waits for it): only this attempt's
-    -- error is kept, for the record.
-    if tonumber(redis.call('HGET', key, 'attempts') or '0') == attempt then
+    -- No lease: either REQUEUE took it while we ran (we looked dead; it marks the job
+    -- 'lost' with the attempt) or this outcome was stored already (a replay after a lost
+    -- reply), which must change nothing. Taken for dead: if nobody has run the job since,
+    -- the outcome stands and it must not run again (nor stay a dead letter); if another
+    -- attempt has begun, that attempt owns the job (and any cancel request waits for it):
+    -- only this attempt's error is kept, for the record.
+    local f = redis.call('HMGET', key, 'attempts', 'lost')
+    if tonumber(f[1] or '0') ~= attempt then
+      stale = true
+    elseif seen[id] or tonumber(f[2] or '0') == attempt then
+      redis.call('HDEL', key, 'lost')
       redis.call('ZREM', KEYS[2], id)
       redis.call('ZREM', KEYS[3], id)
+      if redis.call('ZREM', KEYS[4], id) == 1 then counts.failed = counts.failed - 1 end
     else
-      stale = true
+      replay = true
     end
   end
   seen[id] = true
   local cancel = false
-  if requests and not stale then cancel = redis.call('ZREM', KEYS[7], id) == 1 end
-  if redis.call('EXISTS', key) == 1 then
+  if requests and not (stale or replay) then cancel = redis.call('ZREM', KEYS[7], id) == 1 end
+  if not replay and redis.call('EXISTS', key) == 1 then
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
@@ -74,7 +81,7 @@ for i, outcome in ipairs(outcomes) do
   end
 end
 for name, n in pairs(counts) do
-  if n > 0 then redis.call('HINCRBY', KEYS[5], name, n) end
+  if n ~= 0 then redis.call('HINCRBY', KEYS[5], name, n) end
 end
 if #done > 0 then
   each('ZADD', KEYS[6], done)

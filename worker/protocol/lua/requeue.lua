@@ -2,7 +2,8 @@
 -- Put every job leased to one worker back on the queue.
 -- mode 'lost': the worker died; the attempt counts and is recorded with ARGV[5] as its error,
 --   and a job out of attempts goes to the dead letters (so a job that kills its worker
---   every time cannot loop forever).
+--   every time cannot loop forever). The job is marked 'lost' with the attempt, for ACK to
+--   tell a late outcome of a worker taken for dead from a replayed one.
 -- mode 'released': the worker is shutting down; the attempt does not count.
 -- With ids after ARGV[5], only those of the worker's leases (still leased) go back, as
 -- 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
@@ -36,7 +37,7 @@ for _, id in ipairs(ids) do
         redis.call('HSET', key, 'worker_ids', string.sub(wids, 1, cut - 1))
       end
     else
-      redis.call('HSET', key, 'error:' .. attempts, ARGV[5])
+      redis.call('HSET', key, 'error:' .. attempts, ARGV[5], 'lost', attempts)
     end
     if mode == 'lost' and attempts >= tonumber(f[2] or '1') then
       redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
