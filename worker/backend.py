@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
@@ -32,7 +31,7 @@ from django.tasks.signals import task_enqueued
 from worker import config, pending, periodic
 from worker.exceptions import BrokerUnavailable
 from worker.protocol import Broker
-from worker.protocol.connection import unreachable
+from worker.protocol.connection import REDIS_DOWN, never_connected, refuses_writes, unreachable
 from worker.protocol.message import encode, new_job
 from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
@@ -79,8 +78,10 @@ class RedisBackend(BaseTaskBackend):
 
     def schedules(self) -> list[Periodic]:
         """The project's periodic jobs whose task is this backend's (Django checked each
-        task against it when the task was made)."""
-        return [job for job in periodic.schedules() if job.task.backend == self.alias]
+        task against it when the task was made), but for tasks refused for their options
+        (worker.E008: `manage.py check` names them)."""
+        jobs = [job for job in periodic.schedules() if job.task.backend == self.alias]
+        return [job for job in jobs if job.task.refusal is None]
 
     def _configured(self) -> None:
         if self.config_errors:
@@ -206,14 +207,19 @@ class RedisBackend(BaseTaskBackend):
         """Store prepared jobs (of one task) now; for one unique job whose call is enqueued
         already, the first job's result."""
         task = prepared[0][0].task
-        with self.reaching_redis(f"enqueue {task.module_path}"):
-            if len(prepared) == 1:
-                result, job = prepared[0]
+        if len(prepared) == 1:
+            result, job = prepared[0]
+            with self.reaching_redis(f"enqueue {task.module_path}"):
                 first = self.broker.queue(job.queue).enqueue(job)
-                if first is not None:
-                    return self.get_result(first)
-            else:
-                self.broker.queue(task.queue_name).enqueue_many([job for _, job in prepared])
+            if first is not None:
+                return self.get_result(first)
+        else:
+            results = [result for result, _ in prepared]
+            stored: list[Result] = []  # those Redis confirmed, should a later chunk fail
+            with self.reaching_redis(f"enqueue {task.module_path}", stored, len(prepared)):
+                self.broker.queue(task.queue_name).enqueue_many(
+                    [job for _, job in prepared], lambda n: stored.extend(results[len(stored) : n])
+                )
         for result, _ in prepared:
             task_enqueued.send(type(self), task_result=result)
         return None
@@ -227,7 +233,15 @@ class RedisBackend(BaseTaskBackend):
         limit = self.max_payload_bytes
         return [encode(task, args, kwargs, limit) for args, kwargs in calls]
 
+    @staticmethod
+    def _one_job_per_key(task: Task) -> None:
+        if task.idempotency_key is not None:
+            raise InvalidTask(
+                "an idempotency_key stands for one job: enqueue each call with a key of its own"
+            )
+
     def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
+        self._one_job_per_key(task)
         if task.unique_for is not None:  # each call must be checked against the others
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = [self._job_for(task, *call) for call in self._encode_many(task, calls)]
@@ -238,6 +252,7 @@ class RedisBackend(BaseTaskBackend):
         return [result for result, _ in prepared]
 
     async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
+        self._one_job_per_key(task)
         if task.unique_for is not None:
             return [await self.aenqueue(task, args, kwargs) for args, kwargs in calls]
         encoded = self._encode_many(task, calls)
@@ -284,7 +299,7 @@ class RedisBackend(BaseTaskBackend):
         if (waiting := pending.result(self, result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
-        with self.reaching_redis(f"get result {result_id}"):
+        with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = queue.job(result_id)
         return parse(result_id, fields, self.alias)
 
@@ -292,7 +307,7 @@ class RedisBackend(BaseTaskBackend):
         if pending.in_transaction() and (waiting := pending.result(self, result_id)) is not None:
             return waiting
         queue = self._queue_of(result_id)
-        with self.reaching_redis(f"get result {result_id}"):
+        with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = await queue.ajob(result_id)
         return parse(result_id, fields, self.alias)
 
@@ -303,34 +318,53 @@ class RedisBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(str(e)) from None
 
     def reaching_redis(
-        self, what: str, stored: list[Result] | None = None, of: int = 1
+        self, what: str, stored: list[Result] | None = None, of: int = 1, sends: bool = True
     ) -> _Reaching:
-        """Turns a lost connection into BrokerUnavailable; for a bulk enqueue cut off midway,
-        ``stored`` are the results of the jobs Redis confirmed, out of ``of``."""
-        return _Reaching(self, what, stored, of)
+        """Turns a lost connection, or Redis refusing writes, into BrokerUnavailable naming
+        ``what`` was being done. For an enqueue (``sends``) it says whether Redis may have
+        stored the job anyway; for a bulk one cut off midway, ``stored`` are the results of
+        the jobs Redis confirmed, out of ``of``."""
+        return _Reaching(self, what, stored, of, sends)
 
 
 class _Reaching:
-    """Turns a lost connection into BrokerUnavailable, naming what was being done. (A class,
-    not a generator: entered on every enqueue, where a generator costs a few microseconds.)"""
+    """See ``RedisBackend.reaching_redis``. (A class, not a generator: entered on every
+    enqueue, where a generator costs a few microseconds.)"""
 
-    __slots__ = ("backend", "of", "stored", "what")
+    __slots__ = ("backend", "of", "sends", "stored", "what")
 
     def __init__(
-        self, backend: RedisBackend, what: str, stored: list[Result] | None, of: int
+        self, backend: RedisBackend, what: str, stored: list[Result] | None, of: int, sends: bool
     ) -> None:
-        self.backend, self.what, self.stored, self.of = backend, what, stored, of
+        self.backend, self.what, self.stored, self.of, self.sends = backend, what, stored, of, sends
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
-        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        if error is None:
+            return
+        if refuses_writes(error):
+            where, sure = f"{self.what}: Redis refused it ({error})", True
+        elif isinstance(error, REDIS_DOWN):
             where = f"{self.what}: {unreachable(self.backend.url, error)}"
-            if self.stored is None:
-                raise BrokerUnavailable(f"{where}; nothing was sent") from error
+            sure = never_connected(error)  # else the request went out: its fate is unknown
+        else:
+            return
+        if not self.sends:
+            raise BrokerUnavailable(where) from error
+        if self.stored is None:
+            if sure:
+                raise BrokerUnavailable(f"{where}; nothing was stored") from error
             raise BrokerUnavailable(
-                f"{where}; {len(self.stored)} of {self.of} jobs were stored (their results "
-                "are the error's .enqueued), the others may not have been",
-                enqueued=self.stored,
+                f"{where}; no reply came, so Redis may have stored the job: enqueue it again "
+                "with the same idempotency_key (task.using(idempotency_key=...)) to be safe",
+                maybe_stored=True,
             ) from error
+        others = "were not" if sure else "may have been"
+        raise BrokerUnavailable(
+            f"{where}; {len(self.stored)} of {self.of} jobs were stored (their results are "
+            f"the error's .enqueued), the others {others}",
+            enqueued=self.stored,
+            maybe_stored=not sure,
+        ) from error

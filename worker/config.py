@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
@@ -119,15 +120,18 @@ def app_errors(alias: str) -> list[CheckMessage]:
 
 
 def url_error(url: str) -> str | None:
-    """Why ``url`` is not a Redis URL this engine can use, or None. redis-py's own parser
-    decides (both connections are built by it); a URL without a host means localhost."""
+    """Why ``url`` is not a Redis URL this engine can use, or None. redis-py decides, as it
+    builds both connections (a URL without a host means localhost); nothing is opened."""
     scheme = url.partition(":")[0]
     if scheme not in SCHEMES:
         return f"has scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
     try:
         parts = parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as e:
-        return f"{redacted(url)!r} cannot be parsed ({e})"
+        redis.ConnectionPool.from_url(url).make_connection()  # unknown query options raise
+    except (ValueError, TypeError) as e:
+        # redis-py's message may quote a piece of the password that broke the URL.
+        why = "" if "@" in url else f" ({e})"
+        return f"{redacted(url)!r} cannot be used{why}"
     if scheme == "unix" and not parts.get("path"):
         return "names no socket path"
     return None

@@ -16,12 +16,18 @@ class InvalidArguments(InvalidTask, TypeError):
 
 
 class BrokerUnavailable(TaskException):
-    """Redis could not be reached, so the job was not enqueued. A bulk enqueue cut off
-    midway lists in ``enqueued`` the results of the jobs Redis confirmed it stored."""
+    """Redis could not be reached, or refused to store (out of memory, read-only). A bulk
+    enqueue cut off midway lists in ``enqueued`` the results of the jobs Redis confirmed it
+    stored. ``maybe_stored`` is True when Redis may have stored a job it did not confirm
+    (the request went out, no reply came): enqueue it again with the same idempotency key
+    (``task.using(idempotency_key=...)``) and it is stored once."""
 
-    def __init__(self, message: str, enqueued: list[Result] | None = None) -> None:
+    def __init__(
+        self, message: str, enqueued: list[Result] | None = None, maybe_stored: bool = False
+    ) -> None:
         super().__init__(message)
         self.enqueued = enqueued or []
+        self.maybe_stored = maybe_stored
 
 
 class PermanentFailure(Exception):

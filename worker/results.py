@@ -210,7 +210,7 @@ class JobRecord:
             reason = self.message_error or f"task {self.task_path!r} is not registered here"
             raise TaskResultDoesNotExist(f"{self.id}: {reason}")
         if (task.queue_name, task.priority) != (self.queue, self.priority):
-            task = cast(Task, task.using(queue_name=self.queue, priority=self.priority))
+            task = task.using(queue_name=self.queue, priority=self.priority)
         return make_result(
             task,
             self.id,

@@ -7,12 +7,14 @@ what a message names, it looks the name up here.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from django.tasks import Task as DjangoTask
+from django.tasks.exceptions import InvalidTask
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -38,6 +40,8 @@ class Task(_DjangoTask):
     backoff_max: float = 600.0  # cap on one retry delay
     # seconds during which enqueuing the same call again returns the first job instead
     unique_for: float | None = None
+    # Set by using(idempotency_key=...) for one enqueue: see using().
+    idempotency_key: str | None = None
     # Why the options above are wrong, or None: such a task is reported by `manage.py
     # check` (worker.E008) and refused at enqueue, not raised at its definition.
     refusal: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -60,6 +64,8 @@ class Task(_DjangoTask):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"{option} must be a number, not {value!r}"
+            if not math.isfinite(value):
+                return f"{option} must be finite, not {value!r}"
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             return "max_attempts must be a whole number >= 1"
         if self.timeout is not None and not self.timeout > 0:
@@ -69,6 +75,21 @@ class Task(_DjangoTask):
         if self.unique_for is not None and not self.unique_for > 0:
             return "unique_for must be a positive number of seconds"
         return None
+
+    def using(self, *, idempotency_key: str | None = None, **changes: Any) -> Task:
+        """Django's ``using``, and an ``idempotency_key`` (a string the caller makes, say
+        ``f"invoice-{invoice.pk}"``): enqueuing the same task with the same key again, for a
+        day and while the first job's record is kept, returns the first job instead of
+        storing another. So an enqueue whose outcome is unknown (BrokerUnavailable with
+        ``maybe_stored``) can be repeated safely."""
+        task = cast(Task, super(Task, self).using(**changes))
+        if idempotency_key is None:
+            return task
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise InvalidTask(
+                f"idempotency_key must be a non-empty string, not {idempotency_key!r}"
+            )
+        return replace(task, idempotency_key=idempotency_key)
 
     def enqueue_many(self, calls: Iterable[Arguments]) -> list[Result]:
         """Enqueue many calls, ``[(args, kwargs), ...]``: one round trip per 1,000. Every
@@ -85,7 +106,8 @@ class Task(_DjangoTask):
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based); ``jitter`` in [0, 1)
         spreads retries of jobs that failed together ("equal jitter": half fixed, half random)."""
-        delay = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
+        # The exponent is capped: 2.0 ** 1025 overflows, and the delay is capped far below.
+        delay = min(self.backoff_max, self.backoff * 2.0 ** min(attempt - 1, 64))
         return delay / 2 + delay / 2 * jitter
 
 

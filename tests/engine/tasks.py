@@ -1,6 +1,7 @@
 """Tasks the engine's tests run (a module of the test suite, imported by the tests)."""
 
 import asyncio
+import os
 import threading
 import time
 
@@ -178,3 +179,14 @@ def tallies() -> dict[str, int]:
     """Runs so far per label."""
     counts = default_task_backend.broker.sync.hgetall(tally_key())
     return {k.decode(): int(v) for k, v in counts.items()}
+
+
+@task(max_attempts=2, backoff=0.01)
+async def open_missing() -> None:
+    """Fails on a file name read from disk that is not UTF-8 (a lone surrogate in Python)."""
+    raise FileNotFoundError(f"no such file: {os.fsdecode(b'caf\xe9.txt')}")
+
+
+@task()
+async def name_from_disk() -> str:
+    return os.fsdecode(b"caf\xe9.txt")

@@ -269,7 +269,7 @@ async def test_concurrent_aenqueues_all_fail_clearly_when_redis_is_down(settings
         *(tasks.add.aenqueue(i, 1) for i in range(20)), return_exceptions=True
     )
     assert all(isinstance(o, BrokerUnavailable) for o in outcomes)
-    assert "nothing was sent" in str(outcomes[-1])
+    assert "nothing was stored" in str(outcomes[-1])
 
 
 async def test_a_cancelled_enqueue_does_not_strand_the_others_batched_with_it(backend):

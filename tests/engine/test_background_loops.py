@@ -59,7 +59,7 @@ async def test_a_heartbeat_that_raises_for_a_while_costs_no_job_a_second_run(
         # Beats 2 and 3 fail: the lease (three periods of beats) never runs out.
         if worker_id in victim and beats[worker_id] in (2, 3):
             raise RuntimeError("a bug in the heartbeat")
-        await real_heartbeat(self, worker_id, info, ttl_ms)
+        return await real_heartbeat(self, worker_id, info, ttl_ms)
 
     monkeypatch.setattr(Broker, "heartbeat", heartbeat)
     # Long enough for the victim's heartbeat to have expired, and its job to have been

@@ -99,3 +99,42 @@ async def test_the_late_success_of_a_job_taken_for_dead_is_no_dead_letter(backen
     assert ops.dead_count("default") == 0 and ops.dead("default") == []
     assert (counters(backend)["succeeded"], counters(backend)["failed"]) == (1, 0)
     assert ops.retry_dead("default") == 0
+
+
+async def test_a_late_outcome_does_not_end_the_attempt_its_own_worker_runs_now(backend):
+    """A worker taken for dead fetches its job again: the outcome of its first attempt,
+    arriving late (or replayed), neither frees nor ends the second attempt."""
+    queue = backend.broker.queue("default")
+    result = await tasks.flaky.aenqueue("k", fail_times=1)
+    await queue.fetch(10, "w1:1:a")
+    await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead"))
+    [second], _ = await queue.fetch(10, "w1:1:a")
+    assert second.attempt == 2
+
+    late = [Outcome(result.id, 1, OutcomeKind.FAILED, error_json("builtins.OSError", "late"))]
+    for _ in range(2):
+        await queue.ack("w1:1:a", late, 60_000)
+    await result.arefresh()
+    assert result.status == TaskResultStatus.RUNNING
+    assert await queue.leased("w1:1:a") == {result.id}
+    assert backend.broker.sync.zscore(backend.broker.keys.delayed("default"), result.id) is None
+
+    ok = [Outcome(result.id, 2, OutcomeKind.SUCCEEDED, b"2")]
+    for _ in range(2):
+        await queue.ack("w1:1:a", [*late, *ok], 60_000)
+    await result.arefresh()
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 2)
+    assert await queue.leased("w1:1:a") == set()
+    assert (counters(backend)["succeeded"], counters(backend).get("retried", 0)) == (1, 0)
+
+
+async def test_a_cancelled_job_stays_cancelled_when_the_worker_taken_for_dead_acks(backend):
+    ops, queue = Ops(backend), backend.broker.queue("default")
+    result = await tasks.add.aenqueue(1, 2)
+    await queue.fetch(10, "w1:1:a")
+    await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead"))
+    assert ops.cancel(result.id) == "cancelled"  # queued again: cancelled at once
+    await queue.ack("w1:1:a", [Outcome(result.id, 1, OutcomeKind.SUCCEEDED, b"3")], 60_000)
+    await result.arefresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert ops.place(ops.job(result.id)).state == "cancelled"

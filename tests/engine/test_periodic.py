@@ -169,3 +169,11 @@ def test_a_periodic_job_of_another_backend_is_left_to_it(settings, backend, decl
     assert "test-mine" in [j.name for j in backend.worker().periodic]
     assert "test-theirs" not in [j.name for j in backend.worker().periodic]
     assert "test-theirs" in [j.name for j in task_backends["second"].worker().periodic]
+
+
+def test_a_periodic_job_of_a_task_refused_for_its_options_is_not_fired(backend, declared):
+    from worker.task import Task
+
+    wrong = Task(func=tasks.add.func, backend="default", max_attempts="3")
+    declared(Periodic("test-wrong", wrong, Every(60), (1, 2), {}, "skip"))
+    assert "test-wrong" not in [j.name for j in backend.worker().periodic]

@@ -258,3 +258,10 @@ async def test_an_error_reply_while_storing_outcomes_loses_none(run_worker, monk
         for r in results:
             await finished(r)
     assert failures and [r.return_value for r in results] == [0, 2, 4, 6, 8]
+
+
+def test_retry_delays_of_late_attempts_stay_capped():
+    from worker.task import Task
+
+    task = Task(func=tasks.add.func, max_attempts=5000, backoff=1.0, backoff_max=30.0)
+    assert task.retry_delay(3000, 1.0) == 30.0  # 2.0 ** 2999 would overflow

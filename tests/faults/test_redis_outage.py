@@ -25,7 +25,7 @@ def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):
     wait_until(lambda: len(tasks.tallies()) >= 50, 30, "some jobs done")
 
     own_redis.stop()
-    with pytest.raises(BrokerUnavailable, match=r"unreachable.*nothing was sent"):
+    with pytest.raises(BrokerUnavailable, match=r"unreachable.*nothing was stored"):
         tasks.tally.enqueue("during the outage")
     wait_until(lambda: "Redis unreachable" in worker.log.read_text(), 10, "the worker to notice")
     # Not a wait for an event but the outage itself, which must outlast the lease (2 s):

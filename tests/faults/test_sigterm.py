@@ -81,3 +81,21 @@ def test_a_sync_job_thread_that_never_ends_does_not_hold_the_exit(start_worker, 
     assert stop(worker) == 0
     assert time.monotonic() - began < 5
     assert b"Leaving 1 job threads still running" in worker.log.read_bytes()
+
+
+def test_a_stop_while_the_supervisor_waits_to_respawn_stops_it(start_worker, worker_env, tmp_path):
+    # The first child to start exits at once; SIGTERM comes while the parent waits to start
+    # another. That one would never hear the signal, and the parent would wait for ever.
+    (tmp_path / "first_child_dies.py").write_text(
+        "import os, pathlib\n"
+        "from tests.e2e_settings import *\n"
+        f"marker = pathlib.Path({str(tmp_path / 'died')!r})\n"
+        "if os.environ.get('WORKER_PARENT_PID') and not marker.exists():\n"
+        "    marker.touch()\n"
+        "    raise SystemExit(3)\n"
+    )
+    env = {**worker_env, "DJANGO_SETTINGS_MODULE": "first_child_dies",
+           "PYTHONPATH": str(tmp_path)}  # fmt: skip
+    supervisor = start_worker("--processes", "2", env=env)
+    wait_until(lambda: "right after start" in supervisor.log.read_text(), 30, "a child to die")
+    assert stop(supervisor, timeout=15) == 0

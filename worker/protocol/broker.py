@@ -91,8 +91,20 @@ class Broker:
 
     # Commands that span queues
 
-    async def heartbeat(self, worker_id: str, info: bytes, ttl_ms: int) -> None:
-        await self.aclient().set(self.keys.heartbeat(worker_id), info, px=ttl_ms)
+    async def heartbeat(self, worker_id: str, info: bytes, ttl_ms: int) -> bool:
+        """Write a worker's heartbeat. Out of memory, Redis refuses the SET (it might grow
+        memory) while the fetch and ack scripts still run: the worker lives, so its lease
+        is renewed with PEXPIRE, which Redis still takes. Returns False when only that was
+        possible (the heartbeat's content is stale; a heartbeat that had expired is not
+        renewed)."""
+        key = self.keys.heartbeat(worker_id)
+        client = self.aclient()
+        try:
+            await client.set(key, info, px=ttl_ms)
+        except redis.OutOfMemoryError:
+            await client.pexpire(key, ttl_ms)
+            return False
+        return True
 
     async def forget(self, worker_id: str) -> None:
         await self.aclient().delete(self.keys.heartbeat(worker_id))

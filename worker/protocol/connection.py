@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -14,6 +14,36 @@ from redis.backoff import ExponentialBackoff
 REDIS_ERRORS = (redis.RedisError, OSError)
 # Redis could not be reached at all (as opposed to an error it answered with).
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# Error replies of a Redis that takes no writes for now (out of memory, a read-only replica,
+# loading its data after a restart): the command was refused, nothing was stored.
+REFUSALS = (redis.OutOfMemoryError, redis.ReadOnlyError, redis.BusyLoadingError)
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """Whether ``error`` is Redis refusing writes for now: ``REFUSALS``, MISCONF (it cannot
+    save to disk and is set to stop writes then), or one of those met by a script (Redis
+    wraps it: "Error running script ... -OOM command not allowed ...")."""
+    if isinstance(error, REFUSALS):
+        return True
+    if not isinstance(error, redis.ResponseError):
+        return False
+    text = str(error)
+    return text.startswith("MISCONF") or any(f"-{word} " in text for word in _REFUSED_WORDS)
+
+
+_REFUSED_WORDS = ("OOM", "READONLY", "LOADING", "MISCONF")
+
+
+def never_connected(error: BaseException) -> bool:
+    """Whether a command failed because no connection could be opened (so it was never
+    sent), as opposed to a connection lost or silent after the command went out."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | FileNotFoundError | socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 # Commands wait at most this long on a silent socket; blocking reads stay well below it.
 SOCKET_TIMEOUT = 10.0
@@ -59,17 +89,21 @@ SECRET_PARAMETERS = ("password", "ssl_password")
 
 
 def redacted(url: str) -> str:
-    """The URL with its passwords hidden, for messages."""
-    address, mark, query = url.partition("?")
-    password = urlsplit(address).password
-    if password is not None:
-        address = address.replace(f":{password}@", ":***@", 1)
+    """The URL with its passwords hidden, for messages; whatever the URL (one that does not
+    parse included: its password may be what breaks it)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, after = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            rest = f"{user}:***@{after}"
+    address, mark, query = rest.partition("?")
     query = "&".join(
         f"{name}=***" if name in SECRET_PARAMETERS else pair
         for pair in query.split("&")
         for name in [pair.partition("=")[0]]
     )
-    return address + mark + query
+    return f"{scheme}{sep}{address}{mark}{query}"
 
 
 def unreachable(url: str, error: BaseException) -> str:

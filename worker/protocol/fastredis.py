@@ -103,9 +103,7 @@ class _Protocol(asyncio.Protocol):
             if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                message = str(reply)
-                error = NoScriptError if message.startswith("NOSCRIPT") else redis.ResponseError
-                future.set_exception(error(message))
+                future.set_exception(_error(str(reply)))
             else:
                 future.set_result(reply)
 
@@ -119,6 +117,19 @@ class _Protocol(asyncio.Protocol):
             if not future.done():
                 future.set_exception(self.lost)
         self.resume_writing()  # callers waiting to write learn of the loss
+
+
+# The error replies a caller tells apart, by their first word (as redis-py classes them).
+_ERRORS: dict[str, type[redis.RedisError]] = {
+    "NOSCRIPT": NoScriptError,
+    "OOM": redis.OutOfMemoryError,
+    "READONLY": redis.ReadOnlyError,
+    "LOADING": redis.BusyLoadingError,
+}
+
+
+def _error(message: str) -> redis.RedisError:
+    return _ERRORS.get(message.partition(" ")[0], redis.ResponseError)(message)
 
 
 class FastRedis:

@@ -66,12 +66,19 @@ def _json_ready(value: Any) -> Any:
     return normalize_json(value)
 
 
+# How long an idempotency key stands for its first job (while that job's record is kept).
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+
+
 def new_job(task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, now: int) -> NewJob:
     """The job that enqueuing a call (checked and encoded by ``encode``) at ``now`` (epoch
     ms) writes."""
     run_after = task.run_after
     unique = None
-    if task.unique_for is not None:
+    if task.idempotency_key is not None:
+        key = orjson.dumps([task.module_path, task.idempotency_key])
+        unique = (hashlib.sha256(key).hexdigest()[:32], IDEMPOTENCY_WINDOW_MS)
+    elif task.unique_for is not None:
         unique = (fingerprint(task, args, kwargs), int(task.unique_for * 1000))
     return NewJob(
         id=new_job_id(task.queue_name, now),

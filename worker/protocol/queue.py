@@ -8,7 +8,7 @@ Methods named like Django's (``enqueue`` / ``aenqueue``) come in a sync and an a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -108,13 +108,15 @@ class Queue:
         assert job.unique is not None, "only a unique job has a twin"
         return [self.keys.unique(self.name, job.unique[0])], [self.job_prefix]
 
-    def enqueue_many(self, jobs: list[NewJob]) -> None:
-        """Store jobs of this queue, CHUNK per script call."""
+    def enqueue_many(self, jobs: list[NewJob], stored: Callable[[int], None]) -> None:
+        """Store jobs of this queue, CHUNK per script call; after each call, ``stored`` is
+        told how many of the jobs (from the first) Redis has confirmed."""
         for start in range(0, len(jobs), CHUNK):
             chunk = jobs[start : start + CHUNK]
             ENQUEUE_MANY.run_sync(
                 self.broker.sync, *enqueue_many_arguments(self.keys, self.name, chunk)
             )
+            stored(start + len(chunk))
 
     async def aenqueue_many(self, jobs: list[NewJob]) -> None:
         """Store jobs of this queue in one script call (a slice of a bulk enqueue)."""

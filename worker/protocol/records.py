@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,8 +22,28 @@ def class_path(error: BaseException | type[BaseException]) -> str:
 
 
 def error_json(exception_class_path: str, traceback: str) -> bytes:
-    """An attempt's error as stored in its job hash (Django's TaskError fields)."""
-    return orjson.dumps({"exception_class_path": exception_class_path, "traceback": traceback})
+    """An attempt's error as stored in its job hash (Django's TaskError fields); text JSON
+    cannot hold (lone surrogates, as in a file name read from disk) is escaped."""
+    return json_of({"exception_class_path": exception_class_path, "traceback": traceback})
+
+
+def json_of(value: Any) -> bytes:
+    """``value`` as JSON, any string of it that UTF-8 cannot encode escaped (``\\udce9``)
+    rather than refused. Other values JSON cannot hold still raise TypeError."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return orjson.dumps(_escaped(value))
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    return value
 
 
 class NewJob(NamedTuple):

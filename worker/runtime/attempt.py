@@ -14,7 +14,6 @@ from contextvars import ContextVar, Token
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResultStatus
@@ -22,7 +21,14 @@ from django.utils.json import normalize_json
 
 from worker.exceptions import PermanentFailure
 from worker.protocol.message import Call
-from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
+from worker.protocol.records import (
+    Lease,
+    Outcome,
+    OutcomeKind,
+    class_path,
+    error_json,
+    json_of,
+)
 from worker.results import from_ms, make_result
 
 if TYPE_CHECKING:
@@ -228,7 +234,7 @@ def outcome_of(
     the error it ended with, if any."""
     if error is None:
         try:
-            body = orjson.dumps(normalize_json(value))
+            body = json_of(normalize_json(value))
             return Outcome(lease.id, lease.attempt, OutcomeKind.SUCCEEDED, body), None
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")

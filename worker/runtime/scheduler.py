@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
@@ -18,7 +17,6 @@ from worker.protocol.message import encode, new_job
 from worker.protocol.records import now_ms
 from worker.results import from_ms, make_result
 from worker.runtime import signals
-from worker.task import Task
 
 logger = logging.getLogger("worker")
 
@@ -78,8 +76,7 @@ class Scheduler:
         mode = "fire" if not late else "catch_up" if job.missed == "run_once" else "skip"
         # The job records its fire time as run_after: it is due then, and it says which
         # fire it is (at most one job per schedule has a given run_after).
-        # using() copies the task, class and all (Django's stubs name the base class).
-        task = cast(Task, job.task.using(run_after=fire))
+        task = job.task.using(run_after=fire)
         args, kwargs, body = encode(task, job.args, job.kwargs, self.max_payload_bytes)
         new = new_job(task, args, kwargs, body, now_ms())
         fire_ms = int(fire.timestamp() * 1000)

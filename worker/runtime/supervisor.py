@@ -43,6 +43,8 @@ def supervise(processes: int, options: list[str]) -> int:
     signal.signal(signal.SIGINT, forward)
 
     def spawn(slot: int) -> None:
+        if signals:  # stopping: a child started now would never hear the signal
+            return
         children[slot] = subprocess.Popen(command, env=env, start_new_session=True)
         started[slot] = time.monotonic()
 
@@ -61,7 +63,7 @@ def supervise(processes: int, options: list[str]) -> int:
                 # Dying at once again and again is a setup error, not a crash: slow down.
                 logger.error("Worker process %d exited with %s right after start", child.pid, code)
                 time.sleep(1.0)
-                spawn(slot)
+                spawn(slot)  # or, if a stop came meanwhile, the slot goes at the next look
             else:
                 logger.error("Worker process %d exited with %s; starting another", child.pid, code)
                 spawn(slot)

@@ -33,6 +33,7 @@ from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, err
 from worker.results import errors_of, finished, parse
 from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
+from worker.runtime.outage import Outage
 from worker.runtime.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("worker")
 
+# Seconds before a job whose attempt the worker itself failed around is tried again.
+FAULT_RETRY = 1.0
+# Seconds before a failed heartbeat is sent again (jittered).
+BEAT_RETRY = 0.5
 # Seconds between looks for operators' cancel requests, while jobs run.
 CANCEL_POLL = 0.5
 # A lease this worker holds but knows nothing of for this long came from a fetch whose
@@ -57,26 +62,6 @@ CANCELLED_AFTER_FAILURE = error_json(
     "Cancelled by an operator while it ran; its attempt failed before the worker could stop "
     "it, and the job is not retried.",
 )
-
-
-class Outage:
-    """Redis is unreachable: log it once, back off between tries, log the return."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.delay = 0.05
-
-    async def failed(self, error: BaseException) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            logger.error("Redis unreachable or failing (%r); retrying with backoff", error)
-        await asyncio.sleep(self.delay * (0.5 + random.random() / 2))
-        self.delay = min(self.delay * 2, 5.0)
-
-    def ok(self) -> None:
-        if self.since is not None:
-            logger.warning("Redis is back after %.1fs", time.monotonic() - self.since)
-            self.since, self.delay = None, 0.05
 
 
 class Worker:
@@ -132,7 +117,10 @@ class Worker:
         self._forced = asyncio.Event()
         self._room = asyncio.Event()
         self._outbox_ready = asyncio.Event()
-        self._outage = Outage()
+        self._outage = Outage(doubt=lease / 2)
+        self._beat_since: float | None = None  # when the heartbeat in flight was sent
+        self._beat_at = 0.0  # when the latest heartbeat got through (monotonic)
+        self._out_of_memory = False
         self._waiter: asyncio.Task[None] | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
@@ -155,7 +143,7 @@ class Worker:
             self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
         background = [
-            self._background(self._every(self.lease / 4, self._heartbeat)),
+            self._background(self._beat_loop()),
             self._background(self._every(self.lease / 4, self._reap, first=0)),
             self._background(self._flush_loop()),
             self._background(self._every(CANCEL_POLL, self._cancel_requested)),
@@ -256,6 +244,8 @@ class Worker:
     def _stop_waiting(self) -> None:
         # Cancelling a BLPOP drops its connection (redis-py), so Redis hands it nothing more.
         if self._waiter is not None:
+            if self._waiter.done() and not self._waiter.cancelled():
+                self._waiter.exception()  # an outage the fetch loop meets on its own
             self._waiter.cancel()
             self._waiter = None
 
@@ -268,12 +258,14 @@ class Worker:
         self._running[lease.id] = asyncio.create_task(self._execute(queue, lease))
 
     async def _execute(self, queue: str, lease: Lease) -> None:
+        stored = False
         try:
             try:
                 call = decode(lease.payload, self.max_payload_bytes)
             except MessageRejected as e:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
                 self._store(queue, attempt.failure(e, lease))
+                stored = True
                 return
             result = None  # built only when a receiver or the task itself will look at it
             if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
@@ -300,7 +292,15 @@ class Worker:
             finally:
                 self._attempting.discard(lease.id)
             self._store(queue, outcome)
+            stored = True
             await self._report_finished(call, lease, result, outcome, value, error)
+        except Exception as e:
+            # A fault of the worker's own around the attempt (the task's errors are
+            # outcomes already): the attempt counts and is retried like a failed one.
+            # Left leased, the job would be released uncounted and could come back forever.
+            logger.exception("Job %s: the worker failed around its attempt", lease.id)
+            if not stored:
+                self._store(queue, attempt.failure(e, lease, OutcomeKind.FAILED, FAULT_RETRY))
         finally:
             self._running.pop(lease.id, None)
             self.processed += 1
@@ -420,6 +420,30 @@ class Worker:
 
     # Leases: heartbeats, reaping, release
 
+    async def _beat_loop(self) -> None:
+        """A heartbeat every lease / 4. One that fails is tried again within a second, not a
+        quarter lease later: the lease runs on meanwhile. One that Redis is slow to take
+        was held up like everyone's, so missing heartbeats are in doubt for a while."""
+        pause = self.lease / 4
+        while True:
+            await asyncio.sleep(pause * (0.9 + random.random() / 5))
+            sent = time.monotonic()
+            try:
+                await self._heartbeat()
+            except REDIS_ERRORS as e:
+                self._outage.noted(e)
+                pause = BEAT_RETRY
+                continue
+            except Exception:
+                logger.exception("The heartbeat failed; trying again in %.1fs", BEAT_RETRY)
+                pause = BEAT_RETRY
+                continue
+            took = time.monotonic() - sent
+            if took > self.lease / 8:
+                self._outage.stalled(took)
+            self._outage.ok()
+            pause = max(self.lease / 4 - took, 0)
+
     async def _heartbeat(self) -> None:
         info = {
             "id": self.id,
@@ -432,7 +456,28 @@ class Worker:
             "started_at": self.started_at,
             "seen_at": time.time(),
         }
-        await self.broker.heartbeat(self.id, orjson.dumps(info), self.lease_ms)
+        self._beat_since = time.monotonic()
+        try:
+            stored = await self.broker.heartbeat(self.id, orjson.dumps(info), self.lease_ms)
+        finally:
+            self._beat_since = None
+        self._beat_at = time.monotonic()
+        if stored == self._out_of_memory:  # a change
+            self._out_of_memory = not stored
+            if stored:
+                logger.warning("Redis takes writes again (it was out of memory)")
+            else:
+                logger.error(
+                    "Redis is out of memory (maxmemory with noeviction): it refuses "
+                    "enqueues; this worker keeps its leases and runs its jobs meanwhile"
+                )
+
+    def _sure_of_heartbeats(self) -> bool:
+        """Whether a missing heartbeat now means its worker is gone: no outage or stall of
+        late, and this worker's own heartbeat got through lately and is not held up."""
+        now = time.monotonic()
+        held_up = self._beat_since is not None and now - self._beat_since > self.lease / 8
+        return self._outage.trusted() and not held_up and now - self._beat_at < self.lease / 2
 
     async def _reap(self) -> None:
         """Hand the jobs of workers that stopped heartbeating to the queue again."""
@@ -443,8 +488,10 @@ class Worker:
             "dead-lettered after max_attempts.",
         )
         for queue in self._queues.values():
+            if not self._sure_of_heartbeats():
+                return
             for worker_id in await queue.dead_workers():
-                if worker_id == self.id:
+                if worker_id == self.id or not self._sure_of_heartbeats():
                     continue
                 back, dead = await queue.requeue(worker_id, "lost", lost)
                 logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
@@ -523,7 +570,7 @@ class Worker:
             try:
                 await action()
             except REDIS_ERRORS as e:  # an outage, logged once by whoever meets it first
-                logger.debug("%s skipped: %s", action.__name__, e)
+                self._outage.noted(e)
             except Exception:
                 logger.exception("%s failed; trying again in %.1fs", action.__name__, seconds)
             await asyncio.sleep(seconds * (0.9 + random.random() / 5))

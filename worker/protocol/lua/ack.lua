@@ -12,42 +12,42 @@
 -- retryable error then ends the job as cancelled, with cancelled_error_json recorded after
 -- the attempt's own (as CANCEL records it for a queued job). A scheduled retry wakes an
 -- idle worker, to learn when it is due.
+-- Idempotent: an outcome sent again (its reply was lost) changes nothing. An outcome of a
+-- worker taken for dead (REQUEUE marks the job 'lost' with the attempt) stands if no other
+-- attempt has begun since; else it is only recorded as that attempt's error.
 -- Returns the ids of the jobs cancelled instead of retried.
 local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
 local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[5]), {}, {}, {}, {}
 for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
 local held = each('SMISMEMBER', KEYS[1], ids)
-each('SREM', KEYS[1], ids)
+local release = {}
 local requests = redis.call('EXISTS', KEYS[7]) == 1
 for i, outcome in ipairs(outcomes) do
   local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
   local stale, replay = false, false
-  -- an id twice in one batch (two attempts' outcomes): the lease was the first one's
-  if held[i] == 0 or seen[id] then
-    -- No lease: either REQUEUE took it while we ran (we looked dead; it marks the job
-    -- 'lost' with the attempt) or this outcome was stored already (a replay after a lost
-    -- reply), which must change nothing. Taken for dead: if nobody has run the job since,
-    -- the outcome stands and it must not run again (nor stay a dead letter); if another
-    -- attempt has begun, that attempt owns the job (and any cancel request waits for it):
-    -- only this attempt's error is kept, for the record.
-    local f = redis.call('HMGET', key, 'attempts', 'lost')
-    if tonumber(f[1] or '0') ~= attempt then
-      stale = true
-    elseif seen[id] or tonumber(f[2] or '0') == attempt then
-      redis.call('HDEL', key, 'lost')
-      redis.call('ZREM', KEYS[2], id)
-      redis.call('ZREM', KEYS[3], id)
-      if redis.call('ZREM', KEYS[4], id) == 1 then counts.failed = counts.failed - 1 end
-    else
-      replay = true
-    end
+  -- Whose outcome is this? The job's attempts field says which attempt is the latest; a
+  -- lease (by id) is this attempt's only if no later attempt began (this worker may have
+  -- fetched the job again after it was taken for dead, or after a retry).
+  local f = redis.call('HMGET', key, 'attempts', 'lost')
+  if not f[1] or tonumber(f[1]) ~= attempt then
+    stale = true
+    if held[i] == 1 and not f[1] then release[#release + 1] = id end  -- job gone
+  elseif held[i] == 1 and not seen[id] then
+    release[#release + 1] = id
+    seen[id] = true  -- the lease is this outcome's; a second outcome of it is a replay
+  elseif tonumber(f[2] or '0') == attempt then
+    redis.call('HDEL', key, 'lost')
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    if redis.call('ZREM', KEYS[4], id) == 1 then counts.failed = counts.failed - 1 end
+  else
+    replay = true
   end
-  seen[id] = true
   local cancel = false
   if requests and not (stale or replay) then cancel = redis.call('ZREM', KEYS[7], id) == 1 end
-  if not replay and redis.call('EXISTS', key) == 1 then
+  if not replay and f[1] then  -- a job that still exists (every fetched one has attempts)
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
@@ -80,6 +80,7 @@ for i, outcome in ipairs(outcomes) do
     end
   end
 end
+each('SREM', KEYS[1], release)
 for name, n in pairs(counts) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[5], name, n) end
 end

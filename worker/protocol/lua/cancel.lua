@@ -10,6 +10,7 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[3], ARGV[1]) >
              'error:' .. (attempts + 1), ARGV[3])
   if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  redis.call('HDEL', KEYS[1], 'lost')  -- a late outcome of the lost attempt must not revive it
   return 'cancelled'
 end
 if status == 'RUNNING' then
