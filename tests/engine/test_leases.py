@@ -138,3 +138,23 @@ async def test_a_cancelled_job_stays_cancelled_when_the_worker_taken_for_dead_ac
     await result.arefresh()
     assert result.status == TaskResultStatus.FAILED
     assert ops.place(ops.job(result.id)).state == "cancelled"
+
+
+async def test_a_job_handed_back_to_the_worker_that_runs_it_runs_once(run_worker, backend):
+    """The worker was taken for dead (its heartbeat late) while the job ran, and fetches the
+    requeued job itself: the attempt running here answers for the new lease, instead of a
+    second run of the job beside it."""
+    queue = backend.broker.queue("default")
+    tasks.calls.clear()
+    result = await tasks.counted_sleep.aenqueue("once", 1.0)
+    async with run_worker() as worker:
+        async with asyncio.timeout(5):
+            while not tasks.calls:
+                await asyncio.sleep(0.01)
+        # another worker's reaper, finding this one's heartbeat expired:
+        await queue.requeue(worker.id, "lost", error_json("x.Lost", "looked dead"))
+        await finished(result)
+        assert await queue.leased(worker.id) == set()
+    assert tasks.calls == [("counted_sleep", "once")]
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, "once")
+    assert result.attempts == 2  # the lease taken away counted; the run answered for both

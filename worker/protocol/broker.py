@@ -106,6 +106,11 @@ class Broker:
             return False
         return True
 
+    async def time(self) -> float:
+        """Redis's clock, in seconds since the epoch: the one every worker agrees on."""
+        seconds, micros = await self.aclient().time()
+        return seconds + micros / 1e6
+
     async def forget(self, worker_id: str) -> None:
         await self.aclient().delete(self.keys.heartbeat(worker_id))
 

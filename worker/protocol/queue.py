@@ -125,7 +125,7 @@ class Queue:
     async def fire(self, job: NewJob, schedule: str, fire_ms: int, mode: str) -> int:
         """Enqueue a periodic job for one fire time, once however many schedulers ask; the
         FIRE script's answer (0 handled already, 1 missed, 2 enqueued, 3 a new schedule's
-        first, late, fire time)."""
+        first, late, fire time, 4 a fire time still ahead on Redis's clock)."""
         keys, argv = enqueue_arguments(self.keys, job._replace(unique=None))
         keys.append(self.keys.periodic(self.name))
         argv += [schedule, fire_ms, mode]
@@ -137,9 +137,8 @@ class Queue:
         """Lease up to ``count`` ready jobs; also returns when the next delayed job is due."""
         keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
         keys.append(self.notify)
-        now = now_ms()
-        rows, next_due = await self.broker.loop().fast.run(
-            FETCH, keys, [now, count, worker_id, self.job_prefix]
+        rows, next_due, now = await self.broker.loop().fast.run(
+            FETCH, keys, [count, worker_id, self.job_prefix]
         )
         leases = []
         for row in rows:
@@ -170,7 +169,7 @@ class Queue:
         batch = orjson.dumps(
             [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt) for o in outcomes]
         )
-        args: list[Any] = [now_ms(), self.job_prefix, result_ttl_ms, HISTORY, batch, cancelled]
+        args: list[Any] = [self.job_prefix, result_ttl_ms, HISTORY, batch, cancelled]
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.delayed, self.dead]
         keys += [self.stats_key, self.done, self.cancels, self.notify]
         stopped = await self.broker.loop().fast.run(ACK, keys, args)

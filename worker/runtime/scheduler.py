@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.tasks import TaskResultStatus
@@ -22,6 +23,19 @@ logger = logging.getLogger("worker")
 
 # Longest sleep between looks at the clock (schedules wake the loop at their fire times).
 TICK = timedelta(seconds=1)
+# Seconds this host's clock may differ from Redis's before it is logged.
+MAX_SKEW = 1.0
+
+
+def tell_skew(redis_now: float, told: bool) -> bool:
+    """Whether this host's clock is more than MAX_SKEW off Redis's (``redis_now``); logged
+    unless ``told`` already."""
+    skew = time.time() - redis_now
+    off = abs(skew) > MAX_SKEW
+    if off and not told:
+        logger.warning("This host's clock is %+.1fs off Redis's; what is due (delayed jobs, "
+                       "retries, periodic jobs) follows Redis's clock", skew)  # fmt: skip
+    return off
 
 
 class Scheduler:
@@ -42,13 +56,20 @@ class Scheduler:
         self.max_payload_bytes = max_payload_bytes
         self.jobs = schedules() if jobs is None else jobs
         self._next: dict[str, datetime] = {}  # per schedule: nothing to do before this
+        self._skew_told = False
 
     async def run(self) -> None:
         if not self.jobs:
             return
         logger.info("Scheduler: %s", "; ".join(f"{j.name} {j.describe()}" for j in self.jobs))
         while True:
-            now = datetime.now(UTC)
+            try:
+                now = await self.now()
+            except REDIS_ERRORS as e:
+                logger.debug("Scheduler could not reach Redis (%s); will retry", e)
+                await asyncio.sleep(TICK.total_seconds())
+                continue
+            began = time.monotonic()
             for job in self.jobs:
                 try:
                     await self.check(job, now)
@@ -59,12 +80,20 @@ class Scheduler:
                     logger.exception("Periodic %s failed; trying again shortly", job.name)
                     self._next[job.name] = now + 5 * TICK
             wake = min([*self._next.values(), now + TICK])
-            await asyncio.sleep(max((wake - datetime.now(UTC)).total_seconds(), 0.001))
+            left = (wake - now).total_seconds() - (time.monotonic() - began)
+            await asyncio.sleep(max(left, 0.001))
+
+    async def now(self) -> datetime:
+        """Now on Redis's clock: every worker decides fire times on the same one, so one
+        whose own clock is wrong neither fires early nor silences the schedule for the
+        others. A local clock off by more than a second is logged, once."""
+        redis_now = await self.broker.time()
+        self._skew_told = tell_skew(redis_now, self._skew_told)
+        return datetime.fromtimestamp(redis_now, UTC)
 
     async def check(self, job: Periodic, now: datetime) -> int | None:
         """Handle ``job``'s latest fire time at ``now`` if not yet done. Returns the FIRE
-        script's answer (0 handled elsewhere, 1 missed, 2 enqueued, 3 a new schedule's
-        first, late, fire time) or None."""
+        script's answer (see ``Queue.fire``) or None."""
         due = self._next.get(job.name)
         if due is not None and now < due:
             return None
@@ -93,4 +122,8 @@ class Scheduler:
         elif answer == 1:
             logger.warning("Periodic %s: fire time %s passed while no worker ran; skipped",
                            job.name, fire.isoformat())  # fmt: skip
+        elif answer == 4:
+            logger.warning("Periodic %s: fire time %s is still ahead on Redis's clock; not "
+                           "fired", job.name, fire.isoformat())  # fmt: skip
+            self._next.pop(job.name, None)  # ask again at the next tick
         return answer

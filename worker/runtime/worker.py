@@ -34,7 +34,7 @@ from worker.results import errors_of, finished, parse
 from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
 from worker.runtime.outage import Outage
-from worker.runtime.scheduler import Scheduler
+from worker.runtime.scheduler import Scheduler, tell_skew
 
 if TYPE_CHECKING:
     from django.dispatch import Signal
@@ -123,6 +123,7 @@ class Worker:
         self._out_of_memory = False
         self._waiter: asyncio.Task[None] | None = None  # the BLPOP waiting for a wake-up token
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
+        self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
 
     def stop(self) -> None:
@@ -138,6 +139,7 @@ class Worker:
 
     async def run(self) -> None:
         await self._retrying(self._heartbeat)
+        await self._tell_skew()
         logger.info(
             "Worker %s serving %s, concurrency %d, on %s",
             self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
@@ -237,6 +239,12 @@ class Worker:
                     raise error
                 await self._outage.failed(error)
 
+    async def _tell_skew(self) -> None:
+        try:
+            tell_skew(await self.broker.time(), told=False)
+        except REDIS_ERRORS as e:  # the heartbeat just got through: an outage begins
+            self._outage.noted(e)
+
     async def _hand_off(self) -> None:
         for queue in self._queues.values():
             await queue.hand_off()
@@ -254,6 +262,13 @@ class Worker:
     def _start(self, queue: str, lease: Lease) -> None:
         if lease.payload is None:
             logger.warning("Job %s was queued but its data is gone (purged or expired)", lease.id)
+            return
+        if lease.id in self._running:
+            # This worker was taken for dead while the job ran here, and fetched it again:
+            # the attempt running here answers for the new lease, instead of a second run.
+            logger.warning("Job %s came back to this worker while it runs here: the running "
+                           "attempt answers for attempt %d", lease.id, lease.attempt)  # fmt: skip
+            self._adopted[lease.id] = lease.attempt
             return
         self._running[lease.id] = asyncio.create_task(self._execute(queue, lease))
 
@@ -356,6 +371,8 @@ class Worker:
             logger.exception("A %s receiver failed for job %s", signal, result.id)
 
     def _store(self, queue: str, outcome: Outcome) -> None:
+        if self._adopted and (newer := self._adopted.pop(outcome.job_id, None)) is not None:
+            outcome = outcome._replace(attempt=newer)
         self._outbox[queue].append(outcome)
         self._outbox_ready.set()
 

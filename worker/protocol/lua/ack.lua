@@ -1,9 +1,9 @@
---! uses: each, wake
+--! uses: clock, each, wake
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 -- `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
 -- are otherwise only reachable by id).
 -- KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel, notify
--- ARGV: now_ms, job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
+-- ARGV: job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
 --   [id, kind, value, retry_delay_ms, attempt] (one argument for the batch: cheaper to send
 --   than five per job), cancelled_error_json. kind 'ok': value is the JSON return value;
 --   'err': value is the JSON error, retried while attempts remain; 'fatal': the JSON error,
@@ -16,9 +16,9 @@
 -- worker taken for dead (REQUEUE marks the job 'lost' with the attempt) stands if no other
 -- attempt has begun since; else it is only recorded as that attempt's error.
 -- Returns the ids of the jobs cancelled instead of retried.
-local now, jobp, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local now, jobp, ttl = clock(), ARGV[1], tonumber(ARGV[2])
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
-local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[5]), {}, {}, {}, {}
+local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[4]), {}, {}, {}, {}
 for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
 local held = each('SMISMEMBER', KEYS[1], ids)
 local release = {}
@@ -61,7 +61,7 @@ for i, outcome in ipairs(outcomes) do
       if cancel and kind == 'err' then
         kind = 'cancel'
         stopped[#stopped + 1] = id
-        if ARGV[6] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[6]) end
+        if ARGV[5] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[5]) end
       end
       if kind == 'cancel' then
         redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
@@ -86,7 +86,7 @@ for name, n in pairs(counts) do
 end
 if #done > 0 then
   each('ZADD', KEYS[6], done)
-  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[4]) - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[3]) - 1)
 end
 if counts.retried > 0 then wake(KEYS[8]) end
 return stopped

@@ -1,10 +1,10 @@
---! uses: wake, each
+--! uses: clock, wake, each
 -- Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
 -- KEYS: ready, delayed, wip (this worker's), workers, notify
--- ARGV: now_ms, count, worker_id, job_key_prefix
+-- ARGV: count, worker_id, job_key_prefix
 -- Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
---   next_delayed_due}
-local now, count, wid, jobp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+--   next_delayed_due, now_ms (Redis's clock)}
+local now, count, wid, jobp = clock(), tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   local score = redis.call('HGET', jobp .. id, 'score')
@@ -21,7 +21,7 @@ for i = 1, #popped, 2 do
   if f[1] then
     local attempts = tonumber(f[6] or '0') + 1
     local wids = f[2] and (f[2] .. ',' .. wid) or wid
-    local started = f[4] or ARGV[1]
+    local started = f[4] or now
     redis.call('HSET', key, 'status', 'RUNNING', 'attempts', attempts,
                'last_attempted_at', now, 'started_at', started, 'worker_ids', wids)
     leased[#leased + 1] = id
@@ -38,4 +38,4 @@ end
 -- more is waiting than this worker took: wake another idle worker
 if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[5]) end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {out, nxt[2] or false}
+return {out, nxt[2] or false, now}

@@ -1,11 +1,14 @@
---! uses: store
+--! uses: store, clock
 -- Enqueue the job of one periodic fire time, once however many schedulers ask: the
 -- periodic hash remembers each schedule's latest fire time handled. mode 'fire' enqueues,
 -- 'skip' only records a missed fire, 'catch_up' enqueues a missed fire unless the schedule
 -- has never fired (a new schedule does not run for times before it existed).
 -- KEYS: as store, periodic;  ARGV: as store, name, fire_ms, mode
--- Returns 0 (handled already), 1 (missed: recorded, not run), 2 (enqueued) or 3 (a new
--- schedule's first, late, fire time: recorded, not run).
+-- Returns 0 (handled already), 1 (missed: recorded, not run), 2 (enqueued), 3 (a new
+-- schedule's first, late, fire time: recorded, not run) or 4 (a fire time still ahead on
+-- Redis's clock: the asking worker's clock is fast; recording it would silence the
+-- schedule for the others until then).
+if tonumber(ARGV[10]) > clock() + 1000 then return 4 end
 local last = tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '-1')
 if tonumber(ARGV[10]) <= last then return 0 end
 redis.call('HSET', KEYS[4], ARGV[9], ARGV[10])
