@@ -4,6 +4,7 @@ run one worker process, and print how long after its run_after each job was star
     python bench/delayed.py [--jobs 500] [--spread 5] [--background 200]
 
 ``--background`` no-op jobs per second keep the worker at normal load meanwhile.
+``--spread 0`` makes every job due at one instant, 2 s ahead, enqueued in bulk before it.
 """
 
 from __future__ import annotations
@@ -45,13 +46,17 @@ async def background_load(per_second: int, seconds: float) -> None:
 async def run(args) -> list[float]:
     now = datetime.now(UTC)
     delayed = []
-    for _ in range(args.jobs):
+    if not args.spread:  # all due at one instant: sent in bulk, well before it
+        due = now + timedelta(seconds=2)
+        results = await workload.noop.using(run_after=due).aenqueue_many([((), {})] * args.jobs)
+        delayed = [(result, due) for result in results]
+    for _ in range(args.jobs if args.spread else 0):
         due = now + timedelta(seconds=1 + random.random() * args.spread)
         delayed.append((await workload.noop.using(run_after=due).aenqueue(), due))
     await background_load(args.background, args.spread + 1.5)
     lateness = []
     for result, due in delayed:
-        for _ in range(100):
+        for _ in range(200):
             await result.arefresh()
             if result.is_finished:
                 break

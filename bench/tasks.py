@@ -40,3 +40,11 @@ async def record_start(context) -> None:
         pipe.hset(starts_key(), job_id, repr(started))
         pipe.rpush(f"{starts_key()}:done", job_id)
         await pipe.execute()
+
+
+@task()
+async def hold(data: str, seconds: float) -> int:
+    """A job with a big argument (``data``) that waits ``seconds``: the worker's memory while
+    many run at once."""
+    await asyncio.sleep(seconds)
+    return len(data)

@@ -133,12 +133,16 @@ class Queue:
 
     # The worker's side: leases and outcomes.
 
-    async def fetch(self, count: int, worker_id: str) -> tuple[list[Lease], int | None]:
-        """Lease up to ``count`` ready jobs; also returns when the next delayed job is due."""
+    async def fetch(
+        self, count: int, worker_id: str, byte_budget: int = 2**62, idle: bool = True
+    ) -> tuple[list[Lease], int | None]:
+        """Lease up to ``count`` ready jobs whose payloads come to at most ``byte_budget``
+        bytes (for an ``idle`` worker, the first whatever its size); also returns when the
+        next delayed job is due."""
         keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
         keys.append(self.notify)
         rows, next_due, now = await self.broker.loop().fast.run(
-            FETCH, keys, [count, worker_id, self.job_prefix]
+            FETCH, keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
         )
         leases = []
         for row in rows:

@@ -84,6 +84,7 @@ class Worker:
         result_ttl: float = 24 * 3600,
         max_payload_bytes: int = 1024 * 1024,
         concurrency: int = 100,
+        inflight_bytes: int = 64 * 1024 * 1024,
         grace: float = 30.0,
         poll: float = 1.0,
         scheduler: bool = True,
@@ -98,6 +99,8 @@ class Worker:
         self.lease = lease
         self.max_payload_bytes = max_payload_bytes
         self.concurrency = concurrency
+        self.inflight_bytes = inflight_bytes  # payload bytes of the jobs running at most
+        self._inflight = 0  # payload bytes of the jobs running now
         self.grace = grace
         self.poll = poll
         self.scheduler = scheduler and not burst
@@ -178,7 +181,8 @@ class Worker:
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
             room = self.concurrency - len(self._running)
-            if room <= 0:
+            budget = self.inflight_bytes - self._inflight
+            if room <= 0 or budget <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -186,7 +190,7 @@ class Worker:
                 # Half the concurrency at most per fetch: while one half's jobs start, the
                 # next half is being fetched, instead of the worker idling through every
                 # FETCH (docs/performance.md has the figures).
-                got, next_due = await self._fetch(min(room, max(1, self.concurrency // 2)))
+                got, next_due = await self._fetch(min(room, max(1, self.concurrency // 2)), budget)
             except REDIS_ERRORS as e:
                 await self._outage.failed(e)
                 continue
@@ -202,16 +206,18 @@ class Worker:
                 timeout = min(timeout, max((next_due - now_ms()) / 1000, 0.001))
             await self._wait_for_work(timeout)
 
-    async def _fetch(self, room: int) -> tuple[int, int | None]:
+    async def _fetch(self, room: int, budget: int) -> tuple[int, int | None]:
         got, next_due = 0, None
         for queue in self.queues:
-            leases, due = await self._queues[queue].fetch(room - got, self.id)
+            idle = not self._running
+            leases, due = await self._queues[queue].fetch(room - got, self.id, budget, idle)
             for lease in leases:
                 self._start(queue, lease)
+                budget -= len(lease.payload or b"")
             got += len(leases)
             if due is not None:
                 next_due = due if next_due is None else min(next_due, due)
-            if got >= room:
+            if got >= room or budget <= 0:
                 break
         return got, next_due
 
@@ -270,6 +276,7 @@ class Worker:
                            "attempt answers for attempt %d", lease.id, lease.attempt)  # fmt: skip
             self._adopted[lease.id] = lease.attempt
             return
+        self._inflight += len(lease.payload)
         self._running[lease.id] = asyncio.create_task(self._execute(queue, lease))
 
     async def _execute(self, queue: str, lease: Lease) -> None:
@@ -318,6 +325,7 @@ class Worker:
                 self._store(queue, attempt.failure(e, lease, OutcomeKind.FAILED, FAULT_RETRY))
         finally:
             self._running.pop(lease.id, None)
+            self._inflight -= len(lease.payload or b"")
             self.processed += 1
             self._room.set()
 

@@ -37,6 +37,11 @@ class Command(BaseCommand):
             help="jobs run at once by one process (default 100)",
         )  # fmt: skip
         parser.add_argument(
+            "--inflight-mb", type=float, default=64.0, dest="inflight_mb",
+            help="payload megabytes (MiB) of the jobs one process runs at once, at most: big "
+            "jobs wait their turn (default 64; one job runs whatever its size)",
+        )  # fmt: skip
+        parser.add_argument(
             "--processes", "-p", type=int, default=1,
             help="worker processes, restarted when one dies (default 1)",
         )  # fmt: skip
@@ -70,6 +75,7 @@ class Command(BaseCommand):
         *args: Any,
         queues: list[str] | None,
         concurrency: int,
+        inflight_mb: float,
         processes: int,
         grace: float,
         backend: str,
@@ -77,8 +83,9 @@ class Command(BaseCommand):
         loop: str,
         **options: Any,
     ) -> None:
-        if concurrency < 1 or processes < 1 or grace < 0:
-            raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0")
+        if concurrency < 1 or processes < 1 or grace < 0 or inflight_mb <= 0:
+            raise CommandError("--concurrency and --processes must be >= 1, --grace >= 0, "
+                               "--inflight-mb > 0")  # fmt: skip
         if options["burst"] and processes > 1:
             raise CommandError("--burst runs one process: leave out --processes")
         try:
@@ -96,12 +103,14 @@ class Command(BaseCommand):
                     logger.warning("%s [%s] HINT: %s", warning.msg, warning.id, warning.hint)
         if processes > 1:
             child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
+            child += ["--inflight-mb", str(inflight_mb)]
             child += ["--loop", loop]
             child += [] if scheduler else ["--no-scheduler"]
             for queue in queues or ():
                 child += ["--queue", queue]
             sys.exit(supervise(processes, child))
         worker = chosen.worker(queues, concurrency=concurrency, grace=grace, scheduler=scheduler,
+                               inflight_bytes=int(inflight_mb * 1024 * 1024),
                                burst=options["burst"])  # fmt: skip
         asyncio.run(_serve(worker), loop_factory=factory)
         unstored = options["burst"] and worker.unwritten  # a burst promises every outcome stored

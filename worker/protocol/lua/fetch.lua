@@ -1,7 +1,9 @@
 --! uses: clock, wake, each
--- Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker.
+-- Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker, whose
+-- payloads come to at most `byte_budget` bytes: the rest go back in place. With `idle` '1'
+-- (the worker runs nothing) the first is leased whatever its size, so that any job runs.
 -- KEYS: ready, delayed, wip (this worker's), workers, notify
--- ARGV: count, worker_id, job_key_prefix
+-- ARGV: count, worker_id, job_key_prefix, byte_budget, idle
 -- Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
 --   next_delayed_due, now_ms (Redis's clock)}
 local now, count, wid, jobp = clock(), tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -11,14 +13,22 @@ for _, id in ipairs(due) do
   if score then redis.call('ZADD', KEYS[1], score, id) end
   redis.call('ZREM', KEYS[2], id)
 end
-local out, leased = {}, {}
+local out, leased, budget, back = {}, {}, tonumber(ARGV[4]), {}
 local popped = redis.call('ZPOPMIN', KEYS[1], count)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = jobp .. id
-  local f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
-                       'max_attempts', 'attempts')
-  if f[1] then
+  local f = false  -- false: not leased, it goes back
+  if #back == 0 then
+    f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
+                   'max_attempts', 'attempts')
+    if f[1] and #f[1] > budget and not (ARGV[5] == '1' and #leased == 0) then f = false end
+  end
+  if not f then
+    back[#back + 1] = popped[i + 1]
+    back[#back + 1] = id
+  elseif f[1] then
+    budget = budget - #f[1]
     local attempts = tonumber(f[6] or '0') + 1
     local wids = f[2] and (f[2] .. ',' .. wid) or wid
     local started = f[4] or now
@@ -31,6 +41,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = {id, false}
   end
 end
+if #back > 0 then each('ZADD', KEYS[1], back) end
 if #leased > 0 then
   each('SADD', KEYS[3], leased)
   redis.call('SADD', KEYS[4], wid)
