@@ -89,3 +89,28 @@ def _postgres_required(request) -> None:
         if IN_CI:
             pytest.fail(f"CI: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def private_redis(tmp_path, settings, tasks_prefix) -> Iterator[redis.Redis]:
+    """A Redis of the test's own (the test changes its configuration), TASKS pointed at it;
+    a client of it."""
+    server = RedisServer(tmp_path / "redis").start()
+    settings.TASKS = tasks_setting(server.url, tasks_prefix)
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+    server.stop()
+
+
+def out_of_memory(client: redis.Redis) -> None:
+    """From now on, the Redis of ``client`` refuses every write that may grow its memory."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) // 2)
+
+
+@pytest.fixture
+def full_redis(private_redis) -> redis.Redis:
+    """A private Redis that is out of memory."""
+    out_of_memory(private_redis)
+    return private_redis

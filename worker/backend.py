@@ -31,7 +31,13 @@ from django.tasks.signals import task_enqueued
 from worker import config, pending, periodic
 from worker.exceptions import BrokerUnavailable
 from worker.protocol import Broker
-from worker.protocol.connection import REDIS_DOWN, never_connected, refuses_writes, unreachable
+from worker.protocol.connection import (
+    REDIS_DOWN,
+    forget_tries,
+    refuses_writes,
+    surely_unstored,
+    unreachable,
+)
 from worker.protocol.message import encode, new_job
 from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
@@ -339,18 +345,18 @@ class _Reaching:
         self.backend, self.what, self.stored, self.of, self.sends = backend, what, stored, of, sends
 
     def __enter__(self) -> None:
-        pass
+        forget_tries()
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
         if error is None:
             return
         if refuses_writes(error):
-            where, sure = f"{self.what}: Redis refused it ({error})", True
+            where = f"{self.what}: Redis refused it ({error})"
         elif isinstance(error, REDIS_DOWN):
             where = f"{self.what}: {unreachable(self.backend.url, error)}"
-            sure = never_connected(error)  # else the request went out: its fate is unknown
         else:
             return
+        sure = surely_unstored(error)  # else a request went out: its fate is unknown
         if not self.sends:
             raise BrokerUnavailable(where) from error
         if self.stored is None:

@@ -41,7 +41,7 @@ async def jobs(backend, run_worker) -> Jobs:
     running = await tasks.record.using(queue_name="reports").aenqueue("busy")
     # A real fetch leases it, as a worker's would; the heartbeat makes that worker live.
     broker = backend.broker
-    [lease], _ = await broker.queue("reports").fetch(1, WORKER)
+    [lease] = (await broker.queue("reports").fetch(1, WORKER)).leases
     assert lease.id == running.id
     beat = {"id": WORKER, "host": "cli-test-host", "pid": 4242, "queues": ["reports"],
             "concurrency": 10, "in_flight": 1, "processed": 7,

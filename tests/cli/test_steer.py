@@ -54,7 +54,7 @@ async def test_cancel_queued_running_and_finished_jobs(jobs, backend):
         assert (shown["state"], shown["status"]) == ("cancelled", "FAILED")
         assert shown["errors"][-1]["exception_class_path"] == "worker.exceptions.Cancelled"
     # Never to run: a worker's fetch finds nothing.
-    leases, _ = await backend.broker.queue("default").fetch(10, "w2")
+    leases = (await backend.broker.queue("default").fetch(10, "w2")).leases
     assert leases == []
     assert run_json("status")["queues"][0]["counters"]["cancelled"] == 2
 

@@ -14,7 +14,6 @@ from tests.conftest import tasks_setting
 from tests.engine import tasks
 from worker.exceptions import BrokerUnavailable
 from worker.protocol.scripts import ENQUEUE_MANY, Lua
-from worker.protocol.servers import RedisServer
 
 
 def ready_ids(backend) -> list[str]:
@@ -22,24 +21,10 @@ def ready_ids(backend) -> list[str]:
     return [m.decode() for m in found]
 
 
-@pytest.fixture
-def full_redis(tmp_path, settings, tasks_prefix):
-    """A Redis of the test's own that is out of memory (every write that may grow it is
-    refused)."""
-    server = RedisServer(tmp_path / "redis").start()
-    settings.TASKS = tasks_setting(server.url, tasks_prefix)
-    client = redis.Redis.from_url(server.url)
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) // 2)
-    yield client
-    client.close()
-    server.stop()
-
-
-@pytest.fixture
-def hangs_up(settings, tasks_prefix):
-    """A server that takes each request and closes the connection without a reply: as a
-    Redis that dies, or a network cut, after the request went out."""
+def hanging_up(settings, tasks_prefix, then_refuse: bool):
+    """A server that takes a request and closes the connection without a reply: as a Redis
+    that dies, or a network cut, after the request went out. With ``then_refuse`` it is
+    gone after the first (the client's retries are refused)."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -51,9 +36,18 @@ def hangs_up(settings, tasks_prefix):
                 return
             conn.recv(65536)
             conn.close()
+            if then_refuse:
+                listener.close()
+                return
 
     threading.Thread(target=serve, daemon=True).start()
     settings.TASKS = tasks_setting(f"redis://127.0.0.1:{port}/0", tasks_prefix)
+    return listener
+
+
+@pytest.fixture
+def hangs_up(settings, tasks_prefix):
+    listener = hanging_up(settings, tasks_prefix, then_refuse=False)
     yield
     listener.close()
 
@@ -87,6 +81,19 @@ def test_a_request_that_went_out_without_a_reply_may_have_been_stored(hangs_up):
         tasks.add.enqueue(1, 2)
     assert e.value.maybe_stored is True
     assert "idempotency_key" in str(e.value)
+
+
+def test_a_lost_reply_then_refused_retries_may_still_have_stored_it(settings, tasks_prefix):
+    # redis-py tries again on a lost connection: the refusals of the retries do not tell
+    # what became of the first try.
+    listener = hanging_up(settings, tasks_prefix, then_refuse=True)
+    try:
+        with pytest.raises(BrokerUnavailable, match="may have stored the job") as e:
+            tasks.add.enqueue(1, 2)
+    finally:
+        listener.close()
+    assert e.value.maybe_stored is True
+    assert isinstance(e.value.__cause__, redis.ConnectionError)
 
 
 async def test_an_aenqueue_without_a_reply_may_have_been_stored(hangs_up):

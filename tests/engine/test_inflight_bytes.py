@@ -14,12 +14,12 @@ KB = 1024
 async def test_a_fetch_leases_jobs_up_to_its_byte_budget_and_leaves_the_rest_in_order(backend):
     queue = backend.broker.queue("default")
     big = [await tasks.echo.aenqueue("x" * (100 * KB)) for _ in range(5)]
-    leases, _ = await queue.fetch(10, "w1:1:a", byte_budget=250 * KB)
+    leases = (await queue.fetch(10, "w1:1:a", byte_budget=250 * KB)).leases
     assert [lease.id for lease in leases] == [r.id for r in big[:2]]
-    assert await queue.fetch(10, "w1:1:a", byte_budget=1, idle=False) == ([], None)
-    leases, _ = await queue.fetch(10, "w1:1:a", byte_budget=1)  # idle: one whatever its size
+    assert (await queue.fetch(10, "w1:1:a", byte_budget=1, idle=False)).leases == []
+    leases = (await queue.fetch(10, "w1:1:a", byte_budget=1)).leases  # idle: one, any size
     assert [lease.id for lease in leases] == [big[2].id]
-    leases, _ = await queue.fetch(10, "w1:1:a")
+    leases = (await queue.fetch(10, "w1:1:a")).leases
     assert [lease.id for lease in leases] == [r.id for r in big[3:]]
 
 
@@ -37,3 +37,29 @@ async def test_a_worker_runs_big_jobs_within_its_byte_budget(run_worker):
     assert {r.status for r in results} == {TaskResultStatus.SUCCESSFUL}
     assert most == 2
     await finished(results[-1])
+
+
+async def test_a_job_too_big_for_what_is_left_waits_without_spinning(run_worker, monkeypatch):
+    from worker.protocol.queue import Queue
+
+    fetches = []
+    real = Queue.fetch
+
+    async def counted(self, *args, **kwargs):
+        fetches.append(1)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Queue, "fetch", counted)
+    tasks.calls.clear()
+    first = await tasks.counted_sleep.aenqueue("x" * (100 * KB), 1.0)
+    second = await tasks.counted_sleep.aenqueue("x" * (100 * KB), 0.0)
+    async with run_worker(inflight_bytes=150 * KB, queues=["default"]) as worker:
+        async with asyncio.timeout(5):
+            while True:  # the first runs; the second does not fit beside it
+                if worker._running:
+                    break
+                await asyncio.sleep(0.01)
+        before = len(fetches)
+        await finished(first)
+        await finished(second)
+    assert len(fetches) - before < 10  # it waited for the first to end; no busy loop

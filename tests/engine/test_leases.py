@@ -13,9 +13,9 @@ from worker.protocol.records import Outcome, OutcomeKind, error_json
 async def test_a_stale_outcome_does_not_take_the_job_from_its_new_owner(backend):
     queue = backend.broker.queue("default")
     result = await tasks.add.aenqueue(1, 2)
-    [first], _ = await queue.fetch(10, "w1:1:a")
+    [first] = (await queue.fetch(10, "w1:1:a")).leases
     await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "w1 looked dead"))
-    [second], _ = await queue.fetch(10, "w2:2:b")
+    [second] = (await queue.fetch(10, "w2:2:b")).leases
     assert (first.attempt, second.attempt) == (1, 2)
 
     # w1 was alive after all, and reports its attempt failed: the job stays w2's.
@@ -39,7 +39,7 @@ async def test_leases_whose_fetch_reply_was_lost_are_released(backend, monkeypat
     result = await tasks.add.aenqueue(2, 2)
     worker = backend.worker(poll=0.2, scheduler=False)
     # A FETCH that ran in Redis under this worker's id, but whose reply never arrived.
-    [lost], _ = await backend.broker.queue("default").fetch(10, worker.id)
+    [lost] = (await backend.broker.queue("default").fetch(10, worker.id)).leases
     assert lost.id == result.id
     running = asyncio.create_task(worker.run())
     try:
@@ -60,7 +60,7 @@ async def test_a_replayed_ack_changes_nothing(backend):
     retried by the replay, and no counter moves twice."""
     queue = backend.broker.queue("default")
     result = await tasks.flaky.aenqueue("k", fail_times=1)  # a retry would run it again
-    [lease], _ = await queue.fetch(10, "w1:1:a")
+    [lease] = (await queue.fetch(10, "w1:1:a")).leases
     assert Ops(backend).cancel(result.id) == "requested"
     failed = [Outcome(result.id, 1, OutcomeKind.FAILED, error_json("builtins.OSError", "x"))]
     cancelled = error_json("worker.exceptions.Cancelled", "not retried")
@@ -74,7 +74,7 @@ async def test_a_replayed_ack_changes_nothing(backend):
     assert (counters(backend)["cancelled"], counters(backend)["retried"]) == (1, 0)
 
     other = await tasks.add.aenqueue(1, 2)
-    [lease], _ = await queue.fetch(10, "w1:1:a")
+    [lease] = (await queue.fetch(10, "w1:1:a")).leases
     ok = [Outcome(other.id, lease.attempt, OutcomeKind.SUCCEEDED, b"3")]
     for _ in range(3):
         await queue.ack("w1:1:a", ok, 60_000)
@@ -108,7 +108,7 @@ async def test_a_late_outcome_does_not_end_the_attempt_its_own_worker_runs_now(b
     result = await tasks.flaky.aenqueue("k", fail_times=1)
     await queue.fetch(10, "w1:1:a")
     await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead"))
-    [second], _ = await queue.fetch(10, "w1:1:a")
+    [second] = (await queue.fetch(10, "w1:1:a")).leases
     assert second.attempt == 2
 
     late = [Outcome(result.id, 1, OutcomeKind.FAILED, error_json("builtins.OSError", "late"))]

@@ -95,14 +95,15 @@ class Broker:
         """Write a worker's heartbeat. Out of memory, Redis refuses the SET (it might grow
         memory) while the fetch and ack scripts still run: the worker lives, so its lease
         is renewed with PEXPIRE, which Redis still takes. Returns False when only that was
-        possible (the heartbeat's content is stale; a heartbeat that had expired is not
-        renewed)."""
+        possible (the heartbeat's content is stale). A heartbeat that is gone cannot be
+        renewed so: the refusal is raised, and the worker must not fetch meanwhile."""
         key = self.keys.heartbeat(worker_id)
         client = self.aclient()
         try:
             await client.set(key, info, px=ttl_ms)
         except redis.OutOfMemoryError:
-            await client.pexpire(key, ttl_ms)
+            if not await client.pexpire(key, ttl_ms):
+                raise
             return False
         return True
 

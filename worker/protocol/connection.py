@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 # What the worker rides out with backoff: a lost or refused connection, and errors Redis
 # answers with for a while (OOM, READONLY during a failover, LOADING after a restart).
@@ -31,7 +33,7 @@ def refuses_writes(error: BaseException) -> bool:
     return text.startswith("MISCONF") or any(f"-{word} " in text for word in _REFUSED_WORDS)
 
 
-_REFUSED_WORDS = ("OOM", "READONLY", "LOADING", "MISCONF")
+_REFUSED_WORDS = ("OOM", "READONLY", "LOADING", "MISCONF", "NOREPLICAS")
 
 
 def never_connected(error: BaseException) -> bool:
@@ -43,6 +45,38 @@ def never_connected(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def surely_unstored(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` certainly stored nothing: this thread's
+    redis-py client saw every try of it refused or never connected (it retries a command
+    on a lost connection, so a first try whose reply was lost may have run)."""
+    return all(refuses_writes(e) or never_connected(e) for e in [*_tries().errors, error])
+
+
+def forget_tries() -> None:
+    """Start noting the tries of a new command in this thread (see ``surely_unstored``)."""
+    _tries().errors = []
+
+
+_noted = threading.local()
+
+
+def _tries() -> Any:
+    if not hasattr(_noted, "errors"):
+        _noted.errors = []
+    return _noted
+
+
+class _NotingRetry(Retry):
+    """redis-py's Retry, noting in this thread the error of every failed try."""
+
+    def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        def noted(error: Exception, *count: int) -> Any:
+            _tries().errors.append(error)
+            return fail(error, *count)
+
+        return super().call_with_retry(do, noted, *args, **kwargs)
 
 
 # Commands wait at most this long on a silent socket; blocking reads stay well below it.
@@ -67,10 +101,11 @@ POOL_TIMEOUT = 10.0
 
 
 def sync_client(url: str, max_connections: int) -> redis.Redis:
-    from redis.retry import Retry
-
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_TIMEOUT, **_client_options(url, Retry)
+        url,
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT,
+        **_client_options(url, _NotingRetry),
     )
     return redis.Redis(connection_pool=pool)
 
@@ -92,7 +127,12 @@ def redacted(url: str) -> str:
     """The URL with its passwords hidden, for messages; whatever the URL (one that does not
     parse included: its password may be what breaks it)."""
     scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
+    if not sep:  # not a URL that parses: hide all between its scheme and its last @
+        scheme, sep, rest = url.partition(":")
+        if "@" in rest:
+            rest = "***@" + rest.rpartition("@")[2]
+        return f"{scheme}{sep}{rest}"
+    if "@" in rest:
         userinfo, _, after = rest.rpartition("@")
         user, colon, _ = userinfo.partition(":")
         if colon:

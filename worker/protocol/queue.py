@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
 
@@ -56,6 +56,14 @@ class QueueStats:
     retrying: int | None  # of the delayed, those waiting to retry; None: too many to count
     dead: int
     counters: dict[str, int]  # COUNTERS, and any other the engine keeps
+
+
+class Fetched(NamedTuple):
+    """What a FETCH leased, and what it saw of the rest of the queue."""
+
+    leases: list[Lease]
+    due_in_ms: int | None  # until the next delayed job is due, on Redis's clock
+    held_back: int  # ready jobs left in place for the byte budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +143,12 @@ class Queue:
 
     async def fetch(
         self, count: int, worker_id: str, byte_budget: int = 2**62, idle: bool = True
-    ) -> tuple[list[Lease], int | None]:
+    ) -> Fetched:
         """Lease up to ``count`` ready jobs whose payloads come to at most ``byte_budget``
-        bytes (for an ``idle`` worker, the first whatever its size); also returns when the
-        next delayed job is due."""
+        bytes (for an ``idle`` worker, the first whatever its size)."""
         keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
         keys.append(self.notify)
-        rows, next_due, now = await self.broker.loop().fast.run(
+        rows, due_in, now, held_back = await self.broker.loop().fast.run(
             FETCH, keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
         )
         leases = []
@@ -162,7 +169,7 @@ class Queue:
                     attempted_ms=now,
                 )
             )
-        return leases, int(float(next_due)) if next_due is not None else None
+        return Fetched(leases, int(due_in) if due_in is not None else None, int(held_back))
 
     async def ack(
         self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int, cancelled: bytes = b""

@@ -9,6 +9,7 @@ leases of workers that stopped heartbeating. See docs/protocol.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from worker.protocol import Broker, Queue
 from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
-from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json, now_ms
+from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
 from worker.results import errors_of, finished, parse
 from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
@@ -182,7 +183,7 @@ class Worker:
         while not self._stopping.is_set():
             room = self.concurrency - len(self._running)
             budget = self.inflight_bytes - self._inflight
-            if room <= 0 or budget <= 0:
+            if room <= 0 or (budget <= 0 and self._running):
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -190,7 +191,9 @@ class Worker:
                 # Half the concurrency at most per fetch: while one half's jobs start, the
                 # next half is being fetched, instead of the worker idling through every
                 # FETCH (docs/performance.md has the figures).
-                got, next_due = await self._fetch(min(room, max(1, self.concurrency // 2)), budget)
+                got, due_in, held = await self._fetch(
+                    min(room, max(1, self.concurrency // 2)), budget
+                )
             except REDIS_ERRORS as e:
                 await self._outage.failed(e)
                 continue
@@ -198,28 +201,38 @@ class Worker:
             if got:
                 self._stop_waiting()  # busy now: a wake-up token is for an idle worker
                 continue
+            if held and self._running:
+                # Jobs wait that do not fit the byte budget: wait for one of ours to end,
+                # not for the wake-up token this fetch left for other workers.
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), self.poll)
+                continue
             if self.burst and not self._running:
                 logger.info("Burst done: no job ready, none running")
                 return
             timeout = self.poll
-            if next_due is not None:
-                timeout = min(timeout, max((next_due - now_ms()) / 1000, 0.001))
+            if due_in is not None:
+                timeout = min(timeout, max(due_in / 1000, 0.001))
             await self._wait_for_work(timeout)
 
-    async def _fetch(self, room: int, budget: int) -> tuple[int, int | None]:
-        got, next_due = 0, None
+    async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int]:
+        """Lease up to ``room`` jobs within ``budget`` bytes from the queues in order:
+        (leased, ms until the next delayed job is due, ready jobs left for the budget)."""
+        got, due_in, held = 0, None, 0
         for queue in self.queues:
             idle = not self._running
-            leases, due = await self._queues[queue].fetch(room - got, self.id, budget, idle)
-            for lease in leases:
+            fetched = await self._queues[queue].fetch(room - got, self.id, budget, idle)
+            for lease in fetched.leases:
                 self._start(queue, lease)
                 budget -= len(lease.payload or b"")
-            got += len(leases)
-            if due is not None:
-                next_due = due if next_due is None else min(next_due, due)
+            got += len(fetched.leases)
+            held += fetched.held_back
+            if fetched.due_in_ms is not None:
+                due_in = min(fetched.due_in_ms, due_in if due_in is not None else 2**62)
             if got >= room or budget <= 0:
                 break
-        return got, next_due
+        return got, due_in, held
 
     async def _wait_for_work(self, timeout: float) -> None:
         """Until a wake-up token, ``timeout`` seconds (the next delayed job), or a stop.
@@ -274,6 +287,11 @@ class Worker:
             # the attempt running here answers for the new lease, instead of a second run.
             logger.warning("Job %s came back to this worker while it runs here: the running "
                            "attempt answers for attempt %d", lease.id, lease.attempt)  # fmt: skip
+            outbox = self._outbox[queue]
+            for i, outcome in enumerate(outbox):
+                if outcome.job_id == lease.id:  # stored already, not yet written
+                    outbox[i] = outcome._replace(attempt=lease.attempt)
+                    return
             self._adopted[lease.id] = lease.attempt
             return
         self._inflight += len(lease.payload)

@@ -21,33 +21,46 @@ local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
 local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[4]), {}, {}, {}, {}
 for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
 local held = each('SMISMEMBER', KEYS[1], ids)
-local release = {}
+-- Whose outcome is each? The job's attempts field says which attempt is the latest; a
+-- lease (by id) is this attempt's only if no later attempt began (this worker may have
+-- fetched the job again after it was taken for dead, or after a retry). Read first, then
+-- written: out of memory, Redis refuses a script's first write that may grow memory but
+-- none after it, and releasing the leases (SREM) cannot grow it.
+local release, verdicts = {}, {}
+for i, outcome in ipairs(outcomes) do
+  local id, attempt = outcome[1], outcome[5]
+  local f = redis.call('HMGET', jobp .. id, 'attempts', 'lost')
+  local verdict = 'replay'
+  if not f[1] then
+    verdict = 'gone'
+    if held[i] == 1 then release[#release + 1] = id end
+  elseif tonumber(f[1]) ~= attempt then
+    verdict = 'stale'
+  elseif held[i] == 1 and not seen[id] then
+    verdict = 'own'
+    release[#release + 1] = id
+    seen[id] = true  -- the lease is this outcome's; a second outcome of it is a replay
+  elseif tonumber(f[2] or '0') == attempt then
+    verdict = 'late'
+  end
+  verdicts[i] = verdict
+end
+each('SREM', KEYS[1], release)
 local requests = redis.call('EXISTS', KEYS[7]) == 1
 for i, outcome in ipairs(outcomes) do
   local id, kind, value, delay, attempt = unpack(outcome)
   local key = jobp .. id
-  local stale, replay = false, false
-  -- Whose outcome is this? The job's attempts field says which attempt is the latest; a
-  -- lease (by id) is this attempt's only if no later attempt began (this worker may have
-  -- fetched the job again after it was taken for dead, or after a retry).
-  local f = redis.call('HMGET', key, 'attempts', 'lost')
-  if not f[1] or tonumber(f[1]) ~= attempt then
-    stale = true
-    if held[i] == 1 and not f[1] then release[#release + 1] = id end  -- job gone
-  elseif held[i] == 1 and not seen[id] then
-    release[#release + 1] = id
-    seen[id] = true  -- the lease is this outcome's; a second outcome of it is a replay
-  elseif tonumber(f[2] or '0') == attempt then
+  local verdict = verdicts[i]
+  local stale, replay = verdict == 'stale', verdict == 'replay'
+  if verdict == 'late' then
     redis.call('HDEL', key, 'lost')
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
     if redis.call('ZREM', KEYS[4], id) == 1 then counts.failed = counts.failed - 1 end
-  else
-    replay = true
   end
   local cancel = false
   if requests and not (stale or replay) then cancel = redis.call('ZREM', KEYS[7], id) == 1 end
-  if not replay and f[1] then  -- a job that still exists (every fetched one has attempts)
+  if not replay and verdict ~= 'gone' then
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
@@ -80,7 +93,6 @@ for i, outcome in ipairs(outcomes) do
     end
   end
 end
-each('SREM', KEYS[1], release)
 for name, n in pairs(counts) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[5], name, n) end
 end

@@ -1,6 +1,7 @@
 -- clock(): Redis's own time in ms. What is due, and when a retry is, follow this one clock
 -- rather than each worker's: a worker whose clock runs fast would otherwise start delayed
--- jobs early. (Redis 6.2 replicates a script that reads TIME by its effects only when told.)
+-- jobs early. (A script that reads TIME must be replicated by its effects: the default
+-- since Redis 5; asked for explicitly for servers configured otherwise, a no-op on 7.)
 redis.replicate_commands()
 local function clock()
   local t = redis.call('TIME')

@@ -5,13 +5,15 @@
 -- KEYS: ready, delayed, wip (this worker's), workers, notify
 -- ARGV: count, worker_id, job_key_prefix, byte_budget, idle
 -- Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
---   next_delayed_due, now_ms (Redis's clock)}
+--   ms until the next delayed job is due (false: none), now_ms (Redis's clock), how many
+--   were left for the budget}. Writes that may grow memory come after one that cannot
+--   (ZREM, ZPOPMIN): out of memory, Redis refuses a script's first such write only.
 local now, count, wid, jobp = clock(), tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   local score = redis.call('HGET', jobp .. id, 'score')
-  if score then redis.call('ZADD', KEYS[1], score, id) end
   redis.call('ZREM', KEYS[2], id)
+  if score then redis.call('ZADD', KEYS[1], score, id) end
 end
 local out, leased, budget, back = {}, {}, tonumber(ARGV[4]), {}
 local popped = redis.call('ZPOPMIN', KEYS[1], count)
@@ -49,4 +51,4 @@ end
 -- more is waiting than this worker took: wake another idle worker
 if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[5]) end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {out, nxt[2] or false, now}
+return {out, nxt[2] and (tonumber(nxt[2]) - now) or false, now, #back / 2}
