@@ -114,3 +114,19 @@ def full_redis(private_redis) -> redis.Redis:
     """A private Redis that is out of memory."""
     out_of_memory(private_redis)
     return private_redis
+
+
+@pytest.fixture
+def fetches(monkeypatch) -> list[int]:
+    """One entry per FETCH any worker of this process sends, from now on."""
+    from worker.protocol.queue import Queue
+
+    sent: list[int] = []
+    real = Queue.fetch
+
+    async def counted(self, *args, **kwargs):
+        sent.append(1)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Queue, "fetch", counted)
+    return sent

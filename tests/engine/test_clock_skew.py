@@ -48,18 +48,11 @@ async def test_a_fire_time_ahead_of_redis_does_not_silence_the_schedule(backend)
 REAL = time.time  # the real clock, kept before any test patches it
 
 
-async def test_a_fast_idle_worker_waits_for_a_delayed_job_without_spinning(run_worker, monkeypatch):
+async def test_a_fast_idle_worker_waits_for_a_delayed_job_without_spinning(
+    run_worker, monkeypatch, fetches
+):
     from worker.protocol import records
-    from worker.protocol.queue import Queue
 
-    fetches = []
-    real = Queue.fetch
-
-    async def counted(self, *args, **kwargs):
-        fetches.append(1)
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Queue, "fetch", counted)
     monkeypatch.setattr(records.time, "time", lambda: REAL() + FAST)
     due_at = timezone.now() + timedelta(seconds=1.5)
     later = await tasks.add.using(run_after=due_at).aenqueue(1, 2)

@@ -39,17 +39,7 @@ async def test_a_worker_runs_big_jobs_within_its_byte_budget(run_worker):
     await finished(results[-1])
 
 
-async def test_a_job_too_big_for_what_is_left_waits_without_spinning(run_worker, monkeypatch):
-    from worker.protocol.queue import Queue
-
-    fetches = []
-    real = Queue.fetch
-
-    async def counted(self, *args, **kwargs):
-        fetches.append(1)
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Queue, "fetch", counted)
+async def test_a_job_too_big_for_what_is_left_waits_without_spinning(run_worker, fetches):
     tasks.calls.clear()
     first = await tasks.counted_sleep.aenqueue("x" * (100 * KB), 1.0)
     second = await tasks.counted_sleep.aenqueue("x" * (100 * KB), 0.0)

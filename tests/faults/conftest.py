@@ -1,7 +1,9 @@
 import pytest
 
 from tests import processes
+from tests.conftest import tasks_setting
 from tests.processes import runworker
+from worker.protocol.servers import RedisServer
 
 
 @pytest.fixture
@@ -29,3 +31,13 @@ def start_worker(worker_env, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings, tasks_prefix):
+    """A redis-server of the test's own, with an append-only file (it may be stopped, killed
+    and started again with its data); TASKS points at it."""
+    server = RedisServer(tmp_path / "redis", persist=True).start()
+    settings.TASKS = tasks_setting(server.url, tasks_prefix)
+    yield server
+    server.stop()

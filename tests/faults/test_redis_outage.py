@@ -4,19 +4,9 @@ import time
 
 import pytest
 
-from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.processes import stop, wait_until
 from worker.exceptions import BrokerUnavailable
-from worker.protocol.servers import RedisServer
-
-
-@pytest.fixture
-def own_redis(tmp_path, settings, tasks_prefix):
-    server = RedisServer(tmp_path / "redis", persist=True).start()
-    settings.TASKS = tasks_setting(server.url, tasks_prefix)
-    yield server
-    server.stop()
 
 
 def test_worker_rides_out_a_redis_restart(own_redis, start_worker, worker_env):

@@ -7,21 +7,11 @@ import time
 import pytest
 import redis
 
-from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.processes import stop, wait_until
-from worker.protocol.servers import RedisServer
 
 LEASE = 4.0  # long enough that a quarter of it is more than a reconnection takes
 JOBS = 40
-
-
-@pytest.fixture
-def own_redis(tmp_path, settings, tasks_prefix):
-    server = RedisServer(tmp_path / "redis", persist=True).start()
-    settings.TASKS = tasks_setting(server.url, tasks_prefix)
-    yield server
-    server.stop()
 
 
 def two_workers(start_worker, worker_env, server):
