@@ -35,11 +35,13 @@ def broker_unavailable_is_503(view: AsyncView) -> AsyncView:
         except BrokerUnavailable as e:
             # The details (which Redis, what failed) go to the log, not to the client.
             logger.warning("%s %s: %s", request.method, request.path, e)
-            nothing_sent = " Nothing was enqueued." if request.method == "POST" else ""
+            said = ""
+            if request.method == "POST":
+                said = " It may have been enqueued." if e.maybe_stored else " Nothing was enqueued."
             response = JsonResponse(
                 {
                     "error": "The job queue is unavailable (Redis cannot be reached)."
-                    f"{nothing_sent} Try again shortly."
+                    f"{said} Try again shortly."
                 },
                 status=503,
             )
@@ -62,9 +64,11 @@ async def create_report(request: HttpRequest) -> JsonResponse:
     report = await Report.objects.acreate()
     try:
         result = await send_report.aenqueue(report.pk)
-    except Exception:
+    except Exception as e:
         # No job will ever build it: do not leave a report that stays "pending" forever.
-        await report.adelete()
+        # But a job Redis may have stored will run, and must find its report.
+        if not (isinstance(e, BrokerUnavailable) and e.maybe_stored):
+            await report.adelete()
         raise
     return _accepted(
         request,

@@ -6,9 +6,10 @@ from django.tasks.base import TaskError
 from django.test import AsyncClient
 
 from jobs.models import Report
-from jobs.tasks import sync_orders
+from jobs.tasks import send_report, sync_orders
 from jobs.views import task_result_json
 from tests.conftest import tasks_setting
+from worker.exceptions import BrokerUnavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,6 +133,19 @@ async def test_a_report_whose_job_cannot_be_enqueued_is_not_kept(client, redis_u
     assert response.status_code == 503
     # No job would ever build it: it must not linger as "pending".
     assert not await Report.objects.aexists()
+
+
+async def test_a_report_whose_job_may_have_been_stored_is_kept(client, monkeypatch):
+    # The request went out and no reply came: the job may run, and must find its report.
+    async def no_reply(*args, **kwargs):
+        raise BrokerUnavailable("no reply came", maybe_stored=True)
+
+    monkeypatch.setattr(type(send_report), "aenqueue", no_reply)
+    response = await client.post("/reports/")
+
+    assert response.status_code == 503
+    assert "It may have been enqueued." in response.json()["error"]
+    assert await Report.objects.acount() == 1
 
 
 def test_result_json_of_a_finished_job_has_its_return_value_and_errors():

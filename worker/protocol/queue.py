@@ -194,7 +194,7 @@ class Queue:
         (requeued, dead-lettered)."""
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.dead, self.workers]
         keys += [self.notify, self.stats_key]
-        argv = [now_ms(), self.job_prefix, worker_id, mode, error, *(ids or ())]
+        argv = [self.job_prefix, worker_id, mode, error, *(ids or ())]
         back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
         return int(back), int(dead)
 

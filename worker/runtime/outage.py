@@ -19,11 +19,15 @@ logger = logging.getLogger("worker")
 
 
 class Outage:
+    """One worker's record of its contact with Redis (see the module's docstring)."""
+
     def __init__(self, doubt: float) -> None:
         self.doubt = doubt
         self.since: float | None = None
         self.delay = 0.05
-        self._doubt_until = 0.0
+        # A worker just started cannot tell a dead peer from one held up by an outage that
+        # ended before it began: it doubts at first too.
+        self._doubt_until = time.monotonic() + doubt
 
     def noted(self, error: BaseException) -> None:
         """A Redis error met: the outage is logged once, and heartbeats are in doubt."""

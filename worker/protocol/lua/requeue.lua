@@ -1,20 +1,20 @@
---! uses: wake
+--! uses: clock, wake
 -- Put every job leased to one worker back on the queue.
--- mode 'lost': the worker died; the attempt counts and is recorded with ARGV[5] as its error,
+-- mode 'lost': the worker died; the attempt counts and is recorded with ARGV[4] as its error,
 --   and a job out of attempts goes to the dead letters (so a job that kills its worker
 --   every time cannot loop forever). The job is marked 'lost' with the attempt, for ACK to
 --   tell a late outcome of a worker taken for dead from a replayed one.
 -- mode 'released': the worker is shutting down; the attempt does not count.
--- With ids after ARGV[5], only those of the worker's leases (still leased) go back, as
+-- With ids after ARGV[4], only those of the worker's leases (still leased) go back, as
 -- 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
 -- KEYS: wip (that worker's), ready, dead, workers, notify, stats
--- ARGV: now_ms, job_key_prefix, worker_id, mode, error_json[, id...]
+-- ARGV: job_key_prefix, worker_id, mode, error_json[, id...]
 -- Returns {requeued, dead}
-local now, jobp, wid, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
 local back, dead = 0, 0
 local ids = {}
-if #ARGV > 5 then
-  for i = 6, #ARGV do
+if #ARGV > 4 then
+  for i = 5, #ARGV do
     if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then ids[#ids + 1] = ARGV[i] end
   end
 else
@@ -37,7 +37,7 @@ for _, id in ipairs(ids) do
         redis.call('HSET', key, 'worker_ids', string.sub(wids, 1, cut - 1))
       end
     else
-      redis.call('HSET', key, 'error:' .. attempts, ARGV[5], 'lost', attempts)
+      redis.call('HSET', key, 'error:' .. attempts, ARGV[4], 'lost', attempts)
     end
     if mode == 'lost' and attempts >= tonumber(f[2] or '1') then
       redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
