@@ -62,6 +62,7 @@ def redis_warnings(backend: RedisBackend) -> list[CheckMessage]:
             "upgrade Redis: the engine's scripts and commands need 6.2 or newer",
             "worker.W003",
         ))  # fmt: skip
+    found += _results_warnings(backend, info, server, warning)
     if not info.get("aof_enabled") and save == "":
         found.append(warning(
             f"{server} keeps nothing on disk (no append-only file, no RDB save points): "
@@ -69,6 +70,29 @@ def redis_warnings(backend: RedisBackend) -> list[CheckMessage]:
             "turn on appendonly yes (appendfsync everysec), or at least RDB save points",
             "worker.W004",
         ))  # fmt: skip
+    return found
+
+
+def _results_warnings(
+    backend: RedisBackend, info: dict[str, Any], server: str, warning: Any
+) -> list[CheckMessage]:
+    """W005: the results kept at the rate jobs succeed lately would take more than
+    OPTIONS['result_memory_share'] of Redis's memory (maxmemory, else the host's)."""
+    limit = int(info.get("maxmemory") or 0) or int(info.get("total_system_memory") or 0)
+    share = backend.options_.result_memory_share
+    found = []
+    for name in sorted(backend.queues):
+        kept = backend.broker.queue(name).kept_results()
+        if limit and kept is not None and kept.bytes_kept > share * limit:
+            found.append(warning(
+                f"{server}: queue {name!r} keeps results of ~{kept.per_second:,.0f} jobs/s "
+                f"for {kept.seconds_kept / 3600:,.1f} h at ~{kept.bytes_each:,.0f} bytes each: "
+                f"~{kept.bytes_kept / 2**30:,.1f} GiB, over {share:.0%} of the "
+                f"{limit / 2**30:,.1f} GiB Redis may use",
+                "keep results for less time (@task(result_ttl=...), 0 keeps none, or "
+                "OPTIONS['result_ttl'] for every task), or give Redis more memory",
+                "worker.W005",
+            ))  # fmt: skip
     return found
 
 

@@ -31,7 +31,10 @@ class Options:
     embedded_dir: str | Path | None = None  # default BASE_DIR/var/redis
     prefix: str = "tasks"  # of every key, so several projects can share one Redis
     max_payload_bytes: int = 1024 * 1024
-    result_ttl: float = 24 * 3600  # seconds a finished job's result is kept
+    result_ttl: float = 24 * 3600  # seconds a finished job's result is kept; 0: none
+    # the share of Redis's memory the kept results may take, at the rate jobs succeed, before
+    # `manage.py check --deploy` and runworker warn (worker.W005)
+    result_memory_share: float = 0.25
     lease: float = 10.0  # seconds without a heartbeat before a worker's jobs are handed on
     max_connections: int = 50  # per process and event loop; more callers wait for one
 
@@ -42,6 +45,7 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "prefix": (str,),
     "max_payload_bytes": (int,),
     "result_ttl": (int, float),
+    "result_memory_share": (int, float),
     "lease": (int, float),
     "max_connections": (int,),
 }
@@ -81,6 +85,9 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
                   "worker.E002")  # fmt: skip
         elif (name in _POSITIVE and not value > 0) or (name == "result_ttl" and value < 0):
             error(f"OPTIONS[{name!r}] must be positive, not {value!r}", None, "worker.E002")
+        elif name == "result_memory_share" and not 0 < value <= 1:
+            error(f"OPTIONS[{name!r}] must be a share in (0, 1], not {value!r}", None,
+                  "worker.E002")  # fmt: skip
         else:
             values[name] = value
     url = values.get("url")

@@ -40,6 +40,9 @@ class Task(_DjangoTask):
     backoff_max: float = 600.0  # cap on one retry delay
     # seconds during which enqueuing the same call again returns the first job instead
     unique_for: float | None = None
+    # seconds a successful (or cancelled) job's record stays readable; 0 keeps none; None
+    # takes the backend's OPTIONS["result_ttl"]. Dead letters stay until retried or purged.
+    result_ttl: float | None = None
     # Set by using(idempotency_key=...) for one enqueue: see using().
     idempotency_key: str | None = None
     # Why the options above are wrong, or None: such a task is reported by `manage.py
@@ -58,9 +61,10 @@ class Task(_DjangoTask):
         register(self)
 
     def _options_error(self) -> str | None:
-        for option in ("max_attempts", "timeout", "backoff", "backoff_max", "unique_for"):
+        for option in ("max_attempts", "timeout", "backoff", "backoff_max", "unique_for",
+                       "result_ttl"):  # fmt: skip
             value = getattr(self, option)
-            if value is None and option in ("timeout", "unique_for"):
+            if value is None and option in ("timeout", "unique_for", "result_ttl"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"{option} must be a number, not {value!r}"
@@ -74,6 +78,8 @@ class Task(_DjangoTask):
             return "backoff and backoff_max must be >= 0"
         if self.unique_for is not None and not self.unique_for > 0:
             return "unique_for must be a positive number of seconds"
+        if self.result_ttl is not None and self.result_ttl < 0:
+            return "result_ttl must be >= 0 seconds (0 keeps no result)"
         return None
 
     def using(self, *, idempotency_key: str | None = None, **changes: Any) -> Task:

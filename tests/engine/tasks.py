@@ -190,3 +190,19 @@ async def open_missing() -> None:
 @task()
 async def name_from_disk() -> str:
     return os.fsdecode(b"caf\xe9.txt")
+
+
+@task(result_ttl=0)
+async def add_forgotten(a: int, b: int) -> int:
+    """Keeps no result: its record goes when it succeeds."""
+    return a + b
+
+
+@task(result_ttl=0, max_attempts=1)
+async def fail_forgotten() -> None:
+    raise ValueError("no result is kept, but a dead letter is")
+
+
+@task(result_ttl=60)
+async def add_kept_a_minute(a: int, b: int) -> int:
+    return a + b

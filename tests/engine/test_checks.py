@@ -24,6 +24,7 @@ from tests.processes import ROOT, project_env, runworker, stop, wait_until
 from worker import task as task_module
 from worker.checks import check_redis
 from worker.protocol import Broker
+from worker.protocol.keys import Keys, new_job_id
 from worker.protocol.servers import RedisServer, _binary, free_port
 from worker.task import Task
 
@@ -75,7 +76,7 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
         ("unknown OPTIONS key 'Lease'", "did you mean 'lease'?"),
         ("unknown OPTIONS key 'prefx'", "did you mean 'prefix'?"),
         ("unknown OPTIONS key 'zz'", "known options: embedded_dir, lease, max_connections, "
-         "max_payload_bytes, prefix, result_ttl, url"),
+         "max_payload_bytes, prefix, result_memory_share, result_ttl, url"),
     ]  # fmt: skip
     assert {m.obj for m in found} == {"TASKS['default']"}
 
@@ -85,10 +86,12 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
 
 def test_option_of_the_wrong_type_or_value_is_e002(settings, tasks_prefix):
     configure(settings, tasks_prefix, {"url": "redis://h/0", "lease": "10",
-                                       "max_connections": 0, "result_ttl": True})  # fmt: skip
+                                       "max_connections": 0, "result_ttl": True,
+                                       "result_memory_share": 1.5})  # fmt: skip
     assert [(m.id, m.msg) for m in worker_messages()] == [
         ("worker.E002", "OPTIONS['lease'] must be int or float, not str"),
         ("worker.E002", "OPTIONS['max_connections'] must be positive, not 0"),
+        ("worker.E002", "OPTIONS['result_memory_share'] must be a share in (0, 1], not 1.5"),
         ("worker.E002", "OPTIONS['result_ttl'] must be int or float, not bool"),
     ]
 
@@ -183,7 +186,7 @@ def refusals(monkeypatch) -> dict:
     ("option", "value"),
     [("timeout", "30"), ("max_attempts", True), ("backoff", None), ("unique_for", "1h"),
      ("backoff_max", "1"), ("max_attempts", 0), ("timeout", -1), ("unique_for", math.inf),
-     ("backoff", math.nan)],
+     ("backoff", math.nan), ("result_ttl", -1), ("result_ttl", "1d")],
 )  # fmt: skip
 def test_a_task_option_of_the_wrong_type_is_e008_and_never_enqueued(
     backend, refusals, option, value
@@ -277,6 +280,27 @@ def test_redis_keeping_nothing_on_disk_is_w004(server):
     assert found.id == "worker.W004"
     assert "a restart loses every queued job" in found.msg
     config_set(server, "save", "900 1")
+    assert worker_messages(deploy=True) == []
+
+
+def test_results_that_would_outgrow_redis_memory_are_w005(persistent, tasks_prefix):
+    # 200 successes in 2 s (100 jobs/s), each kept a day: ~2.6 GB at this rate, far over a
+    # quarter of a 64 MiB Redis, and under a quarter of this host's memory.
+    client = redis.Redis.from_url(persistent.url)
+    keys = Keys(tasks_prefix)
+    now = client.time()[0] * 1000
+    for i in range(200):
+        job_id = new_job_id("default")
+        client.hset(keys.job(job_id), mapping={"payload": "x" * 200, "status": "SUCCESSFUL"})
+        client.pexpire(keys.job(job_id), 86_400_000)
+        client.zadd(keys.done("default"), {job_id: now - 2000 + i * 10})
+    config_set(persistent, "maxmemory", str(64 * 2**20))
+    [found] = worker_messages(deploy=True)
+    assert found.id == "worker.W005"
+    assert "queue 'default' keeps results of ~100 jobs/s for 24.0 h at ~" in found.msg
+    assert "over 25% of the 0.1 GiB Redis may use" in found.msg
+    assert "result_ttl" in found.hint
+    config_set(persistent, "maxmemory", "0")  # then the host's memory is the limit
     assert worker_messages(deploy=True) == []
 
 

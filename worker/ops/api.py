@@ -227,7 +227,9 @@ class Ops:
         record = self.job(job_id)
         queue = self.broker.queue(record.queue)
         error = error_json(CANCELLED, reason)
-        outcome = queue.cancel(job_id, error, int(self.backend.result_ttl * 1000))
+        task = lookup(record.task_path) if record.task_path else None
+        keep = task.result_ttl if task and task.result_ttl is not None else self.backend.result_ttl
+        outcome = queue.cancel(job_id, error, int(keep * 1000))
         if outcome == "missing":  # expired or purged since it was read
             raise TaskResultDoesNotExist(job_id)
         return outcome

@@ -115,10 +115,14 @@ class Broker:
     async def forget(self, worker_id: str) -> None:
         await self.aclient().delete(self.keys.heartbeat(worker_id))
 
-    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+    def waiting_connection(self) -> FastRedis:
+        """A connection of its own for a worker's blocking waits for work (a blocked
+        command holds up every command behind it on its connection)."""
+        return FastRedis(self.url)
+
+    async def wait_for_work(self, connection: FastRedis, queues: list[str], timeout: float) -> None:
         """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass."""
-        notify = [self.keys.notify(q) for q in queues]
-        await self.aclient().blpop(notify, timeout=max(timeout, 0.001))
+        await connection.execute("BLPOP", *(self.keys.notify(q) for q in queues), timeout)
 
     def heartbeats(self) -> list[bytes]:
         """The heartbeat of every live worker (JSON, as the worker wrote it)."""

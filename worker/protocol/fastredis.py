@@ -5,7 +5,8 @@ lock, retries, packing in Python, observability hooks): several times what the r
 itself costs. The hot path needs little of it: one connection per event loop, shared by
 every caller, commands pipelined as they come (Redis answers in order, so a queue of
 futures pairs replies with callers), packed and parsed by hiredis. Blocking commands never
-go here, so no caller waits behind another one's block.
+go on the shared connection, so no caller waits behind another one's block: a worker waits
+for work on a connection of its own.
 
 The URL means what it means to redis-py (redis-py parses it): ``rediss://`` with its
 ``ssl_*`` parameters, ``unix://``, user, password and database, ``socket_keepalive``.
@@ -158,6 +159,19 @@ class FastRedis:
             await protocol.writable()
         return await protocol.send(args)
 
+    async def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send ``commands`` together and return their replies, in order; raise the first
+        error reply (or the loss of the connection) once every reply is in."""
+        protocol = await self._connect()
+        if protocol.paused:
+            await protocol.writable()
+        futures = [protocol.send(command) for command in commands]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
     async def run(self, script: Lua, keys: list[Any], args: list[Any]) -> Any:
         """EVALSHA, loading the script first if this server does not know it yet."""
         try:
@@ -245,5 +259,8 @@ class FastRedis:
             raise redis.ConnectionError(f"Redis refused {args[0]} ({e})") from e
 
     def close(self) -> None:
+        """Drop the connection (a command blocked in Redis, a BLPOP, dies with it); the
+        next command opens a new one."""
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
+        self._protocol = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from worker.protocol.enqueue import CHUNK, enqueue_arguments, enqueue_many_arguments
 from worker.protocol.keys import Keys
@@ -33,6 +34,7 @@ from worker.protocol.scripts import (
 
 if TYPE_CHECKING:
     from worker.protocol.broker import Broker
+    from worker.protocol.fastredis import FastRedis
 
 # How many of the latest successful job ids a queue remembers (for listing them).
 HISTORY = 10_000
@@ -64,6 +66,20 @@ class Fetched(NamedTuple):
     leases: list[Lease]
     due_in_ms: int | None  # until the next delayed job is due, on Redis's clock
     held_back: int  # ready jobs left in place for the byte budget
+
+
+@dataclass(frozen=True, slots=True)
+class KeptResults:
+    """What a queue's kept results cost, judged from its latest successes."""
+
+    per_second: float  # jobs that succeeded and were kept, lately
+    bytes_each: float  # Redis memory per kept job (MEMORY USAGE of a sample)
+    seconds_kept: float  # how long each is kept (its age plus the time it has left)
+
+    @property
+    def bytes_kept(self) -> float:
+        """What the results take once the rate has held for as long as they are kept."""
+        return self.per_second * self.seconds_kept * self.bytes_each
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +162,45 @@ class Queue:
     ) -> Fetched:
         """Lease up to ``count`` ready jobs whose payloads come to at most ``byte_budget``
         bytes (for an ``idle`` worker, the first whatever its size)."""
+        keys, argv = self._fetch_command(count, worker_id, byte_budget, idle)
+        return self._fetched(await self.broker.loop().fast.run(FETCH, keys, argv))
+
+    async def wait_then_fetch(
+        self,
+        connection: FastRedis,
+        seconds: float,
+        count: int,
+        worker_id: str,
+        byte_budget: int,
+        idle: bool,
+    ) -> Fetched | None:
+        """Block on this queue's wake-up list for up to ``seconds``, then fetch (as
+        ``fetch``) the moment it returns: the FETCH goes out with the BLPOP, so Redis runs
+        it without waiting for the worker to hear of the token and ask (one round trip, not
+        two, between an enqueue and the start of its job). It runs whether a token came or
+        the time ran out, and what it leased is the caller's either way. None when Redis
+        did not know the FETCH script yet: it is loaded now; fetch again. ``connection``
+        is blocked meanwhile: one of the caller's own, not the loop's shared one."""
+        keys, argv = self._fetch_command(count, worker_id, byte_budget, idle)
+        try:
+            _, reply = await connection.pipeline(
+                ("BLPOP", self.notify, seconds), ("EVALSHA", FETCH.sha, len(keys), *keys, *argv)
+            )
+        except NoScriptError:
+            await connection.execute("SCRIPT", "LOAD", FETCH.source)
+            return None
+        return self._fetched(reply)
+
+    def _fetch_command(
+        self, count: int, worker_id: str, byte_budget: int, idle: bool
+    ) -> tuple[list[str], list[Any]]:
         keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
         keys.append(self.notify)
-        rows, due_in, now, held_back = await self.broker.loop().fast.run(
-            FETCH, keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
-        )
+        return keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
+
+    @staticmethod
+    def _fetched(reply: list[Any]) -> Fetched:
+        rows, due_in, now, held_back = reply
         leases = []
         for row in rows:
             job_id = row[0].decode()
@@ -174,13 +224,17 @@ class Queue:
     async def ack(
         self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int, cancelled: bytes = b""
     ) -> list[str]:
-        """Store outcomes and drop their leases, all in one atomic call. A retryable error
-        of a job an operator asked to cancel ends it instead, ``cancelled`` (an error's
-        JSON) recorded after the attempt's: returns the ids of the jobs so ended."""
-        batch = orjson.dumps(
-            [(o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt) for o in outcomes]
-        )
-        args: list[Any] = [self.job_prefix, result_ttl_ms, HISTORY, batch, cancelled]
+        """Store outcomes and drop their leases, all in one atomic call; a success or a
+        cancel is kept for its ``keep_ms``, else ``result_ttl_ms`` (0: not kept). A
+        retryable error of a job an operator asked to cancel ends it instead,
+        ``cancelled`` (an error's JSON) recorded after the attempt's: returns the ids of
+        the jobs so ended."""
+        rows = []
+        for o in outcomes:
+            keep = result_ttl_ms if o.keep_ms is None else o.keep_ms
+            rows.append((o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt, keep))
+        batch = orjson.dumps(rows)
+        args: list[Any] = [self.job_prefix, HISTORY, batch, cancelled]
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.delayed, self.dead]
         keys += [self.stats_key, self.done, self.cancels, self.notify]
         stopped = await self.broker.loop().fast.run(ACK, keys, args)
@@ -271,6 +325,35 @@ class Queue:
             dead=dead,
             counters=dict.fromkeys(COUNTERS, 0)
             | {name.decode(): int(n) for name, n in counters.items()},
+        )
+
+    def kept_results(self, latest: int = 1000, sample: int = 20) -> KeptResults | None:
+        """The rate and cost of this queue's kept results, from its ``latest`` successes
+        (None with fewer than 100 of them, or all in one second: too few to judge)."""
+        client = self.broker.sync
+        found = cast(
+            "list[tuple[bytes, float]]", client.zrange(self.done, -latest, -1, withscores=True)
+        )
+        if len(found) < 100 or found[-1][1] - found[0][1] < 1000:
+            return None
+        now = float(client.time()[0]) * 1000
+        recent = found[-sample:]
+        with client.pipeline(transaction=False) as pipe:
+            for job_id, _ in recent:
+                pipe.memory_usage(self.job_key(job_id.decode()), samples=0)
+                pipe.pttl(self.job_key(job_id.decode()))
+            replies = pipe.execute()
+        sizes, kept = [], []
+        for (_, finished_ms), size, left in zip(recent, replies[::2], replies[1::2], strict=True):
+            if size and left > 0:
+                sizes.append(size)
+                kept.append(now - finished_ms + left)
+        if not sizes:
+            return None
+        return KeptResults(
+            per_second=(len(found) - 1) / ((found[-1][1] - found[0][1]) / 1000),
+            bytes_each=sum(sizes) / len(sizes),
+            seconds_kept=sum(kept) / len(kept) / 1000,
         )
 
     def sizes(self, *sets: str) -> list[int]:

@@ -93,3 +93,4 @@ class Outcome(NamedTuple):
     kind: OutcomeKind
     value: bytes  # JSON: the return value, or {"exception_class_path", "traceback"}
     retry_delay_ms: int = 0
+    keep_ms: int | None = None  # how long a success or cancel is kept; None: the default

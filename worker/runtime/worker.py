@@ -30,6 +30,7 @@ from worker.protocol import Broker, Queue
 from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
+from worker.protocol.queue import Fetched
 from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
 from worker.results import errors_of, finished, parse
 from worker.runtime import attempt, signals
@@ -125,7 +126,9 @@ class Worker:
         self._beat_since: float | None = None  # when the heartbeat in flight was sent
         self._beat_at = 0.0  # when the latest heartbeat got through (monotonic)
         self._out_of_memory = False
-        self._waiter: asyncio.Task[None] | None = None  # the BLPOP waiting for a wake-up token
+        self._waiter: asyncio.Task[Fetched | None] | None = None  # the wait for a wake-up token
+        self._wait_connection = broker.waiting_connection()
+        self._reserved = (0, 0)  # room and bytes the wait's FETCH may lease
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
@@ -167,6 +170,7 @@ class Worker:
             await self._drain()
         finally:
             self._stop_waiting()
+            self._wait_connection.close()
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -181,25 +185,30 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
-            room = self.concurrency - len(self._running)
-            budget = self.inflight_bytes - self._inflight
-            if room <= 0 or (budget <= 0 and self._running):
-                self._room.clear()
-                await self._room.wait()
-                continue
-            try:
-                # Half the concurrency at most per fetch: while one half's jobs start, the
-                # next half is being fetched, instead of the worker idling through every
-                # FETCH (docs/performance.md has the figures).
-                got, due_in, held = await self._fetch(
-                    min(room, max(1, self.concurrency // 2)), budget
-                )
-            except REDIS_ERRORS as e:
-                await self._outage.failed(e)
-                continue
-            self._outage.ok()
+            woken = self._take_woken()
+            if woken is not None:
+                got, due_in, held = woken
+            else:
+                room = self.concurrency - len(self._running) - self._reserved[0]
+                budget = self.inflight_bytes - self._inflight - self._reserved[1]
+                if room <= 0 or (budget <= 0 and self._running):
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                try:
+                    # Half the concurrency at most per fetch: while one half's jobs start,
+                    # the next half is being fetched, instead of the worker idling through
+                    # every FETCH (docs/performance.md has the figures).
+                    got, due_in, held = await self._fetch(
+                        min(room, max(1, self.concurrency // 2)), budget
+                    )
+                except REDIS_ERRORS as e:
+                    await self._outage.failed(e)
+                    continue
+                self._outage.ok()
             if got:
-                self._stop_waiting()  # busy now: a wake-up token is for an idle worker
+                if len(self.queues) > 1:
+                    self._stop_waiting()  # busy now: a wake-up token is for an idle worker
                 continue
             if held and self._running:
                 # Jobs wait that do not fit the byte budget: wait for one of ours to end,
@@ -223,10 +232,8 @@ class Worker:
         for queue in self.queues:
             idle = not self._running
             fetched = await self._queues[queue].fetch(room - got, self.id, budget, idle)
-            for lease in fetched.leases:
-                self._start(queue, lease)
-                budget -= len(lease.payload or b"")
-            got += len(fetched.leases)
+            got += self._start_all(queue, fetched)
+            budget -= sum(len(lease.payload or b"") for lease in fetched.leases)
             held += fetched.held_back
             if fetched.due_in_ms is not None:
                 due_in = min(fetched.due_in_ms, due_in if due_in is not None else 2**62)
@@ -238,9 +245,13 @@ class Worker:
         """Until a wake-up token, ``timeout`` seconds (the next delayed job), or a stop.
         The BLPOP runs for the whole poll interval and outlives a shorter wait, while the
         worker stays idle: Redis times blocked commands out only at its ``hz`` (100 ms by
-        default), too coarsely for delayed jobs."""
+        default), too coarsely for delayed jobs. Serving one queue, the wait carries a
+        FETCH (``Queue.wait_then_fetch``) for the room and bytes it holds back from other
+        fetches meanwhile; it is then never cut short (its FETCH may have run), and its
+        leases are started whenever it returns, busy or not."""
         if self._waiter is None:
-            self._waiter = asyncio.create_task(self.broker.wait_for_work(self.queues, self.poll))
+            self._waiter = asyncio.create_task(self._wait())
+            self._waiter.add_done_callback(lambda _: self._room.set())
         events = [self._stopping]
         if self.burst:  # the end of the last running job may end the burst
             self._room.clear()
@@ -251,12 +262,40 @@ class Worker:
         )
         for wait in waits:
             wait.cancel()
-        if self._waiter.done():
-            waiter, self._waiter = self._waiter, None
-            if (error := waiter.exception()) is not None:
-                if not isinstance(error, REDIS_ERRORS):
-                    raise error
-                await self._outage.failed(error)
+
+    async def _wait(self) -> Fetched | None:
+        seconds = min(self.poll, SOCKET_TIMEOUT / 2)  # within the connection's watchdog
+        if len(self.queues) > 1:
+            await self.broker.wait_for_work(self._wait_connection, self.queues, seconds)
+            return None
+        room = min(self.concurrency - len(self._running), max(1, self.concurrency // 2))
+        budget = (self.inflight_bytes - self._inflight) // 2
+        self._reserved = (room, budget)
+        queue = self._queues[self.queues[0]]
+        return await queue.wait_then_fetch(
+            self._wait_connection, seconds, room, self.id, budget, not self._running
+        )
+
+    def _take_woken(self) -> tuple[int, int | None, int] | None:
+        """What a finished wait brought, as ``_fetch`` tells it (its leases started here),
+        or None when no wait has finished or it fetched nothing (Redis lacked the script,
+        or the wait failed: an outage, met again by the next fetch)."""
+        if self._waiter is None or not self._waiter.done():
+            return None
+        waiter, self._waiter = self._waiter, None
+        self._reserved = (0, 0)
+        if waiter.cancelled():
+            return None
+        if (error := waiter.exception()) is not None:
+            if not isinstance(error, REDIS_ERRORS):
+                raise error
+            self._outage.noted(error)
+            return None
+        fetched = waiter.result()
+        if fetched is None:
+            return None
+        self._outage.ok()
+        return self._start_all(self.queues[0], fetched), fetched.due_in_ms, fetched.held_back
 
     async def _tell_skew(self) -> None:
         try:
@@ -269,14 +308,23 @@ class Worker:
             await queue.hand_off()
 
     def _stop_waiting(self) -> None:
-        # Cancelling a BLPOP drops its connection (redis-py), so Redis hands it nothing more.
+        """Give up the wait (its connection closes, so Redis hands it nothing more). A
+        FETCH that went with it may have leased jobs by then: they stay leased until the
+        worker releases what it holds as it stops, or its strays (``_release_strays``)."""
         if self._waiter is not None:
             if self._waiter.done() and not self._waiter.cancelled():
                 self._waiter.exception()  # an outage the fetch loop meets on its own
             self._waiter.cancel()
             self._waiter = None
+            self._reserved = (0, 0)
+            self._wait_connection.close()
 
     # Running
+
+    def _start_all(self, queue: str, fetched: Fetched) -> int:
+        for lease in fetched.leases:
+            self._start(queue, lease)
+        return len(fetched.leases)
 
     def _start(self, queue: str, lease: Lease) -> None:
         if lease.payload is None:
@@ -331,6 +379,8 @@ class Worker:
                     outcome, error = attempt.outcome_of(call, lease, None, e)
             finally:
                 self._attempting.discard(lease.id)
+            if call.task.result_ttl is not None:
+                outcome = outcome._replace(keep_ms=int(call.task.result_ttl * 1000))
             self._store(queue, outcome)
             stored = True
             await self._report_finished(call, lease, result, outcome, value, error)

@@ -3,9 +3,11 @@
 -- `stats` and keeps the ids of the latest `history` successes in `done` (finished jobs
 -- are otherwise only reachable by id).
 -- KEYS: wip (this worker's), ready, delayed, dead, stats, done, cancel, notify
--- ARGV: job_key_prefix, result_ttl_ms, history, outcomes: a JSON array of
---   [id, kind, value, retry_delay_ms, attempt] (one argument for the batch: cheaper to send
---   than five per job), cancelled_error_json. kind 'ok': value is the JSON return value;
+-- ARGV: job_key_prefix, history, outcomes: a JSON array of
+--   [id, kind, value, retry_delay_ms, attempt, keep_ms] (one argument for the batch: cheaper
+--   to send than six per job), cancelled_error_json. keep_ms: how long a success or a cancel
+--   stays readable; 0: its hash goes at once (and a success is not listed in `done`).
+--   kind 'ok': value is the JSON return value;
 --   'err': value is the JSON error, retried while attempts remain; 'fatal': the JSON error,
 --   never retried; 'cancel': stopped at an operator's request (FAILED, not a dead letter).
 -- An operator's cancel request still pending when its attempt ends is answered here: a
@@ -16,9 +18,9 @@
 -- worker taken for dead (REQUEUE marks the job 'lost' with the attempt) stands if no other
 -- attempt has begun since; else it is only recorded as that attempt's error.
 -- Returns the ids of the jobs cancelled instead of retried.
-local now, jobp, ttl = clock(), ARGV[1], tonumber(ARGV[2])
+local now, jobp = clock(), ARGV[1]
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
-local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[4]), {}, {}, {}, {}
+local outcomes, ids, done, seen, stopped = cjson.decode(ARGV[3]), {}, {}, {}, {}
 for i, outcome in ipairs(outcomes) do ids[i] = outcome[1] end
 local held = each('SMISMEMBER', KEYS[1], ids)
 -- Whose outcome is each? The job's attempts field says which attempt is the latest; a
@@ -48,7 +50,7 @@ end
 each('SREM', KEYS[1], release)
 local requests = redis.call('EXISTS', KEYS[7]) == 1
 for i, outcome in ipairs(outcomes) do
-  local id, kind, value, delay, attempt = unpack(outcome)
+  local id, kind, value, delay, attempt, keep = unpack(outcome)
   local key = jobp .. id
   local verdict = verdicts[i]
   local stale, replay = verdict == 'stale', verdict == 'replay'
@@ -64,21 +66,29 @@ for i, outcome in ipairs(outcomes) do
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
-      redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
-      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-      done[#done + 1] = now
-      done[#done + 1] = id
+      if keep > 0 then
+        redis.call('HSET', key, 'status', 'SUCCESSFUL', 'finished_at', now, 'result', value)
+        redis.call('PEXPIRE', key, keep)
+        done[#done + 1] = now
+        done[#done + 1] = id
+      else
+        redis.call('DEL', key)
+      end
       counts.succeeded = counts.succeeded + 1
     else
       redis.call('HSET', key, 'error:' .. attempt, value)
       if cancel and kind == 'err' then
         kind = 'cancel'
         stopped[#stopped + 1] = id
-        if ARGV[5] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[5]) end
+        if ARGV[4] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[4]) end
       end
       if kind == 'cancel' then
-        redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
-        if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+        if keep > 0 then
+          redis.call('HSET', key, 'status', 'FAILED', 'finished_at', now)
+          redis.call('PEXPIRE', key, keep)
+        else
+          redis.call('DEL', key)
+        end
         counts.cancelled = counts.cancelled + 1
       elseif kind == 'err'
              and attempt < tonumber(redis.call('HGET', key, 'max_attempts') or '1') then
@@ -98,7 +108,7 @@ for name, n in pairs(counts) do
 end
 if #done > 0 then
   each('ZADD', KEYS[6], done)
-  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[3]) - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[2]) - 1)
 end
 if counts.retried > 0 then wake(KEYS[8]) end
 return stopped
