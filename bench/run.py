@@ -1,4 +1,4 @@
-"""The benchmark: real Redis, real ``manage.py runworker`` processes, arq and SAQ side by side.
+"""The benchmark: real Redis, real ``manage.py runworker`` processes; arq, SAQ, huey side by side.
 
     python bench/run.py [--quick] [--runs 3] [--no-peers] [--no-web]
 
@@ -39,6 +39,7 @@ PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
 WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "web")
+PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
 
 
 @dataclass(frozen=True)
@@ -280,30 +281,87 @@ class Harness:
         ideal = s.io_jobs * s.io_seconds / s.io_concurrency
         return {"seconds": elapsed, "ratio": elapsed / ideal}
 
-    async def latency(self) -> dict:
+    async def latency(self, sync: bool = False) -> dict:
+        """Enqueue to start of record_start jobs, one at a time, each waited for, to an idle
+        worker: enqueued with ``aenqueue`` on this loop, or with ``sync`` by a thread of
+        its own calling Django's sync ``enqueue`` (and waiting with a blocking client)."""
         from bench.tasks import starts_key
 
         await self.clean()
-        process = self.start_worker("latency", 100)
+        process = self.start_worker("latency-sync" if sync else "latency", 100)
         try:
             await self.wait_workers(1, process)
             await asyncio.sleep(0.5)  # idle: waiting for work
-            sent: dict[str, float] = {}
-            deadline = time.monotonic() + 60
-            for i in range(self.sizes.latency_jobs):
-                if time.monotonic() > deadline:
-                    raise BenchError(f"only {i} latency jobs within 60s")
-                before = time.time()
-                result = await self.tasks.record_start.aenqueue()
-                sent[result.id] = before
-                if await self.client.blpop([f"{starts_key()}:done"], timeout=5) is None:
-                    raise BenchError(f"latency job {i} did not start within 5s")
+            if sync:
+                sent = await asyncio.to_thread(self.latency_sync_caller)
+            else:
+                sent = {}
+                deadline = time.monotonic() + 60
+                for i in range(self.sizes.latency_jobs):
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"only {i} latency jobs within 60s")
+                    before = time.time()
+                    result = await self.tasks.record_start.aenqueue()
+                    sent[result.id] = before
+                    if await self.client.blpop([f"{starts_key()}:done"], timeout=5) is None:
+                        raise BenchError(f"latency job {i} did not start within 5s")
             starts = await self.client.hgetall(starts_key())
         finally:
             self.stop(process)
         await self.clean()
         started = {k.decode(): float(v) for k, v in starts.items()}
         return quantiles_ms([started[i] - t for i, t in sent.items()])
+
+    def latency_sync_caller(self) -> dict[str, float]:
+        """The sync caller's loop (in a thread without an event loop): job id -> time.time()
+        just before ``record_start.enqueue()``."""
+        from bench.tasks import starts_key
+
+        client, done = self.backend.broker.sync, f"{starts_key()}:done"
+        sent: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        for i in range(self.sizes.latency_jobs):
+            if time.monotonic() > deadline:
+                raise BenchError(f"only {i} sync-caller latency jobs within 60s")
+            before = time.time()
+            result = self.tasks.record_start.enqueue()
+            sent[result.id] = before
+            if client.blpop([done], timeout=5) is None:
+                raise BenchError(f"sync-caller latency job {i} did not start within 5s")
+        return sent
+
+    def latency_floor(self) -> dict:
+        """The physical floor of the latency rows: time.time() just before a raw LPUSH (a
+        blocking redis-py client of this process) to time.time() when bench/floor.py, in a
+        process of its own, returns from its BLPOP of that list; one at a time, each
+        waited for (the child pushes its wake time on a reply list, BLPOPped here)."""
+        import redis
+
+        key = f"{self.keys.prefix}:bench:floor"
+        requests, replies = f"{key}:requests", f"{key}:replies"
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        client.delete(requests, replies)
+        child = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "floor.py"), self.env["REDIS_URL"], requests,
+             replies], cwd=ROOT, stdout=self.log("floor"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            if client.blpop([replies], timeout=15) is None:
+                raise BenchError("bench/floor.py did not start within 15s (see floor.log)")
+            time.sleep(0.5)  # idle: blocked in BLPOP
+            seconds = []
+            for i in range(self.sizes.latency_jobs):
+                before = time.time()
+                client.lpush(requests, i)
+                reply = client.blpop([replies], timeout=5)
+                if reply is None:
+                    raise BenchError(f"floor message {i} got no reply within 5s")
+                seconds.append(float(reply[1]) - before)
+        finally:
+            self.stop(child, wait=5)
+            client.delete(requests, replies)
+            client.close()
+        return quantiles_ms(seconds)
 
     async def enqueue(self) -> dict:
         """bench/enqueue.py in a process of its own: on the loop runworker and uvicorn pick
@@ -423,7 +481,7 @@ def load_tool() -> str:
 
 
 class Peers:
-    """arq and SAQ, in their own virtualenv, run by bench/peers/*.py."""
+    """arq, SAQ and huey, in their own virtualenv, run by bench/peers/*.py."""
 
     def __init__(self, redis_url: str, log_dir: Path) -> None:
         self.url = redis_url
@@ -432,14 +490,22 @@ class Peers:
         self.versions: dict[str, str] = {}
 
     def ensure_venv(self) -> None:
-        check = [str(self.python), "-c", "import arq, saq"]
-        if self.python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        def runs(code: str) -> bool:
+            if not self.python.exists():
+                return False
+            done = subprocess.run([str(self.python), "-c", code], capture_output=True)
+            return done.returncode == 0
+
+        if runs("import arq, saq, huey"):
             return
-        say(f"creating {PEERS_VENV.relative_to(ROOT)} with arq and saq (once)")
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
+        if not runs("pass"):  # none yet, or broken: a new one
+            say(f"creating {PEERS_VENV.relative_to(ROOT)} (once)")
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
+        say("installing arq, saq and huey into it (once)")
         # saq imports typing_extensions without declaring it (saq 0.26).
         subprocess.run(
-            [str(self.python), "-m", "pip", "install", "-q", "arq", "saq", "typing_extensions"],
+            [str(self.python), "-m", "pip", "install", "-q", "arq", "saq", "huey>=2.5",
+             "typing_extensions"],
             check=True, timeout=600,
         )  # fmt: skip
 
@@ -553,7 +619,7 @@ def scale_ceiling(worker_us: float | None, redis_us: float | None, cores: int) -
 
 def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     m = figures.median
-    drain = {c: m(c, "drain") for c in ("ours", "arq", "saq")}
+    drain = {c: m(c, "drain") for c in ("ours", *PEER_LIBRARIES)}
     peers = [v for c, v in drain.items() if c != "ours" and v]
     vs_peers = drain["ours"] / max(peers) if drain["ours"] and peers else None
     noop, enq = m("ours", "web_noop"), m("ours", "web_enqueue")
@@ -564,6 +630,7 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     cpu_scale = cpu_p2 / cpu_p1 if cpu_p1 and cpu_p2 else None
     w, r = m("ours", "worker_us"), m("ours", "redis_us")
     cpu = f"{w:.0f} / {r:.0f}" if w and r else "n/a"
+    floor = f"{fmt(m('ours', 'floor_p50'), 'ms')} / {fmt(m('ours', 'floor_p99'), 'ms')}"
     s = sizes
 
     def met(value, ok) -> str:
@@ -572,47 +639,57 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     rows = [
         (f"drain: {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
          f"{s.drain_concurrency} (jobs/s)",
-         *(fmt(drain[c], "rate") for c in ("ours", "arq", "saq")), ">= 20,000",
+         *(fmt(drain[c], "rate") for c in ("ours", *PEER_LIBRARIES)), ">= 20,000",
          met(drain["ours"], lambda v: v >= 20_000)),
-        ("drain: ours / fastest peer", fmt(vs_peers, "ratio"), "", "", ">= 3x",
+        ("drain: ours / fastest peer", fmt(vs_peers, "ratio"), "", "", "", ">= 3x",
          met(vs_peers, lambda v: v >= 3)),
         (f"I/O: {s.io_jobs:,} jobs x {s.io_seconds * 1000:.0f} ms, concurrency "
          f"{s.io_concurrency} (wall / ideal {s.io_jobs * s.io_seconds / s.io_concurrency:.1f} s)",
-         *(fmt(m(c, "io"), "ratio") for c in ("ours", "arq", "saq")), "<= 1.10x",
+         *(fmt(m(c, "io"), "ratio") for c in ("ours", *PEER_LIBRARIES)), "<= 1.10x",
          met(m("ours", "io"), lambda v: v <= 1.1)),
+        ("latency floor: raw LPUSH -> BLPOP in another process, p50 / p99 (ms)", floor,
+         "", "", "", "", ""),
         (f"latency, idle worker, enqueue to start, p50 (ms; {s.latency_jobs} jobs)",
-         *(fmt(m(c, "p50"), "ms") for c in ("ours", "arq", "saq")), "<= 1",
+         *(fmt(m(c, "p50"), "ms") for c in ("ours", *PEER_LIBRARIES)), "<= 1",
          met(m("ours", "p50"), lambda v: v <= 1)),
-        ("latency p99 (ms)", *(fmt(m(c, "p99"), "ms") for c in ("ours", "arq", "saq")), "<= 5",
-         met(m("ours", "p99"), lambda v: v <= 5)),
-        ("enqueue, aenqueue one at a time (jobs/s)", fmt(m("ours", "enqueue"), "rate"), "", "",
-         ">= 8,000", met(m("ours", "enqueue"), lambda v: v >= 8000)),
-        ("enqueue, bulk API (jobs/s)", fmt(m("ours", "bulk"), "rate"), "", "", ">= 50,000",
+        ("latency p99 (ms)", *(fmt(m(c, "p99"), "ms") for c in ("ours", *PEER_LIBRARIES)),
+         "<= 3", met(m("ours", "p99"), lambda v: v <= 3)),
+        ("latency, sync caller (enqueue() in a thread), p50 (ms)",
+         fmt(m("ours", "sync_p50"), "ms"), "", "", "", "", ""),
+        ("latency, sync caller, p99 (ms)", fmt(m("ours", "sync_p99"), "ms"), "", "", "", "<= 3",
+         met(m("ours", "sync_p99"), lambda v: v <= 3)),
+        ("latency p50 / floor p50, async caller", fmt(m("ours", "p50_floor"), "ratio"),
+         "", "", "", "<= 1.5x", met(m("ours", "p50_floor"), lambda v: v <= 1.5)),
+        ("latency p50 / floor p50, sync caller", fmt(m("ours", "sync_p50_floor"), "ratio"),
+         "", "", "", "<= 1.5x", met(m("ours", "sync_p50_floor"), lambda v: v <= 1.5)),
+        ("enqueue, aenqueue one at a time (jobs/s)", fmt(m("ours", "enqueue"), "rate"),
+         "", "", "", ">= 8,000", met(m("ours", "enqueue"), lambda v: v >= 8000)),
+        ("enqueue, bulk API (jobs/s)", fmt(m("ours", "bulk"), "rate"), "", "", "", ">= 50,000",
          met(m("ours", "bulk"), lambda v: v >= 50_000)),
         ("enqueue on asyncio's own loop: one at a time / bulk (jobs/s)",
          f"{fmt(m('ours', 'enqueue_asyncio'), 'rate')} / {fmt(m('ours', 'bulk_asyncio'), 'rate')}",
-         "", "", "", ""),
-        ("web: async view, no enqueue (requests/s)", fmt(noop, "rate"), "", "", "", ""),
-        ("web: async view + one aenqueue (requests/s)", fmt(enq, "rate"), "", "", "", ""),
-        ("web: enqueue overhead", fmt(overhead, "pct"), "", "", "<= 15%",
+         "", "", "", "", ""),
+        ("web: async view, no enqueue (requests/s)", fmt(noop, "rate"), "", "", "", "", ""),
+        ("web: async view + one aenqueue (requests/s)", fmt(enq, "rate"), "", "", "", "", ""),
+        ("web: enqueue overhead", fmt(overhead, "pct"), "", "", "", "<= 15%",
          met(overhead, lambda v: v <= 15)),
         ("scale: drain once all processes run, --processes 1 / 2 (jobs/s)",
-         f"{fmt(p1, 'rate')} / {fmt(p2, 'rate')}", "", "", "", ""),
-        ("scale: --processes 2 / --processes 1", fmt(scale, "ratio"), "", "", ">= 1.7x",
+         f"{fmt(p1, 'rate')} / {fmt(p2, 'rate')}", "", "", "", "", ""),
+        ("scale: --processes 2 / --processes 1", fmt(scale, "ratio"), "", "", "", ">= 1.7x",
          met(scale, lambda v: v >= 1.7)),
-        ("drain CPU per job, worker / Redis (us)", cpu, "", "", "", ""),
+        ("drain CPU per job, worker / Redis (us)", cpu, "", "", "", "", ""),
         (f"scale: ceiling of 2 / 1 on {os.cpu_count()} cores shared with Redis, from that CPU",
-         fmt(scale_ceiling(w, r, os.cpu_count() or 1), "ratio"), "", "", "", ""),
+         fmt(scale_ceiling(w, r, os.cpu_count() or 1), "ratio"), "", "", "", "", ""),
         (f"scale, CPU-bound jobs ({s.cpu_jobs:,} x {s.cpu_ms:g} ms): --processes 2 / 1",
-         fmt(cpu_scale, "ratio"), "", "", "", ""),
-        ("memory: idle worker RSS (MB)", fmt(m("ours", "rss_idle"), "mb"), "", "", "<= 80",
+         fmt(cpu_scale, "ratio"), "", "", "", "", ""),
+        ("memory: idle worker RSS (MB)", fmt(m("ours", "rss_idle"), "mb"), "", "", "", "<= 80",
          met(m("ours", "rss_idle"), lambda v: v <= 80)),
         (f"memory: RSS with {s.memory_jobs:,} jobs in flight (MB)",
-         fmt(m("ours", "rss_busy"), "mb"), "", "", "", ""),
+         fmt(m("ours", "rss_busy"), "mb"), "", "", "", "", ""),
         ("worker start: process start to ready (s; not a target)",
-         fmt(m("ours", "startup"), "s"), "", "", "", ""),
+         fmt(m("ours", "startup"), "s"), "", "", "", "", ""),
     ]  # fmt: skip
-    header = ("metric", "ours", "arq", "saq", "target", "met")
+    header = ("metric", "ours", *PEER_LIBRARIES, "target", "met")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     out = [line, "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -667,18 +744,30 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
             ("scale", "cpu-bound drain --processes 2", lambda: harness.drain(2, sizes.cpu_ms),
              {"cpu_p2": "steady_per_s"}),
             ("io", "io", harness.io, {"io": "ratio"}),
+            ("latency", "latency floor", lambda: asyncio.to_thread(harness.latency_floor),
+             {"floor_p50": "p50_ms", "floor_p99": "p99_ms"}),
             ("latency", "latency", harness.latency, {"p50": "p50_ms", "p99": "p99_ms"}),
+            ("latency", "latency, sync caller", lambda: harness.latency(sync=True),
+             {"sync_p50": "p50_ms", "sync_p99": "p99_ms"}),
             ("enqueue", "enqueue", harness.enqueue,
              {"enqueue": "one_per_s", "bulk": "bulk_per_s",
               "enqueue_asyncio": "one_per_s_asyncio", "bulk_asyncio": "bulk_per_s_asyncio"}),
             ("memory", "memory", harness.memory, {"rss_idle": "idle_mb", "rss_busy": "busy_mb"}),
         ]  # fmt: skip
+        got: dict[str, dict] = {}  # this run's results, by label
         for workload, label, call, keys in ours:
             if workload not in want or (workload == "memory" and run > 1):  # memory: once
                 continue
             if r := await attempt(figures, "ours", label, call()):
                 figures.add("ours", r, **keys)
-        for library in ("arq", "saq") if peers else ():
+                got[label] = r
+        # Latency over its floor: paired within the run (as the web overhead), then the median.
+        floor = got.get("latency floor")
+        for label, metric in ("latency", "p50_floor"), ("latency, sync caller", "sync_p50_floor"):
+            if floor and label in got and floor["p50_ms"] > 0:
+                ratio = got[label]["p50_ms"] / floor["p50_ms"]
+                figures.add("ours", {"ratio": ratio}, **{metric: "ratio"})
+        for library in PEER_LIBRARIES if peers else ():
             workloads = [
                 ("drain", "drain", "jobs_per_s", ["--jobs", sizes.drain_jobs,
                                                   "--concurrency", sizes.drain_concurrency]),
@@ -755,7 +844,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 1 run by default")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
-    parser.add_argument("--no-peers", action="store_true", help="skip arq and SAQ")
+    parser.add_argument("--no-peers", action="store_true", help="skip arq, SAQ and huey")
     parser.add_argument("--no-web", action="store_true", help="skip the uvicorn benchmark")
     parser.add_argument(
         "--only",
@@ -801,10 +890,10 @@ def main() -> None:
             peers = Peers(redis_url, log_dir)
             try:
                 peers.ensure_venv()
-                peers.versions.update(peers.run("arq", "versions", timeout=60))
-                peers.versions.update(peers.run("saq", "versions", timeout=60))
+                for library in PEER_LIBRARIES:
+                    peers.versions.update(peers.run(library, "versions", timeout=60))
             except (BenchError, subprocess.SubprocessError, OSError) as e:
-                say(f"peers unavailable, skipping arq and SAQ: {e}")
+                say(f"peers unavailable, skipping arq, SAQ and huey: {e}")
                 peers = None
         say(f"prefix {harness.backend.broker.keys.prefix}, logs in {log_dir.relative_to(ROOT)}")
         figures = asyncio.run(bench(args, sizes, harness, peers))
@@ -823,14 +912,16 @@ def main() -> None:
         f"hiredis {pkg('hiredis')}, orjson {pkg('orjson')}, uvicorn {pkg('uvicorn')}"
     )
     if peers:
-        env["peers"] = (f"arq {peers.versions.get('arq')}, saq {peers.versions.get('saq')} "
-                        f"(redis-py {peers.versions.get('redis-py')}); arq poll_delay 0.01 s, "
-                        f"SAQ defaults")  # fmt: skip
+        v = peers.versions
+        env["peers"] = (f"arq {v.get('arq')}, saq {v.get('saq')}, huey {v.get('huey')} "
+                        f"(redis-py {v.get('redis-py')}); arq poll_delay 0.01 s, SAQ defaults, "
+                        f"huey RedisHuey defaults with thread workers (-w) = the concurrency, "
+                        f"logging at WARNING")  # fmt: skip
     env["load"] = f"{load_tool()}, {sizes.web_connections} connections, {sizes.web_seconds:g} s"
     env["event loop"] = (
         f"runworker and uvicorn: {default_loop()} (the default, --loop auto); enqueue figures: "
         + ", ".join(f"--loop {k} ran {v}" for k, v in harness.loops.items())
-        + "; this harness (latency): asyncio"
+        + "; this harness (latency): asyncio, the sync caller in a thread of it"
     )
     env["runs"] = (f"median of {args.runs}{' (--quick sizes)' if args.quick else ''}; "
                    f"memory measured once; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "

@@ -1,15 +1,16 @@
 """What the peer benchmarks share: the workloads and how they are timed, the same way
 bench/run.py times ours. Runs in the peers' own virtualenv (var/bench-peers/venv), which
-has redis-py as a dependency of both arq and SAQ; nothing here imports Django.
+has redis-py as a dependency of arq and SAQ (and huey's Redis storage); nothing here imports
+Django.
 
-A peer script (arq_bench.py, saq_bench.py) gives an ``Adapter``; ``main`` then either runs
-that library's worker in the foreground (``--worker``, started by the parent as a
-subprocess) or runs one workload and prints one JSON line:
+A peer script (arq_bench.py, saq_bench.py, huey_bench.py) gives an ``Adapter``; ``main``
+then either runs that library's worker in the foreground (``--worker``, started by the
+parent as a subprocess) or runs one workload and prints one JSON line:
 
 - drain:   enqueue ``--jobs`` no-op jobs, start one worker process, jobs/s from the worker's
            start (its startup hook, which writes the time to Redis) until none are left.
-- io:      the same with jobs that each await asyncio.sleep(``--seconds``): wall time, and
-           its ratio to the ideal jobs * seconds / concurrency.
+- io:      the same with jobs that each await asyncio.sleep(``--seconds``) (huey's, sync,
+           time.sleep): wall time, and its ratio to the ideal jobs * seconds / concurrency.
 - latency: an idle worker; jobs enqueued one at a time, each waited for; each job writes
            time.time() when it starts; enqueue-to-start p50 / p99 in ms.
 """
