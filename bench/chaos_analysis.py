@@ -41,29 +41,32 @@ MUST_FAIL = {"poison", "malformed"}
 
 
 def scan_jobs(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every job hash under ``prefix``: id -> task, status, attempts, run_after, result."""
-    fields = ["payload", "status", "attempts", "run_after", "result", "finished_at"]
+    """Every job hash under ``prefix``: id -> task, status, attempts, run_after, result (read
+    as the engine reads a job's record)."""
+    from worker.protocol.keys import Keys
+    from worker.results import JobRecord
+
     jobs: dict[str, dict[str, Any]] = {}
     for queue in ("default", "reports"):
-        keys = list(client.scan_iter(match=f"{prefix}:{{{queue}}}:job:*", count=2000))
+        job_prefix = Keys(prefix).job_prefix(queue)
+        keys = list(client.scan_iter(match=f"{job_prefix}*", count=2000))
         for start in range(0, len(keys), 500):
             pipe = client.pipeline(transaction=False)
             for key in keys[start : start + 500]:
-                pipe.hmget(key, fields)
-            for key, values in zip(keys[start : start + 500], pipe.execute(), strict=True):
-                payload, status, attempts, run_after, result, finished_at = values
-                try:
-                    task = json.loads(payload)["task"]
-                except (ValueError, TypeError, KeyError):
-                    task = "(malformed)"
-                job_id = key.decode().split(":job:", 1)[1]
+                pipe.hgetall(key)
+            for key, fields in zip(keys[start : start + 500], pipe.execute(), strict=True):
+                if not fields:
+                    continue
+                job_id = key.decode()[len(job_prefix) :]
+                record = JobRecord.from_hash(job_id, fields)
+                result = fields.get(b"v")
                 jobs[job_id] = {
-                    "task": task,
-                    "status": status.decode() if status else None,
-                    "attempts": int(attempts or 0),
-                    "run_after": int(run_after) / 1000 if run_after else None,
+                    "task": record.task_path or "(malformed)",
+                    "status": record.status.value,
+                    "attempts": record.attempts,
+                    "run_after": record.run_after.timestamp() if record.run_after else None,
                     "result": result.decode(errors="replace") if result else None,
-                    "finished_at": int(finished_at) / 1000 if finished_at else None,
+                    "finished_at": record.finished_at.timestamp() if record.finished_at else None,
                 }
     return jobs
 

@@ -30,6 +30,8 @@ import redis
 
 from bench import chaos_ledger
 from bench.chaos_cluster import FAKETIME_LIB, LEDGER, Cluster, Slot, alive, descendants
+from worker.protocol.keys import Keys
+from worker.results import JobRecord
 
 KINDS = (
     "worker-sigkill",
@@ -163,7 +165,7 @@ class Injector:
                     worker = raw.decode()
                     if pids is not None and int(worker.split(":")[1]) not in pids:
                         continue
-                    members = self.direct.smembers(f"{prefix}:{{{queue}}}:wip:{worker}")
+                    members = self.direct.hkeys(Keys(prefix).wip(queue, worker))
                     ids |= {m.decode() for m in members}
         except (redis.RedisError, ValueError, IndexError):
             pass
@@ -442,38 +444,27 @@ class Injector:
             b'{"task": "bench.chaos_app.tasks.io_job", "args": {"key": 1}}',
         ]
         ids = []
+        keys = Keys(self.c.prefix)
         for payload in payloads:
             job_id = new_job_id("default")
-            key = f"{self.c.prefix}:{{default}}:job:{job_id}"
-            self.direct.hset(
-                key,
-                mapping={
-                    "payload": payload,
-                    "priority": 0,
-                    "score": 10**15,
-                    "max_attempts": 3,
-                    "status": "READY",
-                    "attempts": 0,
-                    "enqueued_at": int(time.time() * 1000),
-                },
-            )
-            self.direct.zadd(f"{self.c.prefix}:{{default}}:ready", {job_id: 10**15})
-            self.direct.rpush(f"{self.c.prefix}:{{default}}:notify", "1")
+            self.direct.hset(keys.job(job_id), mapping={"m": payload, "n": 3})
+            self.direct.rpush(keys.ready("default"), job_id)
+            self.direct.rpush(keys.notify("default"), "1")
             chaos_ledger.record("acked", LEDGER, j=job_id, k="malformed", via="raw")
             ids.append(job_id)
         done.detail["jobs"] = ids
         done.detail["status"] = [self._wait_status(i, 20) for i in ids]
 
     def _wait_status(self, job_id: str, seconds: float) -> str | None:
-        key = f"{self.c.prefix}:{{{job_id.split(':')[0]}}}:job:{job_id}"
+        key = Keys(self.c.prefix).job(job_id)
         deadline = time.monotonic() + seconds
         status = None
         while time.monotonic() < deadline:
             try:
-                raw = self.direct.hget(key, "status")
+                fields = self.direct.hgetall(key)
             except redis.RedisError:
-                raw = None
-            status = raw.decode() if raw else None
+                fields = {}
+            status = JobRecord.from_hash(job_id, fields).status.value if fields else None
             if status in ("SUCCESSFUL", "FAILED"):
                 return status
             time.sleep(0.2)

@@ -61,9 +61,9 @@ async def enqueue_all(n: int, seconds: float) -> None:
 def leased_by(client, keys, pid: int) -> set[str]:
     """The ids leased to the worker process ``pid`` (worker ids are host:pid:random)."""
     held = set()
-    for key in client.scan_iter(f"{keys.queue('default')}:wip:*"):
-        if key.decode().rsplit(":wip:", 1)[1].split(":")[1] == str(pid):
-            held |= {m.decode() for m in client.smembers(key)}
+    for key in client.scan_iter(keys.wip("default", "*")):
+        if key.decode().rsplit(":leases:", 1)[1].split(":")[1] == str(pid):
+            held |= {m.decode() for m in client.hkeys(key)}
     return held
 
 
@@ -116,7 +116,7 @@ def main() -> None:
     for kill in kills:
         finished = [
             int(v) / 1000
-            for v in (client.hget(keys.job(i), "finished_at") for i in kill["held"])
+            for v in (client.hget(keys.job(i), "f") for i in kill["held"])
             if v is not None
         ]
         if finished:

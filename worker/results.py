@@ -15,7 +15,7 @@ from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.utils import timezone
 
-from worker.protocol.keys import queue_of
+from worker.protocol.keys import enqueued_ms_of, queue_of
 from worker.task import Task, lookup
 
 if TYPE_CHECKING:
@@ -146,6 +146,22 @@ def errors_of(fields: dict[bytes, bytes], before: int | None = None) -> list[Tas
     return [TaskError(**orjson.loads(value)) for _, value in numbered]
 
 
+# A job's status, as the job hash spells it (the previous protocol spelled it out).
+_STATUSES = {
+    **{status.value.encode(): status for status in TaskResultStatus},
+    b"Q": TaskResultStatus.READY,
+    b"R": TaskResultStatus.RUNNING,
+    b"S": TaskResultStatus.SUCCESSFUL,
+    b"F": TaskResultStatus.FAILED,
+}
+# The previous protocol's field names, and this one's.
+_LEGACY_FIELDS = {
+    b"payload": b"m", b"max_attempts": b"n", b"priority": b"p", b"run_after": b"r",
+    b"attempts": b"a", b"started_at": b"t", b"last_attempted_at": b"l", b"worker_ids": b"w",
+    b"finished_at": b"f", b"result": b"v", b"status": b"s",
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobRecord:
     """Everything Redis holds about one job, readable even when its message is not (a bad
@@ -172,34 +188,37 @@ class JobRecord:
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
-        if not fields or b"payload" not in fields:
+        """From a job hash (its fields: docs/protocol.md), or one the previous protocol
+        (0.1) wrote, whose finished jobs stay readable until they expire."""
+        if b"payload" in fields:
+            fields = {_LEGACY_FIELDS.get(name, name): value for name, value in fields.items()}
+        if b"m" not in fields:
             raise TaskResultDoesNotExist(job_id)
         path, args, kwargs, message_error = None, [], {}, None
         try:
-            payload = orjson.loads(fields[b"payload"])
+            payload = orjson.loads(fields[b"m"])
             path, args, kwargs = payload["task"], payload.get("args", []), payload.get("kwargs", {})
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             message_error = "the message is unreadable"
-        raw_ids = fields.get(b"worker_ids", b"").decode()
-        status = TaskResultStatus(fields[b"status"].decode())
+        raw_ids = fields.get(b"w", b"").decode()
         return cls(
             id=job_id,
             queue=queue_of(job_id),
             task_path=path if isinstance(path, str) else None,
             args=args if isinstance(args, list) else [],
             kwargs=kwargs if isinstance(kwargs, dict) else {},
-            status=status,
-            priority=int(fields.get(b"priority", 0)),
-            attempts=int(fields.get(b"attempts", 0)),
-            max_attempts=int(fields.get(b"max_attempts", 1)),
-            enqueued_at=from_ms(fields.get(b"enqueued_at")),
-            run_after=from_ms(fields.get(b"run_after")),
-            started_at=from_ms(fields.get(b"started_at")),
-            last_attempted_at=from_ms(fields.get(b"last_attempted_at")),
-            finished_at=from_ms(fields.get(b"finished_at")),
+            status=_STATUSES[fields.get(b"s", b"Q")],
+            priority=int(fields.get(b"p", 0)),
+            attempts=int(fields.get(b"a", 0)),
+            max_attempts=int(fields.get(b"n", 1)),
+            enqueued_at=from_ms(enqueued_ms_of(job_id)),
+            run_after=from_ms(fields.get(b"r")),
+            started_at=from_ms(fields.get(b"t")),
+            last_attempted_at=from_ms(fields.get(b"l")),
+            finished_at=from_ms(fields.get(b"f")),
             worker_ids=raw_ids.split(",") if raw_ids else [],
             errors=errors_of(fields),
-            return_value=orjson.loads(fields[b"result"]) if b"result" in fields else None,
+            return_value=orjson.loads(fields[b"v"]) if b"v" in fields else None,
             message_error=message_error,
         )
 

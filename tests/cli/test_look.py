@@ -8,7 +8,7 @@ from worker.ops.api import STATES
 
 def test_status_counts_each_state_and_shows_workers_and_schedules(jobs, backend):
     # A delayed job that has failed before is waiting to retry.
-    backend.broker.sync.hset(backend.broker.keys.job(jobs.delayed), "attempts", 1)
+    backend.broker.sync.hset(backend.broker.keys.job(jobs.delayed), "a", 1)
     data = run_json("status")
     queues = {q["queue"]: q for q in data["queues"]}
     assert set(queues) == {"default", "reports", "other"}

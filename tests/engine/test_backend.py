@@ -15,7 +15,7 @@ from worker.exceptions import BrokerUnavailable, InvalidArguments
 
 
 def ready_ids(backend, queue="default") -> list[str]:
-    return [m.decode() for m in backend.broker.sync.zrange(backend.broker.keys.ready(queue), 0, -1)]
+    return backend.broker.queue(queue).ids("ready", 0, -1)
 
 
 def test_enqueue_stores_a_ready_job_readable_by_id(backend):
@@ -174,8 +174,6 @@ async def test_bulk_enqueue_is_one_call_and_the_jobs_run(backend, run_worker):
     )
     stored = backend.get_result(results[7].id)
     assert (stored.args, stored.kwargs, stored.status) == ([7], {"b": 1}, "READY")
-    score = backend.broker.sync.zscore(backend.broker.keys.ready("default"), results[0].id)
-    assert score == int(backend.broker.sync.hget(backend.broker.keys.job(results[0].id), "score"))
     async with run_worker(concurrency=200):
         for r in results[::500]:
             await finished(r)

@@ -4,13 +4,14 @@ Nothing in a message makes the worker import a module or run anything but a regi
 import json
 import sys
 
-import orjson
 import pytest
+from django.tasks import TaskResultStatus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
+from worker.ops.api import Ops
 from worker.protocol import keys, message
 from worker.protocol.message import Call, Rejected
 
@@ -21,12 +22,8 @@ def inject(backend, payload: bytes) -> str:
     """Queue a raw message, as a foreign or corrupted producer might."""
     job_id = keys.new_job_id("default")
     client = backend.broker.sync
-    client.hset(
-        backend.broker.keys.job(job_id),
-        mapping={"payload": payload, "priority": 0, "score": 10**15, "max_attempts": 3,
-                 "status": "READY", "attempts": 0, "enqueued_at": 1},
-    )  # fmt: skip
-    client.zadd(backend.broker.keys.ready("default"), {job_id: 10**15})
+    client.hset(backend.broker.keys.job(job_id), mapping={"m": payload, "n": 3})
+    client.rpush(backend.broker.keys.ready("default"), job_id)
     return job_id
 
 
@@ -50,30 +47,30 @@ async def test_bad_message_is_dead_lettered_with_its_reason(backend, run_worker,
         await finished(good)
         result = await wait_dead(backend, bad)
     assert good.return_value == 3
-    assert result[b"status"] == b"FAILED"
-    error = orjson.loads(result[b"error:1"])
-    assert error["exception_class_path"] == "worker.exceptions.MessageRejected"
-    assert reason in error["traceback"]
-    assert backend.broker.sync.zscore(backend.broker.keys.dead("default"), bad) is not None
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == "worker.exceptions.MessageRejected"
+    assert reason in error.traceback
+    assert bad in [record.id for record in Ops(backend).dead("default")]
 
 
 async def wait_dead(backend, job_id):
     import asyncio
 
     for _ in range(200):
-        fields = await backend.broker.aclient().hgetall(backend.broker.keys.job(job_id))
-        if fields.get(b"status") == b"FAILED":
-            return fields
+        record = await asyncio.to_thread(Ops(backend).job, job_id)
+        if record.status == TaskResultStatus.FAILED:
+            return record
         await asyncio.sleep(0.02)
     raise AssertionError(f"{job_id} was not dead-lettered")
 
 
 async def test_an_id_whose_job_is_gone_is_skipped(backend, run_worker):
-    backend.broker.sync.zadd(backend.broker.keys.ready("default"), {"default:gone": 1})
+    backend.broker.sync.rpush(backend.broker.keys.ready("default"), "default:gone")
     good = await tasks.add.aenqueue(1, 2)
     async with run_worker():
         await finished(good)
-    assert backend.broker.sync.zcard(backend.broker.keys.ready("default")) == 0
+    assert backend.broker.queue("default").sizes("ready") == [0]
 
 
 def test_decoding_never_imports_what_a_message_names():

@@ -197,7 +197,7 @@ def test_a_task_option_of_the_wrong_type_is_e008_and_never_enqueued(
     assert found.obj == "tests.engine.tasks.add"
     with pytest.raises(InvalidTask, match=rf"^add: {option} must be "):
         wrong.enqueue(1, 2)
-    assert backend.broker.sync.zcard(backend.broker.keys.ready("default")) == 0
+    assert backend.broker.queue("default").sizes("ready") == [0]
     Task(func=tasks.add.func, backend="default")  # corrected: the record goes with it
     assert [m for m in worker_messages() if m.id == "worker.E008"] == []
 
@@ -291,9 +291,10 @@ def test_results_that_would_outgrow_redis_memory_are_w005(persistent, tasks_pref
     now = client.time()[0] * 1000
     for i in range(200):
         job_id = new_job_id("default")
-        client.hset(keys.job(job_id), mapping={"payload": "x" * 200, "status": "SUCCESSFUL"})
+        finished = now - 2000 + i * 10
+        client.hset(keys.job(job_id), mapping={"m": "x" * 200, "s": "S", "f": finished})
         client.pexpire(keys.job(job_id), 86_400_000)
-        client.zadd(keys.done("default"), {job_id: now - 2000 + i * 10})
+        client.lpush(keys.done("default"), job_id)
     config_set(persistent, "maxmemory", str(64 * 2**20))
     [found] = worker_messages(deploy=True)
     assert found.id == "worker.W005"

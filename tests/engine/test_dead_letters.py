@@ -65,8 +65,7 @@ async def test_retry_all_dead_letters_of_one_task_in_batches(run_worker, backend
     assert sent == 7
     assert sum(seen) >= 8
     assert [r.id for r in ops.dead("default")] == [rejected]
-    ready = backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
-    assert {i.decode() for i in ready} == {r.id for r in failing}
+    assert set(backend.broker.queue("default").ids("ready", 0, -1)) == {r.id for r in failing}
 
 
 def test_unknown_job_is_a_clear_error(backend):

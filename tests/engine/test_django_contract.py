@@ -16,8 +16,7 @@ from worker.exceptions import InvalidArguments
 
 
 def ready_ids(backend) -> list[str]:
-    found = backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
-    return [m.decode() for m in found]
+    return backend.broker.queue("default").ids("ready", 0, -1)
 
 
 def test_arguments_that_are_not_json_raise_the_type_error_django_documents(backend):

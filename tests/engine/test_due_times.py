@@ -34,17 +34,15 @@ async def due_of(backend, job_id: str, timeout: float = 5.0) -> int:
 
 async def last_start(backend, job_id: str) -> int:
     """When the job's latest attempt started (epoch ms), from its record."""
-    fields = await backend.broker.aclient().hgetall(backend.broker.keys.job(job_id))
-    return int(fields[b"last_attempted_at"])
+    result = await backend.aget_result(job_id)
+    return round(result.last_attempted_at.timestamp() * 1000)
 
 
 async def attempt_started(backend, job_id: str, attempt: int, timeout: float = 5.0) -> None:
     """Wait until attempt number ``attempt`` of the job has started."""
-    client = backend.broker.aclient()
-    key = backend.broker.keys.job(job_id)
     async with asyncio.timeout(timeout):
         while True:
-            if int(await client.hget(key, "attempts") or 0) >= attempt:
+            if len((await backend.aget_result(job_id)).worker_ids) >= attempt:
                 return
             await asyncio.sleep(0.005)
 

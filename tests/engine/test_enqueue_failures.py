@@ -17,8 +17,7 @@ from worker.protocol.scripts import ENQUEUE_MANY, Lua
 
 
 def ready_ids(backend) -> list[str]:
-    found = backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
-    return [m.decode() for m in found]
+    return backend.broker.queue("default").ids("ready", 0, -1)
 
 
 def hanging_up(settings, tasks_prefix, then_refuse: bool):

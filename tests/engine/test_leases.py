@@ -29,7 +29,7 @@ async def test_a_stale_outcome_does_not_take_the_job_from_its_new_owner(backend)
     await queue.ack("w2:2:b", [Outcome(result.id, 2, OutcomeKind.SUCCEEDED, b"3")], 60_000)
     await result.arefresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
-    assert backend.broker.sync.zcard(backend.broker.keys.ready("default")) == 0
+    assert backend.broker.queue("default").sizes("ready") == [0]
 
 
 async def test_leases_whose_fetch_reply_was_lost_are_released(backend, monkeypatch):

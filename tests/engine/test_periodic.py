@@ -90,8 +90,8 @@ def job(schedule, missed="skip", name=None) -> Periodic:
     return Periodic(name or f"test-{id(schedule)}", tasks.add, schedule, (1, 2), {}, missed)
 
 
-def queued(backend) -> list[bytes]:
-    return backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
+def queued(backend) -> list[str]:
+    return backend.broker.queue("default").ids("ready", 0, -1)
 
 
 async def test_each_fire_time_enqueues_one_job_however_many_schedulers(backend):
@@ -101,12 +101,10 @@ async def test_each_fire_time_enqueues_one_job_however_many_schedulers(backend):
     answers = [await s.check(every, now) for s in schedulers]
     assert sorted(answers) == [0, 0, 2]
     [job_id] = queued(backend)
-    result = await backend.aget_result(job_id.decode())
+    result = await backend.aget_result(job_id)
     assert result.args == [1, 2]
     assert result.task.func is tasks.add.func
-    fire = await backend.broker.aclient().hget(
-        backend.broker.keys.job(job_id.decode()), "run_after"
-    )
+    fire = await backend.broker.aclient().hget(backend.broker.keys.job(job_id), "r")
     assert int(fire) == int(datetime(2020, 1, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
     # The next minute: one more job.
     later = now + timedelta(minutes=1)

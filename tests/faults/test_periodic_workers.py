@@ -15,7 +15,7 @@ def fired_jobs(backend) -> Counter:
     client = backend.broker.sync
     seen: Counter = Counter()
     for key in client.scan_iter(f"{backend.broker.keys.job_prefix('default')}*", count=1000):
-        payload, run_after = client.hmget(key, "payload", "run_after")
+        payload, run_after = client.hmget(key, "m", "r")
         if run_after is not None:
             seen[(orjson.loads(payload)["task"], int(run_after))] += 1
     return seen

@@ -26,7 +26,7 @@ def two_workers(start_worker, worker_env, server):
 
 
 def running(client) -> int:
-    return sum(client.scard(k) for k in client.scan_iter("*:wip:*"))
+    return sum(client.hlen(k) for k in client.scan_iter("*:leases:*"))
 
 
 def assert_nobody_was_taken_for_dead(workers, client):

@@ -19,11 +19,11 @@ def test_sigkill_mid_run_loses_no_job(backend, start_worker):
     victim.wait()
     killed_at = time.monotonic()
     client = backend.broker.sync
-    wip = [k for k in client.scan_iter(f"{backend.broker.keys.queue('default')}:wip:*")]
-    in_flight = sum(client.scard(k) for k in wip)
+    leases = list(client.scan_iter(f"{backend.broker.keys.wip('default', '*')}"))
+    in_flight = sum(client.hlen(k) for k in leases)
     assert in_flight > 0, "the kill should catch jobs in flight"
     # The ids the dead worker held, to time their recovery.
-    held = {m.decode() for k in wip for m in client.smembers(k)}
+    held = {m.decode() for k in leases for m in client.hkeys(k)}
 
     survivor = start_worker("--concurrency", "20")
     wait_until(lambda: len(tasks.tallies()) == total, 120, "every job to run")

@@ -19,9 +19,7 @@ def running(results) -> bool:
 
 
 def ready_ids(backend) -> set[str]:
-    return {
-        m.decode() for m in backend.broker.sync.zrange(backend.broker.keys.ready("default"), 0, -1)
-    }
+    return set(backend.broker.queue("default").ids("ready", 0, -1))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

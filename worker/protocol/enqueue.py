@@ -14,8 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.tasks.base import TASK_MAX_PRIORITY
-
 from worker.protocol.fastredis import FastRedis
 from worker.protocol.keys import Keys
 from worker.protocol.records import NewJob
@@ -26,23 +24,29 @@ CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script run
 Pending = tuple[NewJob, "asyncio.Future[None]"]  # a job waiting to be sent, and its caller
 
 
-def _fields(job: NewJob) -> tuple[list[Any], bool]:
-    """The job's ARGV[1..8] for the enqueue scripts, and whether it waits in delayed."""
-    # Higher priority first, then first in first out (ms); 201 levels x 1e13 stays exact.
-    score = (TASK_MAX_PRIORITY - job.priority) * 10**13 + job.enqueued_ms
+def _fields(job: NewJob) -> tuple[Any, ...]:
+    """The job's ARGV[1..6] for the enqueue scripts (lua/store.lua)."""
     run_after = job.run_after_ms
     deferred = run_after is not None and run_after > job.enqueued_ms
-    due = "" if run_after is None else run_after
-    argv = [job.id, job.body, job.priority, score, job.max_attempts, job.enqueued_ms, due]
-    argv.append(run_after if deferred else score)
-    return argv, deferred
+    return (
+        job.id,
+        job.body,
+        job.priority,
+        job.max_attempts,
+        "" if run_after is None else run_after,
+        run_after if deferred else "",
+    )
+
+
+def queue_keys(keys: Keys, queue: str) -> list[str]:
+    """The keys a new job of ``queue`` may go to: ready, priorities, later, notify."""
+    return [keys.ready(queue), keys.priorities(queue), keys.delayed(queue), keys.notify(queue)]
 
 
 def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
-    argv, deferred = _fields(job)
-    target = keys.delayed(job.queue) if deferred else keys.ready(job.queue)
-    keys_ = [keys.job(job.id), target, keys.notify(job.queue)]
+    argv = list(_fields(job))
+    keys_ = [keys.job(job.id), *queue_keys(keys, job.queue)]
     if job.unique is not None:
         fingerprint, window_ms = job.unique
         keys_.append(keys.unique(job.queue, fingerprint))
@@ -56,10 +60,8 @@ def enqueue_many_arguments(
     """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
     argv: list[Any] = [keys.job_prefix(queue)]
     for job in jobs:
-        fields, deferred = _fields(job)
-        argv += fields
-        argv.append(int(deferred))
-    return [keys.ready(queue), keys.delayed(queue), keys.notify(queue)], argv
+        argv += _fields(job)
+    return queue_keys(keys, queue), argv
 
 
 def chunks[Item](items: list[Item], job_of: Callable[[Item], NewJob]) -> Iterator[list[Item]]:

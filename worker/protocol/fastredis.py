@@ -49,6 +49,7 @@ class _Protocol(asyncio.Protocol):
         # network is slower than the callers): new commands wait for `resumed`.
         self.paused = False
         self.resumed = asyncio.Event()
+        self.scripts: set[str] = set()  # SHA1s of the scripts loaded on this connection
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,6 +121,17 @@ class _Protocol(asyncio.Protocol):
         self.resume_writing()  # callers waiting to write learn of the loss
 
 
+def _write(
+    protocol: _Protocol, commands: tuple[tuple[Any, ...], ...], script: Lua | None
+) -> list[asyncio.Future[Any]]:
+    futures = []
+    if script is not None and script.sha not in protocol.scripts:
+        protocol.scripts.add(script.sha)
+        futures.append(protocol.send(("SCRIPT", "LOAD", script.source)))
+    futures += [protocol.send(command) for command in commands]
+    return futures
+
+
 # The error replies a caller tells apart, by their first word (as redis-py classes them).
 _ERRORS: dict[str, type[redis.RedisError]] = {
     "NOSCRIPT": NoScriptError,
@@ -148,47 +160,71 @@ class FastRedis:
                 f"not {self.options['ssl_cert_reqs']!r}"
             )
         self._protocol: _Protocol | None = None
-        self._connecting = asyncio.Lock()
+        self._turns = asyncio.Lock()  # held by the caller whose turn it is to send
+        self._queued = 0  # callers waiting for their turn
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; redis.TimeoutError if none comes within
         SOCKET_TIMEOUT (the connection is then dropped, and opened again on next use).
         While the connection has more unsent commands than it should buffer, wait."""
-        protocol = await self._connect()
-        if protocol.paused:
-            await protocol.writable()
-        return await protocol.send(args)
+        [future] = await self._send(args)
+        return await future
 
-    async def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
+    async def pipeline(self, *commands: tuple[Any, ...], script: Lua | None = None) -> list[Any]:
         """Send ``commands`` together and return their replies, in order; raise the first
-        error reply (or the loss of the connection) once every reply is in."""
-        protocol = await self._connect()
-        if protocol.paused:
-            await protocol.writable()
-        futures = [protocol.send(command) for command in commands]
+        error reply (or the loss of the connection) once every reply is in. A ``script``
+        the commands run (EVALSHA) is loaded first, in the same write, on a connection
+        that has not loaded it yet."""
+        futures = await self._send(*commands, script=script)
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        return replies
+        return replies[len(replies) - len(commands) :]
+
+    async def _send(
+        self, *commands: tuple[Any, ...], script: Lua | None = None
+    ) -> list[asyncio.Future[Any]]:
+        """Write ``commands`` (after loading ``script`` where this connection has not),
+        in the order callers asked: while the connection is being opened, or holds more
+        unsent bytes than it should, callers wait their turn, and one that comes meanwhile
+        queues behind them rather than overtake them (a bulk enqueue's slices must reach
+        the ready list in order)."""
+        protocol = self._protocol
+        if not self._queued and protocol is not None and protocol.lost is None:
+            if not protocol.paused:
+                return _write(protocol, commands, script)
+        waited_on = protocol if protocol is not None and protocol.lost is None else None
+        self._queued += 1
+        try:
+            async with self._turns:
+                if waited_on is not None and waited_on.lost is not None:
+                    # Lost while this caller waited to write on it: not sent, and the
+                    # caller hears of the outage as those who were writing did.
+                    raise waited_on.lost
+                protocol = await self._connect()
+                await protocol.writable()
+                return _write(protocol, commands, script)
+        finally:
+            self._queued -= 1
 
     async def run(self, script: Lua, keys: list[Any], args: list[Any]) -> Any:
-        """EVALSHA, loading the script first if this server does not know it yet."""
+        """EVALSHA, the script loaded first (in the same write) where this connection has
+        not loaded it: a NOSCRIPT answered and the call sent again would let calls made
+        after it overtake it."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
+            [reply] = await self.pipeline(
+                ("EVALSHA", script.sha, len(keys), *keys, *args), script=script
+            )
+            return reply
+        except NoScriptError:  # flushed since it was loaded (SCRIPT FLUSH, a failover)
             await self.execute("SCRIPT", "LOAD", script.source)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def _connect(self) -> _Protocol:
-        protocol = self._protocol
-        if protocol is not None and protocol.lost is None:
-            return protocol
-        async with self._connecting:
-            if self._protocol is not None and self._protocol.lost is None:
-                return self._protocol
+        if self._protocol is None or self._protocol.lost is not None:
             self._protocol = await self._open()
-            return self._protocol
+        return self._protocol
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()

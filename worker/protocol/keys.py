@@ -25,6 +25,11 @@ def new_job_id(queue: str, ms: int | None = None) -> str:
     return f"{queue}:{ms << 64 | seq << 48 | random.getrandbits(48):027x}"
 
 
+def enqueued_ms_of(job_id: str) -> int:
+    """When a job was enqueued (epoch ms), read from its id: the job hash does not repeat it."""
+    return int(job_id[job_id.index(":") + 1 :][:-16], 16)
+
+
 def queue_of(job_id: str) -> str:
     """The queue a job id belongs to; ValueError if it is not shaped like a job id."""
     queue, sep, token = job_id.partition(":")
@@ -49,10 +54,15 @@ class Keys:
         return self.job_prefix(queue_of(job_id)) + job_id
 
     def ready(self, queue: str) -> str:
-        return f"{self.queue(queue)}:ready"
+        """The list of ready jobs of priority 0; those of priority p wait in ``ready:p``."""
+        return f"{self.queue(queue)}:queued"
+
+    def priorities(self, queue: str) -> str:
+        """The priorities other than 0 whose lists may hold jobs: member p, score -p."""
+        return f"{self.queue(queue)}:priorities"
 
     def delayed(self, queue: str) -> str:
-        return f"{self.queue(queue)}:delayed"
+        return f"{self.queue(queue)}:later"
 
     def dead(self, queue: str) -> str:
         return f"{self.queue(queue)}:dead"
@@ -61,7 +71,7 @@ class Keys:
         return f"{self.queue(queue)}:stats"
 
     def done(self, queue: str) -> str:
-        return f"{self.queue(queue)}:done"
+        return f"{self.queue(queue)}:finished"
 
     def notify(self, queue: str) -> str:
         return f"{self.queue(queue)}:notify"
@@ -70,7 +80,13 @@ class Keys:
         return f"{self.queue(queue)}:workers"
 
     def wip(self, queue: str, worker_id: str) -> str:
-        return f"{self.queue(queue)}:wip:{worker_id}"
+        """One worker's leases in a queue: job id -> the attempt it holds."""
+        return f"{self.queue(queue)}:leases:{worker_id}"
+
+    def legacy(self, queue: str, name: str) -> str:
+        """A key of the previous protocol (0.1) that this one drains or reads: ready,
+        delayed (sorted sets of jobs it enqueued), wip:<worker>, done."""
+        return f"{self.queue(queue)}:{name}"
 
     def periodic(self, queue: str) -> str:
         return f"{self.queue(queue)}:periodic"

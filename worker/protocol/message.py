@@ -1,7 +1,8 @@
 """The job message: what enqueue writes and the worker reads back, and its checks.
 
-A message is JSON ({"task": path, "args": [...], "kwargs": {...}}). Decoding never imports
-anything: the task path is looked up in the registry of this project's tasks.
+A message is JSON ({"task": path, "args": [...], "kwargs": {...}}, empty args and kwargs
+left out: every queued job keeps its message in Redis). Decoding never imports anything:
+the task path is looked up in the registry of this project's tasks.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def encode(
         ) from None
     if error := arguments_error(task, args, kwargs):
         raise InvalidArguments(error)
+    message: dict[str, Any] = {"task": task.module_path}
+    if args:
+        message["args"] = args
+    if kwargs:
+        message["kwargs"] = kwargs
     try:
-        body = orjson.dumps({"task": task.module_path, "args": args, "kwargs": kwargs})
+        body = orjson.dumps(message)
     except TypeError as e:  # e.g. an integer wider than 64 bits
         raise InvalidArguments(f"{task.module_path}: arguments cannot be encoded ({e})") from None
     # orjson writes NaN and infinities as null; only then is the walk to find them worth it.

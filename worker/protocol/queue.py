@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-import orjson
 from redis.exceptions import NoScriptError
 
 from worker.protocol.enqueue import CHUNK, enqueue_arguments, enqueue_many_arguments
-from worker.protocol.keys import Keys
+from worker.protocol.keys import Keys, enqueued_ms_of
 from worker.protocol.records import Lease, NewJob, Outcome, now_ms
 from worker.protocol.scripts import (
     ACK,
@@ -43,7 +42,8 @@ HISTORY = 10_000
 SPLIT_LIMIT = 1000
 # A queue's outcome counters (its `stats` hash), each since the queue began.
 COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled")
-# The sorted sets a job id can wait in, by the name operators use.
+# Where a job id can wait, by the name operators use: the ready lists, the sorted sets of
+# delayed jobs and dead letters, the list of the latest successes.
 SETS = ("ready", "delayed", "dead", "successful")
 
 Fields = dict[bytes, bytes]  # a job hash as Redis returns it
@@ -102,8 +102,12 @@ class Queue:
         self.keys = k
         self.job_prefix = k.job_prefix(name)
         self.ready, self.delayed, self.dead = k.ready(name), k.delayed(name), k.dead(name)
+        self.priorities = k.priorities(name)
         self.notify, self.stats_key, self.done = k.notify(name), k.stats(name), k.done(name)
         self.workers, self.cancels = k.workers(name), k.cancel(name)
+        # What the previous protocol (0.1) left: jobs FETCH takes over, leases REQUEUE
+        # puts back (docs/protocol.md, "Upgrading").
+        self.legacy_ready, self.legacy_delayed = k.legacy(name, "ready"), k.legacy(name, "delayed")
 
     def job_key(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -184,9 +188,11 @@ class Queue:
         keys, argv = self._fetch_command(count, worker_id, byte_budget, idle)
         try:
             _, reply = await connection.pipeline(
-                ("BLPOP", self.notify, seconds), ("EVALSHA", FETCH.sha, len(keys), *keys, *argv)
+                ("BLPOP", self.notify, seconds),
+                ("EVALSHA", FETCH.sha, len(keys), *keys, *argv),
+                script=FETCH,
             )
-        except NoScriptError:
+        except NoScriptError:  # flushed since this connection loaded it
             await connection.execute("SCRIPT", "LOAD", FETCH.source)
             return None
         return self._fetched(reply)
@@ -194,8 +200,8 @@ class Queue:
     def _fetch_command(
         self, count: int, worker_id: str, byte_budget: int, idle: bool
     ) -> tuple[list[str], list[Any]]:
-        keys = [self.ready, self.delayed, self.keys.wip(self.name, worker_id), self.workers]
-        keys.append(self.notify)
+        keys = [self.ready, self.priorities, self.delayed, self.keys.wip(self.name, worker_id)]
+        keys += [self.workers, self.notify, self.legacy_ready, self.legacy_delayed]
         return keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
 
     @staticmethod
@@ -212,10 +218,10 @@ class Queue:
                     id=job_id,
                     payload=row[1],
                     attempt=int(row[2]),
-                    max_attempts=int(row[6] or 1),
+                    max_attempts=int(row[5] or 1),
                     worker_ids=tuple(row[3].decode().split(",")),
-                    enqueued_ms=int(row[4]) if row[4] else None,
-                    started_ms=int(row[5]),
+                    enqueued_ms=enqueued_ms_of(job_id),
+                    started_ms=int(row[4]),
                     attempted_ms=now,
                 )
             )
@@ -229,14 +235,12 @@ class Queue:
         retryable error of a job an operator asked to cancel ends it instead,
         ``cancelled`` (an error's JSON) recorded after the attempt's: returns the ids of
         the jobs so ended."""
-        rows = []
+        args: list[Any] = [self.job_prefix, HISTORY, cancelled]
         for o in outcomes:
             keep = result_ttl_ms if o.keep_ms is None else o.keep_ms
-            rows.append((o.job_id, o.kind, o.value.decode(), o.retry_delay_ms, o.attempt, keep))
-        batch = orjson.dumps(rows)
-        args: list[Any] = [self.job_prefix, HISTORY, batch, cancelled]
-        keys = [self.keys.wip(self.name, worker_id), self.ready, self.delayed, self.dead]
-        keys += [self.stats_key, self.done, self.cancels, self.notify]
+            args += (o.job_id, o.kind, o.value, o.retry_delay_ms, o.attempt, keep)
+        keys = [self.keys.wip(self.name, worker_id), self.ready, self.priorities, self.delayed]
+        keys += [self.dead, self.stats_key, self.done, self.cancels, self.notify]
         stopped = await self.broker.loop().fast.run(ACK, keys, args)
         return [i.decode() for i in stopped]
 
@@ -246,8 +250,8 @@ class Queue:
         """Put a worker's leased jobs back (only ``ids``, if given): ``mode`` is "lost" (it
         died) or "released" (not run: shutting down, or never started). Returns
         (requeued, dead-lettered)."""
-        keys = [self.keys.wip(self.name, worker_id), self.ready, self.dead, self.workers]
-        keys += [self.notify, self.stats_key]
+        keys = [self.keys.wip(self.name, worker_id), self.ready, self.priorities, self.dead]
+        keys += [self.workers, self.notify, self.stats_key, self._legacy_wip(worker_id)]
         argv = [self.job_prefix, worker_id, mode, error, *(ids or ())]
         back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
         return int(back), int(dead)
@@ -256,9 +260,13 @@ class Queue:
         """Leave a wake-up token for an idle worker (one at most waits in the list)."""
         await self.broker.loop().fast.run(HAND_OFF, [self.notify], [])
 
+    def _legacy_wip(self, worker_id: str) -> str:
+        return self.keys.legacy(self.name, f"wip:{worker_id}")
+
     async def leased(self, worker_id: str) -> set[str]:
         """The ids ``worker_id`` holds leases on in this queue."""
-        return set(_text(await self.broker.aclient().smembers(self.keys.wip(self.name, worker_id))))
+        found = await self.broker.aclient().hkeys(self.keys.wip(self.name, worker_id))
+        return set(_text(cast("list[bytes]", found)))
 
     async def cancel_requests(self) -> list[str]:
         """Ids of running jobs an operator asked to cancel."""
@@ -297,15 +305,20 @@ class Queue:
 
     def stats(self) -> QueueStats:
         client = self.broker.sync
+        lists = self._ready_lists()
         with client.pipeline(transaction=False) as pipe:
-            for key in (self.ready, self.delayed, self.dead):
+            for key in lists:
+                pipe.llen(key)
+            for key in (self.legacy_ready, self.delayed, self.legacy_delayed, self.dead):
                 pipe.zcard(key)
             pipe.smembers(self.workers)
             pipe.hgetall(self.stats_key)
-            ready, delayed, dead, workers, counters = pipe.execute()
+            replies = pipe.execute()
+        *lengths, legacy_ready, delayed, legacy_delayed, dead, workers, counters = replies
+        delayed += legacy_delayed
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
-                pipe.scard(self.keys.wip(self.name, worker_id.decode()))
+                pipe.hlen(self.keys.wip(self.name, worker_id.decode()))
             if delayed <= SPLIT_LIMIT:
                 pipe.zrange(self.delayed, 0, -1)
             replies = pipe.execute()
@@ -314,11 +327,11 @@ class Queue:
         if delayed <= SPLIT_LIMIT:
             with client.pipeline(transaction=False) as pipe:
                 for job_id in replies[-1]:
-                    pipe.hget(self.job_key(job_id.decode()), "attempts")
+                    pipe.hget(self.job_key(job_id.decode()), "a")
                 retrying = sum(1 for n in pipe.execute() if n and int(n) > 0)
         return QueueStats(
             queue=self.name,
-            ready=ready,
+            ready=sum(lengths) + legacy_ready,
             running=running,
             delayed=delayed,
             retrying=retrying,
@@ -331,49 +344,98 @@ class Queue:
         """The rate and cost of this queue's kept results, from its ``latest`` successes
         (None with fewer than 100 of them, or all in one second: too few to judge)."""
         client = self.broker.sync
-        found = cast(
-            "list[tuple[bytes, float]]", client.zrange(self.done, -latest, -1, withscores=True)
-        )
-        if len(found) < 100 or found[-1][1] - found[0][1] < 1000:
+        found = _text(cast("list[bytes]", client.lrange(self.done, 0, latest - 1)))
+        if len(found) < 100:
             return None
         now = float(client.time()[0]) * 1000
-        recent = found[-sample:]
         with client.pipeline(transaction=False) as pipe:
-            for job_id, _ in recent:
-                pipe.memory_usage(self.job_key(job_id.decode()), samples=0)
-                pipe.pttl(self.job_key(job_id.decode()))
+            for job_id in (*found[:sample], found[-1]):
+                pipe.hget(self.job_key(job_id), "f")
+                pipe.memory_usage(self.job_key(job_id), samples=0)
+                pipe.pttl(self.job_key(job_id))
             replies = pipe.execute()
-        sizes, kept = [], []
-        for (_, finished_ms), size, left in zip(recent, replies[::2], replies[1::2], strict=True):
-            if size and left > 0:
-                sizes.append(size)
-                kept.append(now - finished_ms + left)
-        if not sizes:
+        rows = list(zip(replies[::3], replies[1::3], replies[2::3], strict=True))
+        newest, oldest = rows[0][0], rows[-1][0]
+        sample_rows = [(int(f), size, left) for f, size, left in rows[:-1] if f and left > 0]
+        if not (newest and oldest and sample_rows) or int(newest) - int(oldest) < 1000:
             return None
         return KeptResults(
-            per_second=(len(found) - 1) / ((found[-1][1] - found[0][1]) / 1000),
-            bytes_each=sum(sizes) / len(sizes),
-            seconds_kept=sum(kept) / len(kept) / 1000,
+            per_second=(len(found) - 1) / ((int(newest) - int(oldest)) / 1000),
+            bytes_each=sum(size for _, size, _ in sample_rows) / len(sample_rows),
+            seconds_kept=sum(now - f + left for f, _, left in sample_rows)
+            / len(sample_rows)
+            / 1000,
         )
 
     def sizes(self, *sets: str) -> list[int]:
         """How many ids each of ``sets`` (names from SETS) holds."""
+        lists = self._ready_lists()
         with self.broker.sync.pipeline(transaction=False) as pipe:
             for name in sets:
-                pipe.zcard(self._set(name))
-            return pipe.execute()
+                if name == "ready":
+                    for key in lists:
+                        pipe.llen(key)
+                elif name == "successful":
+                    pipe.llen(self.done)
+                else:
+                    pipe.zcard(self._set(name))
+            replies = pipe.execute()
+        found, at = [], 0
+        for name in sets:
+            width = len(lists) if name == "ready" else 1
+            found.append(sum(replies[at : at + width]))
+            at += width
+        return found
 
     def ids(self, name: str, start: int, stop: int, newest_first: bool = False) -> list[str]:
-        """Ids of one of SETS by rank (inclusive ``stop``, as ZRANGE)."""
-        found = self.broker.sync.zrange(self._set(name), start, stop, desc=newest_first)
-        return _text(cast("list[bytes]", found))
+        """Ids of one of SETS by rank (inclusive ``stop``, as ZRANGE): ready ones in the
+        order they will run, the others oldest first (or ``newest_first``)."""
+        client = self.broker.sync
+        if name == "successful":  # the list is newest first
+            if newest_first:
+                return _text(cast("list[bytes]", client.lrange(self.done, start, stop)))
+            found = client.lrange(self.done, -stop - 1, -start - 1)
+            return _text(reversed(cast("list[bytes]", found)))
+        if name == "ready":
+            return self._ready_ids(start, stop, newest_first)
+        ranked = client.zrange(self._set(name), start, stop, desc=newest_first)
+        return _text(cast("list[bytes]", ranked))
+
+    def _ready_lists(self) -> list[str]:
+        """The ready lists, highest priority first (as lua/ready.lua orders them)."""
+        levels = [
+            int(p) for p in cast("list[bytes]", self.broker.sync.zrange(self.priorities, 0, -1))
+        ]
+        higher = [self.ready + f":{p}" for p in levels if p > 0]
+        lower = [self.ready + f":{p}" for p in levels if p < 0]
+        return [*higher, self.ready, *lower]
+
+    def _ready_ids(self, start: int, stop: int, newest_first: bool) -> list[str]:
+        client = self.broker.sync
+        lists = self._ready_lists()
+        with client.pipeline(transaction=False) as pipe:
+            for key in lists:
+                pipe.llen(key)
+            lengths = pipe.execute()
+        total = sum(lengths)
+        stop = min(stop if stop >= 0 else total + stop, total - 1)
+        if newest_first:  # ranks counted from the last to run
+            start, stop = total - 1 - stop, total - 1 - start
+        found: list[str] = []
+        offset = 0
+        for key, length in zip(lists, lengths, strict=True):
+            lo, hi = max(start - offset, 0), min(stop - offset, length - 1)
+            if lo <= hi:
+                found += _text(cast("list[bytes]", client.lrange(key, lo, hi)))
+            offset += length
+        return found[::-1] if newest_first else found
 
     def running_ids(self) -> list[str]:
         client = self.broker.sync
         workers = _text(client.smembers(self.workers))
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
-                pipe.smembers(self.keys.wip(self.name, worker_id))
+                pipe.hkeys(self.keys.wip(self.name, worker_id))
             return sorted(_text(set().union(*pipe.execute())))
 
     def marks(self, job_id: str) -> Marks:
@@ -391,19 +453,22 @@ class Queue:
         args: list[object] = [self.job_prefix]
         for job_id, attempts in allowances:
             args += (job_id, attempts)
-        keys = [self.dead, self.ready, self.notify, self.cancels]
+        keys = [self.dead, self.ready, self.priorities, self.notify, self.cancels]
         return int(RETRY.run_sync(self.broker.sync, keys, args))
 
     def cancel(self, job_id: str, error: bytes, result_ttl_ms: int) -> str:
         """'cancelled' (it was queued), 'requested' (it runs), 'missing', or the status of a
         finished job (left alone)."""
-        keys = [self.job_key(job_id), self.ready, self.delayed, self.cancels, self.stats_key]
+        keys = [self.job_key(job_id), self.ready, self.priorities, self.delayed, self.cancels]
+        keys += [self.stats_key, self.legacy_ready, self.legacy_delayed]
         argv = [job_id, now_ms(), error, result_ttl_ms]
         return str(CANCEL.run_sync(self.broker.sync, keys, argv).decode())
 
     def purge(self, name: str, batch: int) -> int:
         """Remove up to ``batch`` jobs of one of SETS, with their hashes."""
-        return int(PURGE.run_sync(self.broker.sync, [self._set(name)], [self.job_prefix, batch]))
+        kind = {"ready": "ready", "successful": "list"}.get(name, "zset")
+        keys = [self._set(name), self.priorities]
+        return int(PURGE.run_sync(self.broker.sync, keys, [self.job_prefix, batch, kind]))
 
     def _set(self, name: str) -> str:
         if name == "successful":

@@ -1,18 +1,26 @@
 --! uses: each, store
 -- Enqueue many jobs of one queue at once (the bulk API).
--- KEYS: ready, delayed, notify
--- ARGV: job_key_prefix, then 9 per job: id, payload, priority, score, max_attempts,
---   enqueued_ms, run_after_ms or '', rank, deferred (0 or 1). Flat: Redis hands a script its
---   arguments for less than decoding them from JSON would cost.
-local ranked = {{}, {}}  -- ready, delayed: rank, id, rank, id...
-for i = 2, #ARGV, 9 do
-  if store(ARGV[1] .. ARGV[i], unpack(ARGV, i, i + 6)) then
-    local into = ranked[tonumber(ARGV[i + 8]) + 1]
-    into[#into + 1] = ARGV[i + 7]
-    into[#into + 1] = ARGV[i]
+-- KEYS: ready, priorities, later, notify
+-- ARGV: job_key_prefix, then 6 per job: id, message, priority, max_attempts, run_after_ms
+--   or '', due_ms or '' (as store). Flat: Redis hands a script its arguments for less than
+--   decoding them from JSON would cost.
+local ready, later, any = {}, {}, false  -- ready: priority -> ids in order
+for i = 2, #ARGV, 6 do
+  local id = ARGV[i]
+  if store(ARGV[1] .. id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) then
+    any = true
+    if ARGV[i + 5] ~= '' then
+      later[#later + 1] = ARGV[i + 5]
+      later[#later + 1] = id
+    else
+      local p = tonumber(ARGV[i + 2])
+      local ids = ready[p] or {}
+      ids[#ids + 1] = id
+      ready[p] = ids
+    end
   end
 end
-each('ZADD', KEYS[1], ranked[1])
-each('ZADD', KEYS[2], ranked[2])
-if #ranked[1] + #ranked[2] > 0 then wake(KEYS[3]) end
-return (#ARGV - 1) / 9
+for p, ids in pairs(ready) do push(KEYS[1], KEYS[2], p, ids, false) end
+each('ZADD', KEYS[3], later)
+if any then wake(KEYS[4]) end
+return (#ARGV - 1) / 6

@@ -1,54 +1,82 @@
---! uses: clock, wake, each
--- Move due delayed jobs to ready, then lease up to `count` ready jobs to this worker, whose
--- payloads come to at most `byte_budget` bytes: the rest go back in place. With `idle` '1'
--- (the worker runs nothing) the first is leased whatever its size, so that any job runs.
--- KEYS: ready, delayed, wip (this worker's), workers, notify
+--! uses: clock, wake, each, ready, upgrade
+-- Move due delayed jobs to the back of their ready lists, then lease up to `count` ready
+-- jobs to this worker, whose messages come to at most `byte_budget` bytes: the rest go back
+-- to the front, in order. With `idle` '1' (the worker runs nothing) the first is leased
+-- whatever its size, so that any job runs. Jobs the previous protocol left queued (its
+-- `ready` and `delayed` sorted sets) are taken over first, up to 1,000 a call.
+-- KEYS: ready, priorities, later, leases (this worker's), workers, notify, legacy ready,
+--   legacy delayed
 -- ARGV: count, worker_id, job_key_prefix, byte_budget, idle
--- Returns {{id, payload, attempts, worker_ids, enqueued_at, started_at, max_attempts}...,
+-- Returns {{id, message, attempts, worker_ids, started_at, max_attempts}...,
 --   ms until the next delayed job is due (false: none), now_ms (Redis's clock), how many
 --   were left for the budget}. Writes that may grow memory come after one that cannot
---   (ZREM, ZPOPMIN): out of memory, Redis refuses a script's first such write only.
+--   (ZREM, LPOP): out of memory, Redis refuses a script's first such write only.
 local now, count, wid, jobp = clock(), tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  local score = redis.call('HGET', jobp .. id, 'score')
-  redis.call('ZREM', KEYS[2], id)
-  if score then redis.call('ZADD', KEYS[1], score, id) end
+local function join(ids)  -- due or taken-over ids join the back of their priority's list
+  local by = {}
+  for _, id in ipairs(ids) do
+    local f = redis.call('HMGET', jobp .. id, 'm', 'p')
+    if f[1] then
+      local p = tonumber(f[2] or '0')
+      local list = by[p] or {}
+      list[#list + 1] = id
+      by[p] = list
+    end
+  end
+  for p, list in pairs(by) do push(KEYS[1], KEYS[2], p, list, false) end
 end
-local out, leased, budget, back = {}, {}, tonumber(ARGV[4]), {}
-local popped = redis.call('ZPOPMIN', KEYS[1], count)
-for i = 1, #popped, 2 do
-  local id = popped[i]
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then
+  each('ZREM', KEYS[3], due)
+  join(due)
+end
+local legacy = redis.call('EXISTS', KEYS[7], KEYS[8]) > 0
+if legacy then
+  local taken = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 1000)
+  each('ZREM', KEYS[8], taken)
+  local ready = redis.call('ZPOPMIN', KEYS[7], 1000)
+  for i = 1, #ready, 2 do taken[#taken + 1] = ready[i] end
+  for _, id in ipairs(taken) do upgrade(jobp .. id) end
+  join(taken)
+end
+local out, leases, budget, back, back_priorities = {}, {}, tonumber(ARGV[4]), {}, {}
+local ids, priorities, lists = pop(KEYS[1], KEYS[2], count)
+for i, id in ipairs(ids) do
   local key = jobp .. id
   local f = false  -- false: not leased, it goes back
   if #back == 0 then
-    f = redis.call('HMGET', key, 'payload', 'worker_ids', 'enqueued_at', 'started_at',
-                   'max_attempts', 'attempts')
-    if f[1] and #f[1] > budget and not (ARGV[5] == '1' and #leased == 0) then f = false end
+    f = redis.call('HMGET', key, 'm', 'w', 't', 'n', 'a')
+    if f[1] and #f[1] > budget and not (ARGV[5] == '1' and #leases == 0) then f = false end
   end
   if not f then
-    back[#back + 1] = popped[i + 1]
     back[#back + 1] = id
+    back_priorities[#back_priorities + 1] = priorities[i]
   elseif f[1] then
     budget = budget - #f[1]
-    local attempts = tonumber(f[6] or '0') + 1
+    local attempts = tonumber(f[5] or '0') + 1
     local wids = f[2] and (f[2] .. ',' .. wid) or wid
-    local started = f[4] or now
-    redis.call('HSET', key, 'status', 'RUNNING', 'attempts', attempts,
-               'last_attempted_at', now, 'started_at', started, 'worker_ids', wids)
-    leased[#leased + 1] = id
-    out[#out + 1] = {id, f[1], attempts, wids, f[3], started, f[5]}
+    local started = f[3] or now
+    redis.call('HSET', key, 's', 'R', 'a', attempts, 'l', now, 't', started, 'w', wids)
+    leases[#leases + 1] = id
+    leases[#leases + 1] = attempts
+    out[#out + 1] = {id, f[1], attempts, wids, started, f[4]}
   else
     -- the id outlived its job (purged or expired): nothing to run
     out[#out + 1] = {id, false}
   end
 end
-if #back > 0 then each('ZADD', KEYS[1], back) end
-if #leased > 0 then
-  each('SADD', KEYS[3], leased)
-  redis.call('SADD', KEYS[4], wid)
+for i = #back, 1, -1 do push(KEYS[1], KEYS[2], back_priorities[i], {back[i]}, true) end
+if #leases > 0 then
+  each('HSET', KEYS[4], leases)
+  redis.call('SADD', KEYS[5], wid)
 end
 -- more is waiting than this worker took: wake another idle worker
-if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[5]) end
-local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {out, nxt[2] and (tonumber(nxt[2]) - now) or false, now, #back / 2}
+if (#ids == count or #back > 0) and waiting(lists) > 0 then wake(KEYS[6]) end
+local due_in = false
+for _, later in ipairs(legacy and {KEYS[3], KEYS[8]} or {KEYS[3]}) do
+  local nxt = redis.call('ZRANGE', later, 0, 0, 'WITHSCORES')
+  if nxt[2] and (not due_in or tonumber(nxt[2]) - now < due_in) then
+    due_in = tonumber(nxt[2]) - now
+  end
+end
+return {out, due_in, now, #back}

@@ -1,5 +1,16 @@
--- Remove up to ARGV[2] jobs from one of a queue's sorted sets, their hashes with them.
--- KEYS: the set   ARGV: job_key_prefix, count   Returns how many were removed.
-local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[2]))
-for i = 1, #popped, 2 do redis.call('DEL', ARGV[1] .. popped[i]) end
-return #popped / 2
+--! uses: ready
+-- Remove up to ARGV[2] jobs of one of a queue's sets, their hashes with them.
+-- KEYS: the set (the ready list of priority 0 for 'ready'), priorities
+-- ARGV: job_key_prefix, count, kind: 'ready' (every ready list), 'list' or 'zset'
+-- Returns how many were removed.
+local count, ids = tonumber(ARGV[2]), {}
+if ARGV[3] == 'ready' then
+  ids = pop(KEYS[1], KEYS[2], count)
+elseif ARGV[3] == 'list' then
+  ids = redis.call('RPOP', KEYS[1], count) or {}
+else
+  local popped = redis.call('ZPOPMIN', KEYS[1], count)
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+end
+for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id) end
+return #ids

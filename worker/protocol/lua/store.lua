@@ -1,20 +1,33 @@
---! uses: wake
+--! uses: wake, ready
 -- store(): a new job's hash; true unless it exists already. The scripts that enqueue one
--- job take it as KEYS[1..3] = job, ready or delayed, notify and ARGV[1..8] = id, payload,
--- priority, score, max_attempts, enqueued_ms, run_after_ms or '', rank (its score in ready,
--- or its due time in delayed); store_argv() stores that job, ranks it and wakes a worker.
-local function store(key, _id, payload, priority, score, max_attempts, enqueued, run_after)
+-- job take it as KEYS[1..5] = job, ready, priorities, later, notify and ARGV[1..6] = id,
+-- message, priority, max_attempts, run_after_ms or '', due_ms or '' (deferred until then;
+-- '': ready now); store_argv() stores that job, queues it and wakes a worker.
+-- The hash holds what no other place does (docs/protocol.md): the message (m), the
+-- deliveries allowed (n), the priority (p, unless 0) and run_after (r, if given); the
+-- enqueue time is in the id. A queued job's hash is most of what it costs Redis.
+local function store(key, message, priority, max_attempts, run_after)
   -- A job is written once: a replayed call (its reply was lost) must not reset it.
   if redis.call('EXISTS', key) == 1 then return false end
-  redis.call('HSET', key, 'payload', payload, 'priority', priority, 'score', score,
-             'max_attempts', max_attempts, 'status', 'READY', 'attempts', 0,
-             'enqueued_at', enqueued)
-  if run_after ~= '' then redis.call('HSET', key, 'run_after', run_after) end
+  local f = {'m', message, 'n', max_attempts}
+  if priority ~= '0' then
+    f[#f + 1] = 'p'
+    f[#f + 1] = priority
+  end
+  if run_after ~= '' then
+    f[#f + 1] = 'r'
+    f[#f + 1] = run_after
+  end
+  redis.call('HSET', key, unpack(f))
   return true
 end
 local function store_argv()
-  if store(KEYS[1], unpack(ARGV, 1, 7)) then
-    redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
-    wake(KEYS[3])
+  if store(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then
+    if ARGV[6] ~= '' then
+      redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+    else
+      push(KEYS[2], KEYS[3], tonumber(ARGV[3]), {ARGV[1]}, false)
+    end
+    wake(KEYS[5])
   end
 end
