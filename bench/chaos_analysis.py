@@ -49,7 +49,7 @@ def scan_jobs(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
     jobs: dict[str, dict[str, Any]] = {}
     for queue in ("default", "reports"):
         job_prefix = Keys(prefix).job_prefix(queue)
-        keys = list(client.scan_iter(match=f"{job_prefix}*", count=2000))
+        keys = list(client.scan_iter(match=Keys(prefix).jobs_glob(queue), count=2000))
         for start in range(0, len(keys), 500):
             pipe = client.pipeline(transaction=False)
             for key in keys[start : start + 500]:
@@ -57,7 +57,7 @@ def scan_jobs(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
             for key, fields in zip(keys[start : start + 500], pipe.execute(), strict=True):
                 if not fields:
                     continue
-                job_id = key.decode()[len(job_prefix) :]
+                job_id = f"{queue}:{key.decode()[len(job_prefix) :]}"
                 record = JobRecord.from_hash(job_id, fields)
                 result = fields.get(b"v")
                 jobs[job_id] = {

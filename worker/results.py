@@ -190,10 +190,19 @@ class JobRecord:
     def from_hash(cls, job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         """From a job hash (its fields: docs/protocol.md), or one the previous protocol
         (0.1) wrote, whose finished jobs stay readable until they expire."""
-        if b"payload" in fields:
+        legacy = b"payload" in fields
+        if legacy:
             fields = {_LEGACY_FIELDS.get(name, name): value for name, value in fields.items()}
         if b"m" not in fields:
             raise TaskResultDoesNotExist(job_id)
+        enqueued = enqueued_ms_of(job_id)
+        # The hash keeps times as ms after the enqueue; the previous protocol, the times.
+        base = 0 if legacy else enqueued
+
+        def at(name: bytes) -> datetime | None:
+            value = fields.get(name)
+            return from_ms(base + int(value)) if value is not None else None
+
         path, args, kwargs, message_error = None, [], {}, None
         try:
             payload = orjson.loads(fields[b"m"])
@@ -207,15 +216,17 @@ class JobRecord:
             task_path=path if isinstance(path, str) else None,
             args=args if isinstance(args, list) else [],
             kwargs=kwargs if isinstance(kwargs, dict) else {},
-            status=_STATUSES[fields.get(b"s", b"Q")],
+            status=TaskResultStatus.SUCCESSFUL
+            if b"v" in fields
+            else _STATUSES[fields.get(b"s", b"Q")],
             priority=int(fields.get(b"p", 0)),
-            attempts=int(fields.get(b"a", 0)),
+            attempts=int(fields.get(b"a", 1 if b"v" in fields else 0)),
             max_attempts=int(fields.get(b"n", 1)),
-            enqueued_at=from_ms(enqueued_ms_of(job_id)),
+            enqueued_at=from_ms(enqueued),
             run_after=from_ms(fields.get(b"r")),
-            started_at=from_ms(fields.get(b"t")),
-            last_attempted_at=from_ms(fields.get(b"l")),
-            finished_at=from_ms(fields.get(b"f")),
+            started_at=at(b"t"),
+            last_attempted_at=at(b"l") or at(b"t"),  # none: the first attempt's start
+            finished_at=at(b"f"),
             worker_ids=raw_ids.split(",") if raw_ids else [],
             errors=errors_of(fields),
             return_value=orjson.loads(fields[b"v"]) if b"v" in fields else None,

@@ -290,9 +290,8 @@ def test_results_that_would_outgrow_redis_memory_are_w005(persistent, tasks_pref
     keys = Keys(tasks_prefix)
     now = client.time()[0] * 1000
     for i in range(200):
-        job_id = new_job_id("default")
-        finished = now - 2000 + i * 10
-        client.hset(keys.job(job_id), mapping={"m": "x" * 200, "s": "S", "f": finished})
+        job_id = new_job_id("default", now - 2000 + i * 10)  # finished as it was enqueued
+        client.hset(keys.job(job_id), mapping={"m": "x" * 200, "f": 0, "v": "null"})
         client.pexpire(keys.job(job_id), 86_400_000)
         client.lpush(keys.done("default"), job_id)
     config_set(persistent, "maxmemory", str(64 * 2**20))

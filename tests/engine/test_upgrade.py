@@ -21,7 +21,7 @@ def legacy_job(backend, args: list, status: str = "READY", **fields) -> tuple[st
     now = int(time.time() * 1000)
     job_id = new_job_id("default", now)
     score = 100 * 10**13 + now
-    key = backend.broker.keys.job(job_id)
+    key = backend.broker.keys.legacy_job(job_id)
     payload = f'{{"task":"tests.engine.tasks.add","args":{args},"kwargs":{{}}}}'
     backend.broker.sync.hset(key, mapping={
         "payload": payload, "priority": 0, "score": score, "max_attempts": 3,

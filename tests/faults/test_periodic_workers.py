@@ -14,7 +14,7 @@ def fired_jobs(backend) -> Counter:
     """(task path, fire time in ms) of every job in the queue, counted."""
     client = backend.broker.sync
     seen: Counter = Counter()
-    for key in client.scan_iter(f"{backend.broker.keys.job_prefix('default')}*", count=1000):
+    for key in client.scan_iter(backend.broker.keys.jobs_glob("default"), count=1000):
         payload, run_after = client.hmget(key, "m", "r")
         if run_after is not None:
             seen[(orjson.loads(payload)["task"], int(run_after))] += 1

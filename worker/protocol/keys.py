@@ -48,10 +48,20 @@ class Keys:
         return f"{self.prefix}:{{{queue}}}"
 
     def job_prefix(self, queue: str) -> str:
-        return f"{self.queue(queue)}:job:"
+        """What a job's key starts with: its queue's keys' (lua/job.lua adds the id's token)."""
+        return f"{self.queue(queue)}:"
 
     def job(self, job_id: str) -> str:
-        return self.job_prefix(queue_of(job_id)) + job_id
+        """A job's hash: ``P:{Q}:<token>`` for the id ``Q:<token>``."""
+        return self.job_prefix(queue_of(job_id)) + job_id.partition(":")[2]
+
+    def jobs_glob(self, queue: str) -> str:
+        """A SCAN pattern for the job hashes of ``queue`` (tokens are 27 hex digits)."""
+        return self.glob(f"{{{queue}}}:" + "[0-9a-f]" * 27)
+
+    def legacy_job(self, job_id: str) -> str:
+        """Where the previous protocol (0.1) kept a job's hash."""
+        return f"{self.job_prefix(queue_of(job_id))}job:{job_id}"
 
     def ready(self, queue: str) -> str:
         """The list of ready jobs of priority 0; those of priority p wait in ``ready:p``."""

@@ -8,7 +8,7 @@ Methods named like Django's (``enqueue`` / ``aenqueue``) come in a sync and an a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -110,7 +110,7 @@ class Queue:
         self.legacy_ready, self.legacy_delayed = k.legacy(name, "ready"), k.legacy(name, "delayed")
 
     def job_key(self, job_id: str) -> str:
-        return self.job_prefix + job_id
+        return self.job_prefix + job_id.partition(":")[2]
 
     # Enqueue: sync for sync callers, async over the loop's batcher.
 
@@ -183,7 +183,8 @@ class Queue:
         it without waiting for the worker to hear of the token and ask (one round trip, not
         two, between an enqueue and the start of its job). It runs whether a token came or
         the time ran out, and what it leased is the caller's either way. None when Redis
-        did not know the FETCH script yet: it is loaded now; fetch again. ``connection``
+        had lost the FETCH script (flushed since this connection loaded it): it is loaded
+        again; fetch again. ``connection``
         is blocked meanwhile: one of the caller's own, not the loop's shared one."""
         keys, argv = self._fetch_command(count, worker_id, byte_budget, idle)
         try:
@@ -213,6 +214,7 @@ class Queue:
             if row[1] is None:
                 leases.append(Lease(job_id, None))
                 continue
+            enqueued = enqueued_ms_of(job_id)
             leases.append(
                 Lease(
                     id=job_id,
@@ -220,8 +222,8 @@ class Queue:
                     attempt=int(row[2]),
                     max_attempts=int(row[5] or 1),
                     worker_ids=tuple(row[3].decode().split(",")),
-                    enqueued_ms=enqueued_ms_of(job_id),
-                    started_ms=int(row[4]),
+                    enqueued_ms=enqueued,
+                    started_ms=enqueued + int(row[4]) if row[4] is not None else now,
                     attempted_ms=now,
                 )
             )
@@ -235,7 +237,7 @@ class Queue:
         retryable error of a job an operator asked to cancel ends it instead,
         ``cancelled`` (an error's JSON) recorded after the attempt's: returns the ids of
         the jobs so ended."""
-        args: list[Any] = [self.job_prefix, HISTORY, cancelled]
+        args: list[Any] = [self.job_prefix, HISTORY, cancelled, worker_id]
         for o in outcomes:
             keep = result_ttl_ms if o.keep_ms is None else o.keep_ms
             args += (o.job_id, o.kind, o.value, o.retry_delay_ms, o.attempt, keep)
@@ -285,21 +287,64 @@ class Queue:
             alive = await pipe.execute()
         return [wid for wid, up in zip(ids, alive, strict=True) if not up]
 
-    # One job's hash, and many.
+    # One job's hash, and many: what the hash holds, and while the job runs what its lease
+    # says (FETCH writes a job's state when its attempt ends, not when it begins).
 
     def job(self, job_id: str) -> Fields:
-        return cast(Fields, self.broker.sync.hgetall(self.job_key(job_id)))
+        client = self.broker.sync
+        fields = cast(Fields, client.hgetall(self.job_key(job_id)))
+        if not fields:  # a job of the previous protocol, finished before the upgrade
+            return cast(Fields, client.hgetall(self.keys.legacy_job(job_id)))
+        if not _maybe_leased(fields):
+            return fields
+        workers = _text(client.smembers(self.workers))
+        with client.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.hget(self.keys.wip(self.name, worker_id), job_id)
+            leases = pipe.execute()
+        return _with_lease(job_id, fields, dict(zip(workers, leases, strict=True)))
 
     async def ajob(self, job_id: str) -> Fields:
-        return cast(Fields, await self.broker.aclient().hgetall(self.job_key(job_id)))
+        client = self.broker.aclient()
+        fields = cast(Fields, await client.hgetall(self.job_key(job_id)))
+        if not fields:
+            return cast(Fields, await client.hgetall(self.keys.legacy_job(job_id)))
+        if not _maybe_leased(fields):
+            return fields
+        workers = _text(await client.smembers(self.workers))
+        async with client.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.hget(self.keys.wip(self.name, worker_id), job_id)
+            leases = await pipe.execute()
+        return _with_lease(job_id, fields, dict(zip(workers, leases, strict=True)))
 
     def jobs(self, ids: list[str]) -> list[tuple[str, Fields]]:
-        """The hashes of ``ids`` in one round trip, leaving out those that are gone."""
-        with self.broker.sync.pipeline(transaction=False) as pipe:
+        """The hashes of ``ids`` in one round trip (and every lease in one more, if one of
+        them may be running), leaving out those that are gone."""
+        client = self.broker.sync
+        with client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.job_key(job_id))
             hashes = pipe.execute()
-        return [(i, fields) for i, fields in zip(ids, hashes, strict=True) if fields]
+        if missing := [i for i, fields in zip(ids, hashes, strict=True) if not fields]:
+            with client.pipeline(transaction=False) as pipe:  # jobs of the previous protocol
+                for job_id in missing:
+                    pipe.hgetall(self.keys.legacy_job(job_id))
+                legacy = dict(zip(missing, pipe.execute(), strict=True))
+            hashes = [fields or legacy[i] for i, fields in zip(ids, hashes, strict=True)]
+        found = [(i, fields) for i, fields in zip(ids, hashes, strict=True) if fields]
+        if not any(_maybe_leased(fields) for _, fields in found):
+            return found
+        workers = _text(client.smembers(self.workers))
+        with client.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.hgetall(self.keys.wip(self.name, worker_id))
+            held = pipe.execute()
+        by_job: dict[str, dict[str, bytes]] = {}
+        for worker_id, leases in zip(workers, held, strict=True):
+            for job_id, lease in leases.items():
+                by_job.setdefault(job_id.decode(), {})[worker_id] = lease
+        return [(i, _with_lease(i, fields, by_job.get(i, {}))) for i, fields in found]
 
     # What operators read.
 
@@ -348,23 +393,26 @@ class Queue:
         if len(found) < 100:
             return None
         now = float(client.time()[0]) * 1000
+        looked = [*found[:sample], found[-1]]  # the newest, and the oldest for the rate
         with client.pipeline(transaction=False) as pipe:
-            for job_id in (*found[:sample], found[-1]):
+            for job_id in looked:
                 pipe.hget(self.job_key(job_id), "f")
                 pipe.memory_usage(self.job_key(job_id), samples=0)
                 pipe.pttl(self.job_key(job_id))
             replies = pipe.execute()
-        rows = list(zip(replies[::3], replies[1::3], replies[2::3], strict=True))
-        newest, oldest = rows[0][0], rows[-1][0]
-        sample_rows = [(int(f), size, left) for f, size, left in rows[:-1] if f and left > 0]
-        if not (newest and oldest and sample_rows) or int(newest) - int(oldest) < 1000:
+        rows = [  # (when it finished, ms; its bytes; ms it has left), or None: gone
+            (enqueued_ms_of(job_id) + int(since), size, left) if since and left > 0 else None
+            for job_id, since, size, left in zip(
+                looked, replies[::3], replies[1::3], replies[2::3], strict=True
+            )
+        ]
+        newest, oldest, kept = rows[0], rows[-1], [row for row in rows[:-1] if row]
+        if newest is None or oldest is None or newest[0] - oldest[0] < 1000:
             return None
         return KeptResults(
-            per_second=(len(found) - 1) / ((int(newest) - int(oldest)) / 1000),
-            bytes_each=sum(size for _, size, _ in sample_rows) / len(sample_rows),
-            seconds_kept=sum(now - f + left for f, _, left in sample_rows)
-            / len(sample_rows)
-            / 1000,
+            per_second=(len(found) - 1) / ((newest[0] - oldest[0]) / 1000),
+            bytes_each=sum(size for _, size, _ in kept) / len(kept),
+            seconds_kept=sum(now - at + left for at, _, left in kept) / len(kept) / 1000,
         )
 
     def sizes(self, *sets: str) -> list[int]:
@@ -461,7 +509,7 @@ class Queue:
         finished job (left alone)."""
         keys = [self.job_key(job_id), self.ready, self.priorities, self.delayed, self.cancels]
         keys += [self.stats_key, self.legacy_ready, self.legacy_delayed]
-        argv = [job_id, now_ms(), error, result_ttl_ms]
+        argv = [job_id, now_ms(), error, result_ttl_ms, self.job_prefix]
         return str(CANCEL.run_sync(self.broker.sync, keys, argv).decode())
 
     def purge(self, name: str, batch: int) -> int:
@@ -476,6 +524,30 @@ class Queue:
         if name not in SETS:
             raise ValueError(f"no set {name!r} (expected one of {', '.join(SETS)})")
         return str(getattr(self, name))
+
+
+def _maybe_leased(fields: Fields) -> bool:
+    """Whether a job hash is of a job that waits or runs (its lease says which)."""
+    return fields.get(b"s") in (None, b"Q", b"R") and b"v" not in fields
+
+
+def _with_lease(job_id: str, fields: Fields, leases: Mapping[str, bytes | None]) -> Fields:
+    """A job's hash as it stands while a worker holds its lease ("attempt started_ms", by
+    worker id): running, that attempt, started then, by that worker."""
+    for worker_id, lease in leases.items():
+        if lease:
+            attempt, _, started = lease.partition(b" ")
+            wids = fields.get(b"w")
+            worker = worker_id.encode()
+            since = int(started) - enqueued_ms_of(job_id)  # as the hash keeps times
+            return fields | {
+                b"s": b"R",
+                b"a": attempt,
+                b"l": b"%d" % since,
+                b"t": fields.get(b"t", b"%d" % since),
+                b"w": wids + b"," + worker if wids else worker,
+            }
+    return fields
 
 
 def _id(reply: bytes | None) -> str | None:

@@ -1,10 +1,10 @@
---! uses: clock, each, wake, ready
+--! uses: clock, each, wake, ready, job
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 -- `stats` and keeps the ids of the latest `history` successes in `finished` (newest first;
 -- finished jobs are otherwise only reachable by id).
 -- KEYS: leases (this worker's), ready, priorities, later, dead, stats, finished, cancel,
 --   notify
--- ARGV: job_key_prefix, history, cancelled_error_json, then six per outcome: id, kind,
+-- ARGV: job_key_prefix, history, cancelled_error_json, worker_id, then six per outcome: id, kind,
 --   value, retry_delay_ms, attempt, keep_ms (flat: cheaper for Redis to hand over than a
 --   JSON batch to decode). keep_ms: how long a success or a cancel stays readable; 0: its
 --   hash goes at once (and a success is not listed in `finished`). kind 'ok': value is the
@@ -19,48 +19,63 @@
 -- worker taken for dead (REQUEUE marks the job 'lost' with the attempt) stands if no other
 -- attempt has begun since; else it is only recorded as that attempt's error.
 -- Returns the ids of the jobs cancelled instead of retried.
-local now, jobp = clock(), ARGV[1]
-local first, n = 4, (#ARGV - 3) / 6
+local now, jobp, wid = clock(), ARGV[1], ARGV[4]
+local first, n = 5, (#ARGV - 4) / 6
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
 local ids, done, seen, stopped = {}, {}, {}, {}
 for i = 1, n do ids[i] = ARGV[first + (i - 1) * 6] end
--- Whose outcome is each? This worker's lease of the job names the attempt it holds: an
--- outcome of that attempt owns the job (no other attempt begins while a lease stands, and
--- no command deletes or expires a leased job's hash). Any other outcome reads the job's
--- latest attempt from its hash. Read first, then written: out of memory, Redis refuses a
--- script's first write that may grow memory but none after it, and releasing the leases
--- (HDEL) cannot grow it.
+-- Whose outcome is each? This worker's lease of the job names the attempt it holds and
+-- when it began: an outcome of that attempt owns the job (no other attempt begins while a
+-- lease stands, and no command deletes or expires a leased job's hash), and writes that
+-- attempt's record (attempts, starts, worker ids) with the outcome, in one HSET. Any other
+-- outcome reads the job's latest attempt from its hash. Read first, then written: out of
+-- memory, Redis refuses a script's first write that may grow memory but none after it,
+-- and releasing the leases (HDEL) cannot grow it.
 local held = each('HMGET', KEYS[1], ids)
-local release, verdicts = {}, {}
+local release, verdicts, runs = {}, {}, {}
 for i = 1, n do
   local id, attempt = ids[i], tonumber(ARGV[first + (i - 1) * 6 + 4])
+  local lease_attempt, started = false, false
+  if held[i] then lease_attempt, started = string.match(held[i], '^(%d+) (%d+)$') end
   local verdict
-  if held[i] and tonumber(held[i]) == attempt and not seen[id] then
+  if lease_attempt and tonumber(lease_attempt) == attempt and not seen[id] then
     verdict = 'own'
     release[#release + 1] = id
     seen[id] = true  -- a second outcome of the same lease is a replay
+    if attempt == 1 then  -- a success keeps no 'a': a result without one took one attempt
+      runs[i] = {'t', since(id, started), 'w', wid}
+    else
+      local wids = redis.call('HGET', job(jobp, id), 'w')
+      runs[i] = {'a', attempt, 'l', since(id, started), 'w', wids and (wids .. ',' .. wid) or wid}
+    end
   else
-    local f = redis.call('HMGET', jobp .. id, 'm', 'a', 'lost')
+    local f = redis.call('HMGET', job(jobp, id), 'm', 'a', 'lost')
     if not f[1] then
       verdict = 'gone'
       if held[i] then release[#release + 1] = id end
     elseif tonumber(f[2] or '0') ~= attempt then
       verdict = 'stale'
     elseif tonumber(f[3] or '0') == attempt then
-      verdict = 'late'
+      verdict = 'late'  -- REQUEUE recorded the attempt's starts and worker
     else
       verdict = 'replay'
     end
+    runs[i] = {}
   end
   verdicts[i] = verdict
 end
 each('HDEL', KEYS[1], release)
 local requests = redis.call('EXISTS', KEYS[8]) == 1
+local gone = {}  -- hashes of jobs that end with nothing to keep
+local function put(key, fields, more)
+  for _, v in ipairs(more) do fields[#fields + 1] = v end
+  redis.call('HSET', key, unpack(fields))
+end
 for i = 1, n do
   local at = first + (i - 1) * 6
   local id, kind, value = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local delay, attempt, keep = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
-  local key = jobp .. id
+  local key = job(jobp, id)
   local verdict = verdicts[i]
   local stale, replay = verdict == 'stale', verdict == 'replay'
   if verdict == 'late' then
@@ -73,44 +88,49 @@ for i = 1, n do
   local cancel = false
   if requests and not (stale or replay) then cancel = redis.call('ZREM', KEYS[8], id) == 1 end
   if not replay and verdict ~= 'gone' then
+    local run = runs[i]
     if stale then
       if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
       if keep > 0 then
-        redis.call('HSET', key, 's', 'S', 'f', now, 'v', value)
+        put(key, run, {'f', since(id, now), 'v', value})  -- a result means 'S'
         redis.call('PEXPIRE', key, keep)
         done[#done + 1] = id
       else
-        redis.call('DEL', key)
+        gone[#gone + 1] = key
       end
       counts.succeeded = counts.succeeded + 1
     else
-      redis.call('HSET', key, 'error:' .. attempt, value)
+      for _, v in ipairs({'a', attempt, 'error:' .. attempt, value}) do run[#run + 1] = v end
       if cancel and kind == 'err' then
         kind = 'cancel'
         stopped[#stopped + 1] = id
-        if ARGV[3] ~= '' then redis.call('HSET', key, 'error:' .. (attempt + 1), ARGV[3]) end
+        if ARGV[3] ~= '' then
+          run[#run + 1] = 'error:' .. (attempt + 1)
+          run[#run + 1] = ARGV[3]
+        end
       end
       if kind == 'cancel' then
         if keep > 0 then
-          redis.call('HSET', key, 's', 'F', 'f', now)
+          put(key, run, {'s', 'F', 'f', since(id, now)})
           redis.call('PEXPIRE', key, keep)
         else
-          redis.call('DEL', key)
+          gone[#gone + 1] = key
         end
         counts.cancelled = counts.cancelled + 1
       elseif kind == 'err' and attempt < tonumber(redis.call('HGET', key, 'n') or '1') then
-        redis.call('HSET', key, 's', 'Q')
+        put(key, run, {'s', 'Q'})
         redis.call('ZADD', KEYS[4], now + delay, id)
         counts.retried = counts.retried + 1
       else
-        redis.call('HSET', key, 's', 'F', 'f', now)
+        put(key, run, {'s', 'F', 'f', since(id, now)})
         redis.call('ZADD', KEYS[5], now, id)
         counts.failed = counts.failed + 1
       end
     end
   end
 end
+for i = 1, #gone, 1000 do redis.call('DEL', unpack(gone, i, math.min(i + 999, #gone))) end
 for name, count in pairs(counts) do
   if count ~= 0 then redis.call('HINCRBY', KEYS[6], name, count) end
 end

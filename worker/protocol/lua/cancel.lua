@@ -1,15 +1,15 @@
---! uses: ready, upgrade
+--! uses: ready, job, upgrade
 -- Cancel a queued job: only the caller whose removal took it from its ready list or from
 -- later (or from the previous protocol's sets) marks it, so a worker's fetch and a cancel
 -- never both win. A running job gets a cancel request instead. Removing a ready job scans
 -- its list (an operator's action, not a hot path).
 -- KEYS: job, ready, priorities, later, cancel, stats, legacy ready, legacy delayed
--- ARGV: id, now_ms, error_json, result_ttl_ms (0: the cancelled job's hash goes at once)
+-- ARGV: id, now_ms, error_json, result_ttl_ms (0: the cancelled job's hash goes at once),
+--   job_key_prefix
 -- Returns 'cancelled', 'requested', 'missing' or the status of a job that is neither.
-local WORDS = {Q = 'READY', R = 'RUNNING', S = 'SUCCESSFUL', F = 'FAILED'}
 local id = ARGV[1]
-upgrade(KEYS[1])
-local f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a')
+local f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v')
+if not f[1] and upgrade(ARGV[5], id) then f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v') end
 if not f[1] then return 'missing' end
 local removed = redis.call('LREM', level(KEYS[2], tonumber(f[3] or '0')), 1, id)
   + redis.call('ZREM', KEYS[4], id) + redis.call('ZREM', KEYS[7], id)
@@ -20,14 +20,14 @@ if removed > 0 then
     redis.call('DEL', KEYS[1])
     return 'cancelled'
   end
-  redis.call('HSET', KEYS[1], 's', 'F', 'f', ARGV[2],
+  redis.call('HSET', KEYS[1], 's', 'F', 'f', since(id, ARGV[2]),
              'error:' .. (tonumber(f[4] or '0') + 1), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('HDEL', KEYS[1], 'lost')  -- a late outcome of the lost attempt must not revive it
   return 'cancelled'
 end
-if f[2] == 'R' then
-  redis.call('ZADD', KEYS[5], 'NX', ARGV[2], id)
-  return 'requested'
-end
-return WORDS[f[2] or 'Q']
+if f[5] then return 'SUCCESSFUL' end  -- a result means 'S'
+if f[2] == 'F' then return 'FAILED' end
+-- neither waiting nor finished: leased (a running job's status is in its lease)
+redis.call('ZADD', KEYS[5], 'NX', ARGV[2], id)
+return 'requested'

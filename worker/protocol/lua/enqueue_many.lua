@@ -1,4 +1,4 @@
---! uses: each, store
+--! uses: each, store, job
 -- Enqueue many jobs of one queue at once (the bulk API).
 -- KEYS: ready, priorities, later, notify
 -- ARGV: job_key_prefix, then 6 per job: id, message, priority, max_attempts, run_after_ms
@@ -7,7 +7,7 @@
 local ready, later, any = {}, {}, false  -- ready: priority -> ids in order
 for i = 2, #ARGV, 6 do
   local id = ARGV[i]
-  if store(ARGV[1] .. id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) then
+  if store(job(ARGV[1], id), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) then
     any = true
     if ARGV[i + 5] ~= '' then
       later[#later + 1] = ARGV[i + 5]

@@ -1,4 +1,4 @@
---! uses: ready
+--! uses: ready, job
 -- Remove up to ARGV[2] jobs of one of a queue's sets, their hashes with them.
 -- KEYS: the set (the ready list of priority 0 for 'ready'), priorities
 -- ARGV: job_key_prefix, count, kind: 'ready' (every ready list), 'list' or 'zset'
@@ -12,5 +12,5 @@ else
   local popped = redis.call('ZPOPMIN', KEYS[1], count)
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
 end
-for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id) end
+for _, id in ipairs(ids) do redis.call('DEL', job(ARGV[1], id)) end
 return #ids

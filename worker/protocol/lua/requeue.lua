@@ -1,57 +1,85 @@
---! uses: clock, wake, each, ready, upgrade
+--! uses: clock, wake, each, ready, job, upgrade
 -- Put every job leased to one worker back on the queue, at the front of its ready list.
--- mode 'lost': the worker died; the attempt counts and is recorded with ARGV[4] as its error,
---   and a job out of attempts goes to the dead letters (so a job that kills its worker
---   every time cannot loop forever). The job is marked 'lost' with the attempt, for ACK to
---   tell a late outcome of a worker taken for dead from a replayed one.
+-- mode 'lost': the worker died; the attempt counts, and its record is written as ACK would
+--   have (attempts, starts, worker ids) with ARGV[4] as its error; a job out of attempts
+--   goes to the dead letters (so a job that kills its worker every time cannot loop
+--   forever). The job is marked 'lost' with the attempt, for ACK to tell a late outcome of
+--   a worker taken for dead from a replayed one.
 -- mode 'released': the worker is shutting down; the attempt does not count.
 -- With ids after ARGV[4], only those of the worker's leases (still leased) go back, as
 -- 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
--- A worker of the previous protocol (0.1) held its leases in a set (legacy wip): those go
--- back too, their hashes upgraded.
+-- A worker of the previous protocol (0.1) held its leases in a set (legacy wip), its jobs
+-- at 0.1's keys: those go back too, upgraded.
 -- KEYS: leases (that worker's), ready, priorities, dead, workers, notify, stats, legacy wip
 -- ARGV: job_key_prefix, worker_id, mode, error_json[, id...]
 -- Returns {requeued, dead}
 local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
 local back, dead = 0, 0
-local ids = {}
+local held = {}  -- {id, lease ("attempt started_ms"), or false for a 0.1 lease}
 if #ARGV > 4 then
   for i = 5, #ARGV do
-    if redis.call('HDEL', KEYS[1], ARGV[i]) + redis.call('SREM', KEYS[8], ARGV[i]) > 0 then
-      ids[#ids + 1] = ARGV[i]
+    local lease = redis.call('HGET', KEYS[1], ARGV[i])
+    if lease then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      held[#held + 1] = {ARGV[i], lease}
+    elseif redis.call('SREM', KEYS[8], ARGV[i]) == 1 then
+      held[#held + 1] = {ARGV[i], false}
     end
   end
 else
-  ids = redis.call('HKEYS', KEYS[1])
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[8])) do ids[#ids + 1] = id end
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do held[#held + 1] = {all[i], all[i + 1]} end
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[8])) do held[#held + 1] = {id, false} end
   redis.call('DEL', KEYS[1], KEYS[8])
   redis.call('SREM', KEYS[5], wid)
 end
 local front = {}  -- priority -> ids
-for _, id in ipairs(ids) do
-  local key = jobp .. id
-  local f = redis.call('HMGET', key, 'm', 'a', 'n', 'w', 'p')
-  if not f[1] and upgrade(key) then f = redis.call('HMGET', key, 'm', 'a', 'n', 'w', 'p') end
+for _, lease in ipairs(held) do
+  local id, value = lease[1], lease[2]
+  local key = job(jobp, id)
+  if not value then upgrade(jobp, id) end
+  local f = redis.call('HMGET', key, 'm', 'a', 'n', 'w', 'p', 't')
   if f[1] then
-    local attempts = tonumber(f[2] or '1')
+    local attempt, started
+    if value then
+      attempt, started = string.match(value, '^(%d+) (%d+)$')
+      attempt = tonumber(attempt)
+    else
+      attempt = tonumber(f[2] or '1')  -- 0.1 counted it, and noted its start and worker
+    end
     if mode == 'released' then
-      redis.call('HINCRBY', key, 'a', -1)
-      local wids = f[4] or ''
-      local cut = #wids - #wid
-      if cut == 0 and wids == wid then
-        redis.call('HDEL', key, 'w')
-      elseif cut > 0 and string.sub(wids, cut) == ',' .. wid then
-        redis.call('HSET', key, 'w', string.sub(wids, 1, cut - 1))
+      if not value then
+        -- 0.1 counted the attempt and noted the worker when it began: undone
+        redis.call('HSET', key, 'a', attempt - 1)
+        local wids = f[4] or ''
+        local cut = #wids - #wid
+        if cut == 0 and wids == wid then
+          redis.call('HDEL', key, 'w')
+        elseif cut > 0 and string.sub(wids, cut) == ',' .. wid then
+          redis.call('HSET', key, 'w', string.sub(wids, 1, cut - 1))
+        end
+      elseif attempt > 1 then
+        redis.call('HSET', key, 'a', attempt - 1)  -- FETCH noted a second attempt's number
       end
     else
-      redis.call('HSET', key, 'error:' .. attempts, ARGV[4], 'lost', attempts)
+      local fields = {'error:' .. attempt, ARGV[4], 'lost', attempt}
+      if value then
+        local wids = f[4] and (f[4] .. ',' .. wid) or wid
+        local at = since(id, started)
+        for _, v in ipairs({'a', attempt, 'l', at, 'w', wids}) do fields[#fields + 1] = v end
+        if not f[6] then
+          fields[#fields + 1] = 't'
+          fields[#fields + 1] = at
+        end
+      end
+      redis.call('HSET', key, unpack(fields))
     end
-    if mode == 'lost' and attempts >= tonumber(f[3] or '1') then
-      redis.call('HSET', key, 's', 'F', 'f', now)
+    if mode == 'lost' and attempt >= tonumber(f[3] or '1') then
+      redis.call('HSET', key, 's', 'F', 'f', since(id, now))
       redis.call('ZADD', KEYS[4], now, id)
       dead = dead + 1
     else
-      redis.call('HSET', key, 's', 'Q')
+      if not value or mode == 'lost' then redis.call('HSET', key, 's', 'Q') end
       local p = tonumber(f[5] or '0')
       local list = front[p] or {}
       list[#list + 1] = id

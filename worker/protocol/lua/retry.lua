@@ -1,4 +1,4 @@
---! uses: wake, ready, upgrade
+--! uses: wake, ready, job, upgrade
 -- Send dead-lettered jobs back to the end of their ready list, each with a fresh set of
 -- attempts (a dead letter of the previous protocol is upgraded first).
 -- KEYS: dead, ready, priorities, notify, cancel
@@ -9,9 +9,9 @@ local n = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   if redis.call('ZREM', KEYS[1], id) == 1 then
-    local key = ARGV[1] .. id
+    local key = job(ARGV[1], id)
     local f = redis.call('HMGET', key, 'm', 'a', 'p')
-    if not f[1] and upgrade(key) then f = redis.call('HMGET', key, 'm', 'a', 'p') end
+    if not f[1] and upgrade(ARGV[1], id) then f = redis.call('HMGET', key, 'm', 'a', 'p') end
     if f[1] then
       redis.call('HSET', key, 's', 'Q', 'n', tonumber(f[2] or '0') + tonumber(ARGV[i + 1]))
       redis.call('HDEL', key, 'f')
