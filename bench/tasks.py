@@ -1,14 +1,49 @@
 """The workloads of the benchmarks."""
 
 import asyncio
+import functools
 import time
 
+from django.conf import settings
 from django.tasks import default_task_backend, task
+
+from bench import body
 
 
 @task()
 async def noop() -> None:
     pass
+
+
+@task()
+async def small_result() -> int:
+    """Returns a small value (an int): what a kept result costs in Redis."""
+    return 42
+
+
+@task(result_ttl=0)
+async def small_result_unkept() -> int:
+    """``small_result`` with ``result_ttl=0``: nothing of it is kept once it succeeded."""
+    return 42
+
+
+@task(result_ttl=60)
+async def noop_ttl60() -> None:
+    """A no-op whose record is kept a minute (the growth benchmark's long run)."""
+
+
+@functools.cache
+def body_key() -> str:
+    """The counter the ``redis_call`` jobs increment."""
+    return f"{default_task_backend.broker.keys.prefix}:bench:body"
+
+
+@task()
+async def redis_call() -> None:
+    """A typical job's body: awaits one Redis command (INCR) through redis-py's asyncio
+    client, one client shared by the process (bench/body.py, which also measures this
+    body alone)."""
+    await body.call(settings.REDIS_URL, body_key())
 
 
 @task()
