@@ -5,6 +5,7 @@ import asyncio
 import logging
 
 import pytest
+import redis
 from django.tasks import task_backends
 
 from tests.conftest import tasks_setting
@@ -112,3 +113,31 @@ async def test_a_background_loop_that_dies_is_logged_at_once(run_worker, monkeyp
         async with run_worker(scheduler=True):
             record = await logged(caplog, "background loop of the worker stopped")
     assert "the scheduler broke" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize("queues", [["default"], ["default", "reports"]])
+async def test_a_wait_that_keeps_failing_backs_off_instead_of_spinning(
+    run_worker, monkeypatch, fetches, queues
+):
+    # The wait's own connection cannot be had (say Redis's maxclients is reached) while
+    # the shared one works: the worker retries the wait with a backoff, no busy loop.
+    waits: list[int] = []
+    fifth = asyncio.Event()
+
+    async def refused(*args, **kwargs):
+        waits.append(1)
+        if len(waits) == 5:
+            fifth.set()
+        raise redis.ConnectionError("max number of clients reached")
+
+    monkeypatch.setattr(Queue, "wait_then_fetch", refused)  # serving one queue
+    monkeypatch.setattr(Broker, "wait_for_work", refused)  # serving several
+    loop = asyncio.get_running_loop()
+    async with run_worker(queues=queues) as worker:
+        began = loop.time()
+        await asyncio.wait_for(fifth.wait(), 10)
+        elapsed = loop.time() - began
+        assert worker._outage.since is None  # the shared connection's outage is not declared
+    # Four backoffs of at least half of 0.05, 0.1, 0.2 and 0.4 s came between the five.
+    assert elapsed >= 0.35
+    assert len(fetches) <= 2 * len(waits) + 2

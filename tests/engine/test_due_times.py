@@ -76,8 +76,12 @@ async def test_a_retry_scheduled_by_another_worker_starts_on_time(run_worker, ba
     assert 0 <= late < ON_TIME_MS
 
 
-async def test_a_job_enqueued_for_later_starts_on_time(run_worker, backend):
-    async with run_worker(poll=POLL):
+@pytest.mark.parametrize(("concurrency", "queues"), [(10, None), (1, None), (1, ["default"])])
+async def test_a_job_enqueued_for_later_starts_on_time(run_worker, backend, concurrency, queues):
+    # With one slot, the idle worker's wait holds it (serving one queue, its FETCH may lease
+    # a job): the job falling due must not wait for that wait's BLPOP to time out.
+    async with run_worker(poll=POLL, concurrency=concurrency, queues=queues) as worker:
+        await waiting_for_work(worker)
         due = timezone.now() + timedelta(seconds=0.4)
         result = await tasks.add.using(run_after=due).aenqueue(1, 2)
         await finished(result)

@@ -129,6 +129,9 @@ class Worker:
         self._waiter: asyncio.Task[Fetched | None] | None = None  # the wait for a wake-up token
         self._wait_connection = broker.waiting_connection()
         self._reserved = (0, 0)  # room and bytes the wait's FETCH may lease
+        self._nudged = False  # a wake-up token was left to end the wait early
+        self._sweeps = 0  # fetches from several queues so far (which queue goes first)
+        self._wait_backoff = 0.05  # seconds before waiting again, after a failed wait
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
@@ -164,12 +167,9 @@ class Worker:
             background.append(self._background(scheduler.run()))
         try:
             await self._fetch_loop()
-            # Fetching no more: a wake-up token (a retry this drain schedules, say) must go
-            # to a worker that will fetch; Redis hands it to the longest-blocked one first.
-            self._stop_waiting()
-            await self._drain()
+            await asyncio.gather(self._drain(), self._end_wait())
         finally:
-            self._stop_waiting()
+            await self._end_wait()
             self._wait_connection.close()
             for t in background:
                 t.cancel()
@@ -192,6 +192,8 @@ class Worker:
                 room = self.concurrency - len(self._running) - self._reserved[0]
                 budget = self.inflight_bytes - self._inflight - self._reserved[1]
                 if room <= 0 or (budget <= 0 and self._running):
+                    if room <= 0 < self.concurrency - len(self._running):
+                        await self._nudge()
                     self._room.clear()
                     await self._room.wait()
                     continue
@@ -226,11 +228,53 @@ class Worker:
             await self._wait_for_work(timeout)
 
     async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int]:
-        """Lease up to ``room`` jobs within ``budget`` bytes from the queues in order:
-        (leased, ms until the next delayed job is due, ready jobs left for the budget)."""
+        """Lease up to ``room`` jobs within ``budget`` bytes: (leased, ms until the next
+        delayed job is due, ready jobs left for the budget). Serving several queues, one
+        round trip first asks each queue for its share of the room (one after the other,
+        a hundred queues would cost a hundred round trips before the last is looked at),
+        then those that had more than their share get what is left, in turn."""
+        if len(self.queues) == 1:
+            return await self._fetch_in_turn(self.queues, room, budget)
+        start = self._sweeps % len(self.queues)  # no queue is always asked last
+        self._sweeps += 1
+        order = self.queues[start:] + self.queues[:start]
+        if room < len(order):  # not a job each: in turn, so as never to lease over the room
+            return await self._fetch_in_turn(order, room, budget)
+        share = room // len(order)
+        idle = not self._running and self._waiter is None
+        fetched = await asyncio.gather(
+            *(
+                self._queues[queue].fetch(share, self.id, budget // len(order), idle and i == 0)
+                for i, queue in enumerate(order)
+            ),
+            return_exceptions=True,
+        )
+        got, due_in, held, more = 0, None, 0, []
+        for queue, found in zip(order, fetched, strict=True):
+            if isinstance(found, BaseException):
+                continue
+            got += self._start_all(queue, found)
+            budget -= sum(len(lease.payload or b"") for lease in found.leases)
+            if found.due_in_ms is not None:
+                due_in = min(found.due_in_ms, due_in if due_in is not None else 2**62)
+            held += found.held_back
+            if len(found.leases) == share or found.held_back:
+                more.append(queue)
+        if errors := [e for e in fetched if isinstance(e, BaseException)]:
+            raise errors[0]  # the leases of the others started: an outage, met as ever
+        if more and got < room and budget > 0:  # its count of jobs held back stands now
+            got_more, later, held = await self._fetch_in_turn(more, room - got, budget)
+            got += got_more
+            if later is not None:
+                due_in = min(later, due_in if due_in is not None else 2**62)
+        return got, due_in, held
+
+    async def _fetch_in_turn(
+        self, queues: list[str], room: int, budget: int
+    ) -> tuple[int, int | None, int]:
         got, due_in, held = 0, None, 0
-        for queue in self.queues:
-            idle = not self._running
+        for queue in queues:
+            idle = not self._running and self._waiter is None  # else the wait's FETCH is
             fetched = await self._queues[queue].fetch(room - got, self.id, budget, idle)
             got += self._start_all(queue, fetched)
             budget -= sum(len(lease.payload or b"") for lease in fetched.leases)
@@ -252,6 +296,7 @@ class Worker:
         if self._waiter is None:
             self._waiter = asyncio.create_task(self._wait())
             self._waiter.add_done_callback(lambda _: self._room.set())
+            self._nudged = False
         events = [self._stopping]
         if self.burst:  # the end of the last running job may end the burst
             self._room.clear()
@@ -264,38 +309,67 @@ class Worker:
             wait.cancel()
 
     async def _wait(self) -> Fetched | None:
+        """The wait itself. It fails alone, with a backoff of its own, when its connection
+        does (the fetches and heartbeats on the shared connection judge whether Redis is
+        away): a connection that cannot be opened again must not make a busy loop."""
         seconds = min(self.poll, SOCKET_TIMEOUT / 2)  # within the connection's watchdog
-        if len(self.queues) > 1:
-            await self.broker.wait_for_work(self._wait_connection, self.queues, seconds)
+        try:
+            if len(self.queues) > 1:
+                await self.broker.wait_for_work(self._wait_connection, self.queues, seconds)
+                fetched = None
+            else:
+                room = min(self.concurrency - len(self._running), max(1, self.concurrency // 2))
+                budget = (self.inflight_bytes - self._inflight) // 2
+                self._reserved = (room, budget)
+                queue = self._queues[self.queues[0]]
+                fetched = await queue.wait_then_fetch(
+                    self._wait_connection, seconds, room, self.id, budget, not self._running
+                )
+        except REDIS_ERRORS as e:
+            self._reserved = (0, 0)
+            logger.debug("Waiting for work failed (%r); waiting %.2fs", e, self._wait_backoff)
+            await asyncio.sleep(self._wait_backoff * (0.5 + random.random() / 2))
+            self._wait_backoff = min(self._wait_backoff * 2, 5.0)
             return None
-        room = min(self.concurrency - len(self._running), max(1, self.concurrency // 2))
-        budget = (self.inflight_bytes - self._inflight) // 2
-        self._reserved = (room, budget)
-        queue = self._queues[self.queues[0]]
-        return await queue.wait_then_fetch(
-            self._wait_connection, seconds, room, self.id, budget, not self._running
-        )
+        self._wait_backoff = 0.05
+        return fetched
 
     def _take_woken(self) -> tuple[int, int | None, int] | None:
         """What a finished wait brought, as ``_fetch`` tells it (its leases started here),
-        or None when no wait has finished or it fetched nothing (Redis lacked the script,
-        or the wait failed: an outage, met again by the next fetch)."""
+        or None when no wait has finished or it fetched nothing (a plain wait, Redis had
+        lost the script, or the wait failed)."""
         if self._waiter is None or not self._waiter.done():
             return None
         waiter, self._waiter = self._waiter, None
         self._reserved = (0, 0)
-        if waiter.cancelled():
+        if waiter.cancelled() or (fetched := waiter.result()) is None:
             return None
-        if (error := waiter.exception()) is not None:
-            if not isinstance(error, REDIS_ERRORS):
-                raise error
-            self._outage.noted(error)
-            return None
-        fetched = waiter.result()
-        if fetched is None:
-            return None
-        self._outage.ok()
         return self._start_all(self.queues[0], fetched), fetched.due_in_ms, fetched.held_back
+
+    async def _nudge(self) -> None:
+        """The wait's FETCH holds every free slot while its BLPOP runs for the poll
+        interval, and the worker wants to fetch before that (a delayed job falls due): a
+        wake-up token ends the wait now (or starts another idle worker, which fetches the
+        job as well). Once per wait."""
+        if self._nudged:
+            return
+        self._nudged = True
+        try:
+            for queue in self._queues.values():
+                await queue.hand_off()
+        except REDIS_ERRORS as e:
+            self._outage.noted(e)
+
+    async def _end_wait(self) -> None:
+        """Stop waiting, for good. A wait that carries a FETCH is let finish (its BLPOP
+        times out within the poll interval) rather than cut: Redis would learn that its
+        connection closed at a time of its own, maybe after this worker released its jobs
+        on the shared connection, and a FETCH run then would lease them to a worker that
+        is gone. What it leased is released with the rest (``_release``)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and len(self.queues) == 1:
+            await asyncio.wait({waiter}, timeout=self.poll + SOCKET_TIMEOUT)
+        self._stop_waiting()
 
     async def _tell_skew(self) -> None:
         try:
@@ -312,8 +386,6 @@ class Worker:
         FETCH that went with it may have leased jobs by then: they stay leased until the
         worker releases what it holds as it stops, or its strays (``_release_strays``)."""
         if self._waiter is not None:
-            if self._waiter.done() and not self._waiter.cancelled():
-                self._waiter.exception()  # an outage the fetch loop meets on its own
             self._waiter.cancel()
             self._waiter = None
             self._reserved = (0, 0)
