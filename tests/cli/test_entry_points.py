@@ -17,7 +17,7 @@ from worker.ops import cli
 
 def test_redis_unreachable_is_one_line_with_the_password_hidden(settings, tasks_prefix):
     settings.TASKS = tasks_setting("redis://:secret@127.0.0.1:9/0", tasks_prefix)
-    for args in (["status"], ["list", "--json"], ["show", "default:0000"]):
+    for args in (["status"], ["list", "--json"], ["show", "default:" + "0" * 27]):
         result = run(*args)
         assert result.exit_code == 1, args
         assert result.stderr.startswith("Error: Redis at redis://:***@127.0.0.1:9/0 is "

@@ -282,3 +282,10 @@ async def test_a_cancelled_enqueue_does_not_strand_the_others_batched_with_it(ba
     stored = set(ready_ids(backend))
     assert {r.id for r in results} <= stored
     assert len(stored) in (49, 50)  # the cancelled call's job may have gone out already
+
+
+def test_an_id_naming_one_of_the_queues_own_keys_is_no_job(backend):
+    tasks.add.enqueue(1, 2)  # the ready list exists: its name must not be read as a job
+    for wrong in ("default:queued", "default:later", "default:" + "g" * 27):
+        with pytest.raises(TaskResultDoesNotExist):
+            backend.get_result(wrong)

@@ -265,3 +265,22 @@ def test_retry_delays_of_late_attempts_stay_capped():
 
     task = Task(func=tasks.add.func, max_attempts=5000, backoff=1.0, backoff_max=30.0)
     assert task.retry_delay(3000, 1.0) == 30.0  # 2.0 ** 2999 would overflow
+
+
+async def test_a_polled_job_never_goes_back_from_running_to_ready(run_worker, backend):
+    # A job's state is read in one step (hash and lease): read in two, an ACK landing
+    # between them showed a job that had just finished as READY with no attempt.
+    went_back = []
+
+    async def poll(result) -> None:
+        seen = []
+        while not seen or seen[-1] not in ("SUCCESSFUL", "FAILED"):
+            seen.append((await backend.aget_result(result.id)).status)
+        if "RUNNING" in seen and "READY" in seen[seen.index("RUNNING") :]:
+            went_back.append(seen)
+
+    async with run_worker(concurrency=20, queues=["default"]):
+        for _ in range(5):
+            results = [await tasks.slow_async.aenqueue(0.02) for _ in range(40)]
+            await asyncio.wait_for(asyncio.gather(*(poll(r) for r in results)), 30)
+    assert went_back == []

@@ -86,3 +86,14 @@ def test_a_result_the_previous_version_stored_stays_readable(backend):
     assert (result.status, result.return_value, result.args) == ("SUCCESSFUL", 2, [1, 1])
     assert result.worker_ids == ["old:1:a"] and result.finished_at is not None
     assert result.task.func is tasks.add.func
+
+
+async def test_a_job_of_the_previous_version_that_then_succeeds_counts_its_attempt(
+    backend, run_worker
+):
+    job_id, _, score = legacy_job(backend, [4, 4])
+    backend.broker.sync.zadd(legacy(backend, "ready"), {job_id: score})
+    async with run_worker():
+        result = await finished(backend.get_result(job_id))
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 8)
+    assert Ops(backend).job(job_id).attempts == 1

@@ -30,11 +30,15 @@ def enqueued_ms_of(job_id: str) -> int:
     return int(job_id[job_id.index(":") + 1 :][:-16], 16)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def queue_of(job_id: str) -> str:
-    """The queue a job id belongs to; ValueError if it is not shaped like a job id."""
+    """The queue a job id belongs to; ValueError if it is not shaped like a job id (a
+    token of another shape could name one of the queue's own keys)."""
     queue, sep, token = job_id.partition(":")
-    if not sep or not queue or not token:
-        raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<token>')")
+    if not sep or not queue or len(token) != 27 or not _HEX.issuperset(token):
+        raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<27 hex digits>')")
     return queue
 
 

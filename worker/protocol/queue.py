@@ -8,7 +8,7 @@ Methods named like Django's (``enqueue`` / ``aenqueue``) come in a sync and an a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -26,6 +26,7 @@ from worker.protocol.scripts import (
     FIRE,
     HAND_OFF,
     PURGE,
+    READ,
     REQUEUE,
     RETRY,
     UNIQUE,
@@ -291,60 +292,34 @@ class Queue:
     # says (FETCH writes a job's state when its attempt ends, not when it begins).
 
     def job(self, job_id: str) -> Fields:
-        client = self.broker.sync
-        fields = cast(Fields, client.hgetall(self.job_key(job_id)))
-        if not fields:  # a job of the previous protocol, finished before the upgrade
-            return cast(Fields, client.hgetall(self.keys.legacy_job(job_id)))
-        if not _maybe_leased(fields):
-            return fields
-        workers = _text(client.smembers(self.workers))
-        with client.pipeline(transaction=False) as pipe:
-            for worker_id in workers:
-                pipe.hget(self.keys.wip(self.name, worker_id), job_id)
-            leases = pipe.execute()
-        return _with_lease(job_id, fields, dict(zip(workers, leases, strict=True)))
+        reply = READ.run_sync(self.broker.sync, *self._read_command([job_id]))
+        [(_, fields)] = self._read(reply, [job_id])
+        return fields
 
     async def ajob(self, job_id: str) -> Fields:
-        client = self.broker.aclient()
-        fields = cast(Fields, await client.hgetall(self.job_key(job_id)))
-        if not fields:
-            return cast(Fields, await client.hgetall(self.keys.legacy_job(job_id)))
-        if not _maybe_leased(fields):
-            return fields
-        workers = _text(await client.smembers(self.workers))
-        async with client.pipeline(transaction=False) as pipe:
-            for worker_id in workers:
-                pipe.hget(self.keys.wip(self.name, worker_id), job_id)
-            leases = await pipe.execute()
-        return _with_lease(job_id, fields, dict(zip(workers, leases, strict=True)))
+        reply = await self.broker.loop().fast.run(READ, *self._read_command([job_id]))
+        [(_, fields)] = self._read(reply, [job_id])
+        return fields
 
     def jobs(self, ids: list[str]) -> list[tuple[str, Fields]]:
-        """The hashes of ``ids`` in one round trip (and every lease in one more, if one of
-        them may be running), leaving out those that are gone."""
-        client = self.broker.sync
-        with client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self.job_key(job_id))
-            hashes = pipe.execute()
-        if missing := [i for i, fields in zip(ids, hashes, strict=True) if not fields]:
-            with client.pipeline(transaction=False) as pipe:  # jobs of the previous protocol
-                for job_id in missing:
-                    pipe.hgetall(self.keys.legacy_job(job_id))
-                legacy = dict(zip(missing, pipe.execute(), strict=True))
-            hashes = [fields or legacy[i] for i, fields in zip(ids, hashes, strict=True)]
-        found = [(i, fields) for i, fields in zip(ids, hashes, strict=True) if fields]
-        if not any(_maybe_leased(fields) for _, fields in found):
-            return found
-        workers = _text(client.smembers(self.workers))
-        with client.pipeline(transaction=False) as pipe:
-            for worker_id in workers:
-                pipe.hgetall(self.keys.wip(self.name, worker_id))
-            held = pipe.execute()
-        by_job: dict[str, dict[str, bytes]] = {}
-        for worker_id, leases in zip(workers, held, strict=True):
-            for job_id, lease in leases.items():
-                by_job.setdefault(job_id.decode(), {})[worker_id] = lease
-        return [(i, _with_lease(i, fields, by_job.get(i, {}))) for i, fields in found]
+        """The hashes of ``ids`` in one round trip, leaving out those that are gone."""
+        if not ids:
+            return []
+        reply = READ.run_sync(self.broker.sync, *self._read_command(ids))
+        return [(i, fields) for i, fields in self._read(reply, ids) if fields]
+
+    def _read_command(self, ids: list[str]) -> tuple[list[str], list[str]]:
+        return [self.workers], [self.job_prefix, self.keys.wip(self.name, ""), *ids]
+
+    @staticmethod
+    def _read(reply: list[Any], ids: list[str]) -> list[tuple[str, Fields]]:
+        found = []
+        for job_id, (flat, worker, lease) in zip(ids, reply, strict=True):
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if lease is not None and fields:
+                fields = _with_lease(job_id, fields, worker.decode(), lease)
+            found.append((job_id, fields))
+        return found
 
     # What operators read.
 
@@ -526,28 +501,19 @@ class Queue:
         return str(getattr(self, name))
 
 
-def _maybe_leased(fields: Fields) -> bool:
-    """Whether a job hash is of a job that waits or runs (its lease says which)."""
-    return fields.get(b"s") in (None, b"Q", b"R") and b"v" not in fields
-
-
-def _with_lease(job_id: str, fields: Fields, leases: Mapping[str, bytes | None]) -> Fields:
-    """A job's hash as it stands while a worker holds its lease ("attempt started_ms", by
-    worker id): running, that attempt, started then, by that worker."""
-    for worker_id, lease in leases.items():
-        if lease:
-            attempt, _, started = lease.partition(b" ")
-            wids = fields.get(b"w")
-            worker = worker_id.encode()
-            since = int(started) - enqueued_ms_of(job_id)  # as the hash keeps times
-            return fields | {
-                b"s": b"R",
-                b"a": attempt,
-                b"l": b"%d" % since,
-                b"t": fields.get(b"t", b"%d" % since),
-                b"w": wids + b"," + worker if wids else worker,
-            }
-    return fields
+def _with_lease(job_id: str, fields: Fields, worker_id: str, lease: bytes) -> Fields:
+    """A job's hash as it stands while ``worker_id`` holds its lease ("attempt started_ms"):
+    running, that attempt, started then, by that worker."""
+    attempt, _, started = lease.partition(b" ")
+    since = b"%d" % (int(started) - enqueued_ms_of(job_id))  # as the hash keeps times
+    wids, worker = fields.get(b"w"), worker_id.encode()
+    return fields | {
+        b"s": b"R",
+        b"a": attempt,
+        b"l": since,
+        b"t": fields.get(b"t", since),
+        b"w": wids + b"," + worker if wids else worker,
+    }
 
 
 def _id(reply: bytes | None) -> str | None:

@@ -130,6 +130,7 @@ class Worker:
         self._wait_connection = broker.waiting_connection()
         self._reserved = (0, 0)  # room and bytes the wait's FETCH may lease
         self._nudged = False  # a wake-up token was left to end the wait early
+        self._due_now = False  # the fetch loop woke for a delayed job, the wait pending
         self._sweeps = 0  # fetches from several queues so far (which queue goes first)
         self._wait_backoff = 0.05  # seconds before waiting again, after a failed wait
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
@@ -192,9 +193,9 @@ class Worker:
                 room = self.concurrency - len(self._running) - self._reserved[0]
                 budget = self.inflight_bytes - self._inflight - self._reserved[1]
                 if room <= 0 or (budget <= 0 and self._running):
-                    if room <= 0 < self.concurrency - len(self._running):
+                    self._room.clear()  # before any await: a signal meanwhile must stand
+                    if self._due_now and room <= 0 < self.concurrency - len(self._running):
                         await self._nudge()
-                    self._room.clear()
                     await self._room.wait()
                     continue
                 try:
@@ -226,6 +227,9 @@ class Worker:
             if due_in is not None:
                 timeout = min(timeout, max(due_in / 1000, 0.001))
             await self._wait_for_work(timeout)
+            # Woken by the clock for a delayed job due before the wait's BLPOP ends.
+            waiter = self._waiter
+            self._due_now = timeout < self.poll and waiter is not None and not waiter.done()
 
     async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int]:
         """Lease up to ``room`` jobs within ``budget`` bytes: (leased, ms until the next
@@ -241,7 +245,7 @@ class Worker:
         if room < len(order):  # not a job each: in turn, so as never to lease over the room
             return await self._fetch_in_turn(order, room, budget)
         share = room // len(order)
-        idle = not self._running and self._waiter is None
+        idle = not self._running and not self._wait_fetches()
         fetched = await asyncio.gather(
             *(
                 self._queues[queue].fetch(share, self.id, budget // len(order), idle and i == 0)
@@ -274,7 +278,7 @@ class Worker:
     ) -> tuple[int, int | None, int]:
         got, due_in, held = 0, None, 0
         for queue in queues:
-            idle = not self._running and self._waiter is None  # else the wait's FETCH is
+            idle = not self._running and not self._wait_fetches()
             fetched = await self._queues[queue].fetch(room - got, self.id, budget, idle)
             got += self._start_all(queue, fetched)
             budget -= sum(len(lease.payload or b"") for lease in fetched.leases)
@@ -334,6 +338,10 @@ class Worker:
         self._wait_backoff = 0.05
         return fetched
 
+    def _wait_fetches(self) -> bool:
+        """Whether a wait is pending whose FETCH may lease jobs (serving one queue)."""
+        return self._waiter is not None and len(self.queues) == 1
+
     def _take_woken(self) -> tuple[int, int | None, int] | None:
         """What a finished wait brought, as ``_fetch`` tells it (its leases started here),
         or None when no wait has finished or it fetched nothing (a plain wait, Redis had
@@ -348,9 +356,10 @@ class Worker:
 
     async def _nudge(self) -> None:
         """The wait's FETCH holds every free slot while its BLPOP runs for the poll
-        interval, and the worker wants to fetch before that (a delayed job falls due): a
-        wake-up token ends the wait now (or starts another idle worker, which fetches the
-        job as well). Once per wait."""
+        interval, and a delayed job falls due before that: a wake-up token ends the wait
+        now (or starts another idle worker, which fetches the job as well). Once per
+        wait."""
+        self._due_now = False
         if self._nudged:
             return
         self._nudged = True
@@ -681,6 +690,10 @@ class Worker:
         in Redis but its reply was lost. Its heartbeat would otherwise keep them forever."""
         known = set(self._running)
         known.update(o.job_id for outcomes in self._outbox.values() for o in outcomes)
+        waiter = self._waiter  # a wait that has leased jobs the fetch loop has yet to start
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            if waiter.exception() is None and (fetched := waiter.result()) is not None:
+                known.update(lease.id for lease in fetched.leases)
         now = time.monotonic()
         for queue in self._queues.values():
             unknown = await queue.leased(self.id) - known

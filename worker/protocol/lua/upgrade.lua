@@ -17,7 +17,7 @@ local function upgrade(jobp, id)
     if name == 'started_at' or name == 'last_attempted_at' or name == 'finished_at' then
       new[#new + 1] = LEGACY[name]
       new[#new + 1] = since(id, value)
-    elseif LEGACY[name] then
+    elseif LEGACY[name] and not (name == 'attempts' and value == '0') then
       new[#new + 1] = LEGACY[name]
       new[#new + 1] = value
     elseif name == 'status' then
