@@ -120,9 +120,14 @@ class Broker:
         command holds up every command behind it on its connection)."""
         return FastRedis(self.url)
 
-    async def wait_for_work(self, connection: FastRedis, queues: list[str], timeout: float) -> None:
-        """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass."""
-        await connection.execute("BLPOP", *(self.keys.notify(q) for q in queues), timeout)
+    async def wait_for_work(
+        self, connection: FastRedis, queues: list[str], timeout: float
+    ) -> str | None:
+        """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass:
+        the queue whose wake-up token came, or None."""
+        notify = {self.keys.notify(q).encode(): q for q in queues}
+        reply = await connection.execute("BLPOP", *notify, timeout)
+        return notify.get(reply[0]) if reply else None
 
     def heartbeats(self) -> list[bytes]:
         """The heartbeat of every live worker (JSON, as the worker wrote it)."""

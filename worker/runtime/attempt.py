@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar, Token
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
@@ -196,7 +196,7 @@ async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, Bas
     slot = slots.take()
     entered: Token[ThreadSensitiveContext] | None = None
     try:
-        if asyncio.iscoroutinefunction(task.func):
+        if _is_async(task.func):
             if slot.context is None:
                 async with slot.own_context(), deadline:
                     return await task.func(*args, **call.kwargs), None
@@ -227,6 +227,13 @@ async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, Bas
             await slots.give_back(slot)
 
 
+@cache
+def _is_async(func: Callable[..., Any]) -> bool:
+    """Whether a task's function is a coroutine function (asked once per function: the
+    question costs more than the rest of a no-op job's start)."""
+    return asyncio.iscoroutinefunction(func)
+
+
 def outcome_of(
     call: Call, lease: Lease, value: Any, error: BaseException | None
 ) -> tuple[Outcome, BaseException | None]:
@@ -234,7 +241,7 @@ def outcome_of(
     the error it ended with, if any."""
     if error is None:
         try:
-            body = json_of(normalize_json(value))
+            body = b"null" if value is None else json_of(normalize_json(value))
             return Outcome(lease.id, lease.attempt, OutcomeKind.SUCCEEDED, body), None
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")

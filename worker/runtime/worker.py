@@ -132,6 +132,8 @@ class Worker:
         self._nudged = False  # a wake-up token was left to end the wait early
         self._due_now = False  # the fetch loop woke for a delayed job, the wait pending
         self._sweeps = 0  # fetches from several queues so far (which queue goes first)
+        self._woken: str | None = None  # the queue whose wake-up token ended the wait
+        self._due: dict[str, float] = {}  # queue -> when its next delayed job is due
         self._wait_backoff = 0.05  # seconds before waiting again, after a failed wait
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
@@ -233,18 +235,31 @@ class Worker:
 
     async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int]:
         """Lease up to ``room`` jobs within ``budget`` bytes: (leased, ms until the next
-        delayed job is due, ready jobs left for the budget). Serving several queues, one
-        round trip first asks each queue for its share of the room (one after the other,
-        a hundred queues would cost a hundred round trips before the last is looked at),
-        then those that had more than their share get what is left, in turn."""
+        delayed job is due, ready jobs left for the budget). Serving several queues: the
+        queue whose token ended the wait first, with all the room (its job starts one
+        round trip after the wake-up, however many queues there are); then one round trip
+        asks the queues for a share of the room each (as many queues as the room allows,
+        those with a delayed job due first, then from a rotating start); then those that
+        had more than their share get what is left, in turn."""
         if len(self.queues) == 1:
             return await self._fetch_in_turn(self.queues, room, budget)
-        start = self._sweeps % len(self.queues)  # no queue is always asked last
+        got, due_in, held = 0, None, 0
+        woken, self._woken = self._woken, None
+        if woken is not None:
+            got, due_in, held = await self._fetch_in_turn([woken], room, budget)
+        left = room - got
+        budget = self.inflight_bytes - self._inflight
+        start = self._sweeps % len(self.queues)
         self._sweeps += 1
-        order = self.queues[start:] + self.queues[:start]
-        if room < len(order):  # not a job each: in turn, so as never to lease over the room
-            return await self._fetch_in_turn(order, room, budget)
-        share = room // len(order)
+        now = time.monotonic()
+        order = sorted(
+            (q for q in self.queues[start:] + self.queues[:start] if q != woken),
+            key=lambda q: self._due.get(q, now + 1) > now,  # due ones first (a stable sort)
+        )
+        if left <= 0 or budget <= 0 or not order:
+            return got, due_in, held
+        share = max(1, left // len(order))
+        order = order[: left // share]  # a job each at least, never over the room in all
         idle = not self._running and not self._wait_fetches()
         fetched = await asyncio.gather(
             *(
@@ -253,25 +268,34 @@ class Worker:
             ),
             return_exceptions=True,
         )
-        got, due_in, held, more = 0, None, 0, []
+        more = []
         for queue, found in zip(order, fetched, strict=True):
             if isinstance(found, BaseException):
                 continue
+            self._note_due(queue, found)
             got += self._start_all(queue, found)
-            budget -= sum(len(lease.payload or b"") for lease in found.leases)
+            held += found.held_back
             if found.due_in_ms is not None:
                 due_in = min(found.due_in_ms, due_in if due_in is not None else 2**62)
-            held += found.held_back
             if len(found.leases) == share or found.held_back:
                 more.append(queue)
         if errors := [e for e in fetched if isinstance(e, BaseException)]:
             raise errors[0]  # the leases of the others started: an outage, met as ever
-        if more and got < room and budget > 0:  # its count of jobs held back stands now
-            got_more, later, held = await self._fetch_in_turn(more, room - got, budget)
+        left, budget = room - got, self.inflight_bytes - self._inflight
+        if more and left > 0 and budget > 0:  # its count of jobs held back stands now
+            got_more, later, held = await self._fetch_in_turn(more, left, budget)
             got += got_more
             if later is not None:
                 due_in = min(later, due_in if due_in is not None else 2**62)
         return got, due_in, held
+
+    def _note_due(self, queue: str, fetched: Fetched) -> None:
+        """When the queue's next delayed job is due (monotonic), for a worker serving
+        several queues to ask that one first then."""
+        if fetched.due_in_ms is None:
+            self._due.pop(queue, None)
+        else:
+            self._due[queue] = time.monotonic() + fetched.due_in_ms / 1000
 
     async def _fetch_in_turn(
         self, queues: list[str], room: int, budget: int
@@ -280,6 +304,7 @@ class Worker:
         for queue in queues:
             idle = not self._running and not self._wait_fetches()
             fetched = await self._queues[queue].fetch(room - got, self.id, budget, idle)
+            self._note_due(queue, fetched)
             got += self._start_all(queue, fetched)
             budget -= sum(len(lease.payload or b"") for lease in fetched.leases)
             held += fetched.held_back
@@ -319,7 +344,11 @@ class Worker:
         seconds = min(self.poll, SOCKET_TIMEOUT / 2)  # within the connection's watchdog
         try:
             if len(self.queues) > 1:
-                await self.broker.wait_for_work(self._wait_connection, self.queues, seconds)
+                # Asked in turn from a rotating first queue: BLPOP takes the first list
+                # that has a token, and no queue should always come last.
+                start = self._sweeps % len(self.queues)
+                order = self.queues[start:] + self.queues[:start]
+                self._woken = await self.broker.wait_for_work(self._wait_connection, order, seconds)
                 fetched = None
             else:
                 room = min(self.concurrency - len(self._running), max(1, self.concurrency // 2))
