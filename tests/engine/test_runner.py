@@ -284,3 +284,16 @@ async def test_a_polled_job_never_goes_back_from_running_to_ready(run_worker, ba
             results = [await tasks.slow_async.aenqueue(0.02) for _ in range(40)]
             await asyncio.wait_for(asyncio.gather(*(poll(r) for r in results)), 30)
     assert went_back == []
+
+
+async def test_an_idle_worker_starts_each_job_with_the_fetch_its_wait_carries(
+    run_worker, backend, fetches
+):
+    # One queue, jobs one at a time: the FETCH sent with the BLPOP leases each job, and
+    # after a wake-up that left nothing ready the worker waits again without another.
+    async with run_worker(queues=["default"]) as worker:
+        await waiting_for_work(worker)
+        before = len(fetches)
+        for i in range(5):
+            assert (await finished(await tasks.add.aenqueue(i, 1))).return_value == i + 1
+    assert len(fetches) - before <= 1

@@ -190,7 +190,12 @@ class Worker:
         while not self._stopping.is_set():
             woken = self._take_woken()
             if woken is not None:
-                got, due_in, held = woken
+                got, due_in, held, emptied = woken
+                if got and emptied:
+                    # The wait's FETCH took every ready job there was: wait again at once,
+                    # without a FETCH that would find nothing (and go out before the jobs
+                    # just leased start). A job enqueued since left a wake-up token.
+                    got = 0
             else:
                 room = self.concurrency - len(self._running) - self._reserved[0]
                 budget = self.inflight_bytes - self._inflight - self._reserved[1]
@@ -371,17 +376,19 @@ class Worker:
         """Whether a wait is pending whose FETCH may lease jobs (serving one queue)."""
         return self._waiter is not None and len(self.queues) == 1
 
-    def _take_woken(self) -> tuple[int, int | None, int] | None:
+    def _take_woken(self) -> tuple[int, int | None, int, bool] | None:
         """What a finished wait brought, as ``_fetch`` tells it (its leases started here),
-        or None when no wait has finished or it fetched nothing (a plain wait, Redis had
-        lost the script, or the wait failed)."""
+        and whether it left no ready job behind; None when no wait has finished or it
+        fetched nothing (a plain wait, Redis had lost the script, or the wait failed)."""
         if self._waiter is None or not self._waiter.done():
             return None
         waiter, self._waiter = self._waiter, None
-        self._reserved = (0, 0)
+        asked, self._reserved = self._reserved[0], (0, 0)
         if waiter.cancelled() or (fetched := waiter.result()) is None:
             return None
-        return self._start_all(self.queues[0], fetched), fetched.due_in_ms, fetched.held_back
+        got = self._start_all(self.queues[0], fetched)
+        emptied = got < asked and not fetched.held_back
+        return got, fetched.due_in_ms, fetched.held_back, emptied
 
     async def _nudge(self) -> None:
         """The wait's FETCH holds every free slot while its BLPOP runs for the poll
