@@ -191,11 +191,6 @@ class Worker:
             woken = self._take_woken()
             if woken is not None:
                 got, due_in, held, emptied = woken
-                if got and emptied:
-                    # The wait's FETCH took every ready job there was: wait again at once,
-                    # without a FETCH that would find nothing (and go out before the jobs
-                    # just leased start). A job enqueued since left a wake-up token.
-                    got = 0
             else:
                 room = self.concurrency - len(self._running) - self._reserved[0]
                 budget = self.inflight_bytes - self._inflight - self._reserved[1]
@@ -209,13 +204,19 @@ class Worker:
                     # Half the concurrency at most per fetch: while one half's jobs start,
                     # the next half is being fetched, instead of the worker idling through
                     # every FETCH (docs/performance.md has the figures).
-                    got, due_in, held = await self._fetch(
+                    got, due_in, held, emptied = await self._fetch(
                         min(room, max(1, self.concurrency // 2)), budget
                     )
                 except REDIS_ERRORS as e:
                     await self._outage.failed(e)
                     continue
                 self._outage.ok()
+            if got and emptied:
+                # The fetch after a wake-up took every job ready in the queue that woke it:
+                # wait again at once, without a FETCH that would find nothing (and go out
+                # before the jobs just leased start). A job made ready since, in any queue,
+                # left a wake-up token, and the wait ends at the next due delayed job.
+                got = 0
             if got:
                 if len(self.queues) > 1:
                     self._stop_waiting()  # busy now: a wake-up token is for an idle worker
@@ -238,20 +239,28 @@ class Worker:
             waiter = self._waiter
             self._due_now = timeout < self.poll and waiter is not None and not waiter.done()
 
-    async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int]:
+    async def _fetch(self, room: int, budget: int) -> tuple[int, int | None, int, bool]:
         """Lease up to ``room`` jobs within ``budget`` bytes: (leased, ms until the next
         delayed job is due, ready jobs left for the budget). Serving several queues: the
         queue whose token ended the wait first, with all the room (its job starts one
         round trip after the wake-up, however many queues there are); then one round trip
         asks the queues for a share of the room each (as many queues as the room allows,
         those with a delayed job due first, then from a rotating start); then those that
-        had more than their share get what is left, in turn."""
+        had more than their share get what is left, in turn. The last of the four says
+        whether a fetch after a wake-up emptied the queue that woke it (and went no
+        further): the worker can wait again at once."""
         if len(self.queues) == 1:
-            return await self._fetch_in_turn(self.queues, room, budget)
+            return *(await self._fetch_in_turn(self.queues, room, budget)), False
         got, due_in, held = 0, None, 0
         woken, self._woken = self._woken, None
         if woken is not None:
-            got, due_in, held = await self._fetch_in_turn([woken], room, budget)
+            try:
+                got, due_in, held = await self._fetch_in_turn([woken], room, budget)
+            except BaseException:
+                self._woken = woken  # its token is spent: ask it first next time
+                raise
+            if 0 < got < room and not held:
+                return got, self._soonest(due_in), held, True
         left = room - got
         budget = self.inflight_bytes - self._inflight
         start = self._sweeps % len(self.queues)
@@ -262,19 +271,24 @@ class Worker:
             key=lambda q: self._due.get(q, now + 1) > now,  # due ones first (a stable sort)
         )
         if left <= 0 or budget <= 0 or not order:
-            return got, due_in, held
+            return got, self._soonest(due_in), held, False
         share = max(1, left // len(order))
-        order = order[: left // share]  # a job each at least, never over the room in all
+        asked = left // share  # a job each at least, never over the room in all
+        # The queues past the room are looked at too, leasing nothing (count 0): their
+        # due delayed jobs move to ready, a queue with jobs ready gets a wake-up token
+        # (this worker's next wait returns for it), and their next due time is known. A
+        # burst asks them in turn instead: it ends only once every queue is empty.
+        counts = [share] * asked + [0] * (0 if self.burst else len(order) - asked)
         idle = not self._running and not self._wait_fetches()
         fetched = await asyncio.gather(
             *(
-                self._queues[queue].fetch(share, self.id, budget // len(order), idle and i == 0)
-                for i, queue in enumerate(order)
+                self._queues[queue].fetch(count, self.id, budget // asked, idle and i == 0)
+                for i, (queue, count) in enumerate(zip(order, counts, strict=False))
             ),
             return_exceptions=True,
         )
-        more = []
-        for queue, found in zip(order, fetched, strict=True):
+        more = order[len(counts) :]  # the queues a burst did not look at yet
+        for queue, count, found in zip(order, counts, fetched, strict=False):
             if isinstance(found, BaseException):
                 continue
             self._note_due(queue, found)
@@ -282,7 +296,7 @@ class Worker:
             held += found.held_back
             if found.due_in_ms is not None:
                 due_in = min(found.due_in_ms, due_in if due_in is not None else 2**62)
-            if len(found.leases) == share or found.held_back:
+            if count and (len(found.leases) == count or found.held_back):
                 more.append(queue)
         if errors := [e for e in fetched if isinstance(e, BaseException)]:
             raise errors[0]  # the leases of the others started: an outage, met as ever
@@ -292,12 +306,20 @@ class Worker:
             got += got_more
             if later is not None:
                 due_in = min(later, due_in if due_in is not None else 2**62)
-        return got, due_in, held
+        return got, self._soonest(due_in), held, False
+
+    def _soonest(self, due_in: int | None) -> int | None:
+        """``due_in`` (ms), or sooner if a queue not looked at now has a delayed job due."""
+        if not self._due:
+            return due_in
+        known = max(0, int((min(self._due.values()) - time.monotonic()) * 1000))
+        return known if due_in is None else min(due_in, known)
 
     def _note_due(self, queue: str, fetched: Fetched) -> None:
         """When the queue's next delayed job is due (monotonic), for a worker serving
         several queues to ask that one first then."""
-        if fetched.due_in_ms is None:
+        if fetched.due_in_ms is None or fetched.held_back or fetched.leases:
+            # a backlog ahead of the due job: asking first would not start it sooner
             self._due.pop(queue, None)
         else:
             self._due[queue] = time.monotonic() + fetched.due_in_ms / 1000

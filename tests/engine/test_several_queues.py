@@ -1,0 +1,83 @@
+"""A worker serving several queues with fewer free slots than queues: every queue is
+looked at (a burst ends only when all are empty), delayed jobs start on time in any of
+them, one queue's stream of due jobs does not starve another, and a failed fetch of the
+queue whose token woke the worker does not leave its job waiting for a poll."""
+
+import asyncio
+import time
+from datetime import timedelta
+
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+
+from tests.engine import tasks
+from tests.engine.helpers import finished, waiting_for_work
+
+QUEUES = ["default", "reports", "other"]
+
+
+async def test_burst_serving_several_queues_runs_a_job_of_the_last_queue(backend):
+    # concurrency 1: room 1 per fetch, so the sweep asks only the first queue of the order.
+    result = await tasks.add.using(queue_name="other").aenqueue(1, 1)
+    worker = backend.worker(QUEUES, poll=30, burst=True, concurrency=1, scheduler=False)
+    await asyncio.wait_for(worker.run(), 20)
+    await result.arefresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.status
+
+
+async def test_a_delayed_job_starts_on_time_on_a_worker_of_several_queues(run_worker):
+    lates = []
+    for queue in QUEUES:
+        async with run_worker(queues=QUEUES, concurrency=1, poll=2) as worker:
+            await waiting_for_work(worker)
+            due = timezone.now() + timedelta(seconds=2.5)
+            r = await tasks.add.using(queue_name=queue, run_after=due).aenqueue(1, 1)
+            await finished(r, timeout=15)
+            lates.append((queue, round((r.started_at - due).total_seconds(), 2)))
+    assert all(late < 0.3 for _, late in lates), lates
+
+
+async def test_a_queue_with_delayed_jobs_due_does_not_starve_another(run_worker):
+    # 'reports' gets a stream of delayed jobs falling due every 20 ms (more than a
+    # concurrency-1 worker can run at 50 ms a job); 'default' has one ready job.
+    now = timezone.now()
+    for i in range(100):
+        delayed = tasks.counted_sleep.using(
+            queue_name="reports", run_after=now + timedelta(milliseconds=20 * i)
+        )
+        await delayed.aenqueue(f"r{i}", 0.05)
+    async with run_worker(queues=["default", "reports"], concurrency=1, poll=0.2):
+        async with asyncio.timeout(10):  # the stream is running
+            while True:
+                if any(c[0] == "counted_sleep" for c in tasks.calls):
+                    break
+                await asyncio.sleep(0.01)
+        lone = await tasks.counted_sleep.aenqueue("lone", 0.05)
+        await finished(lone, timeout=30)
+    labels = [c[1] for c in tasks.calls if c[0] == "counted_sleep"]
+    before = labels.index("lone")
+    assert before < 10, before
+
+
+async def test_a_failed_fetch_of_the_woken_queue_does_not_leave_its_job_for_a_poll(
+    run_worker, monkeypatch
+):
+    from worker.protocol.queue import Queue
+
+    real = Queue.fetch
+    failed = []
+
+    async def flaky(self, count, *a, **k):
+        if self.name == "other" and not failed:
+            failed.append(1)
+            raise ConnectionError("blip")  # after Redis ran nothing: a plain lost connection
+        return await real(self, count, *a, **k)
+
+    monkeypatch.setattr(Queue, "fetch", flaky)
+    async with run_worker(queues=QUEUES, concurrency=1, poll=5) as worker:
+        await waiting_for_work(worker)
+        t = time.monotonic()
+        r = await tasks.add.using(queue_name="other").aenqueue(1, 1)
+        await finished(r, timeout=20)
+        took = time.monotonic() - t
+    assert took < 1, took
