@@ -263,11 +263,11 @@ class Worker:
                 return got, self._soonest(due_in), held, True
         left = room - got
         budget = self.inflight_bytes - self._inflight
-        start = self._sweeps % len(self.queues)
+        rotated = self._rotated()
         self._sweeps += 1
         now = time.monotonic()
         order = sorted(
-            (q for q in self.queues[start:] + self.queues[:start] if q != woken),
+            (q for q in rotated if q != woken),
             key=lambda q: self._due.get(q, now + 1) > now,  # due ones first (a stable sort)
         )
         if left <= 0 or budget <= 0 or not order:
@@ -294,8 +294,7 @@ class Worker:
             self._note_due(queue, found)
             got += self._start_all(queue, found)
             held += found.held_back
-            if found.due_in_ms is not None:
-                due_in = min(found.due_in_ms, due_in if due_in is not None else 2**62)
+            due_in = _earlier(due_in, found.due_in_ms)
             if count and (len(found.leases) == count or found.held_back):
                 more.append(queue)
         if errors := [e for e in fetched if isinstance(e, BaseException)]:
@@ -304,16 +303,20 @@ class Worker:
         if more and left > 0 and budget > 0:  # its count of jobs held back stands now
             got_more, later, held = await self._fetch_in_turn(more, left, budget)
             got += got_more
-            if later is not None:
-                due_in = min(later, due_in if due_in is not None else 2**62)
+            due_in = _earlier(due_in, later)
         return got, self._soonest(due_in), held, False
+
+    def _rotated(self) -> list[str]:
+        """The queues from a first one that moves on with each fetch from several: a queue
+        early in the list must not always be asked (or waited on) first."""
+        start = self._sweeps % len(self.queues)
+        return self.queues[start:] + self.queues[:start]
 
     def _soonest(self, due_in: int | None) -> int | None:
         """``due_in`` (ms), or sooner if a queue not looked at now has a delayed job due."""
         if not self._due:
             return due_in
-        known = max(0, int((min(self._due.values()) - time.monotonic()) * 1000))
-        return known if due_in is None else min(due_in, known)
+        return _earlier(due_in, max(0, int((min(self._due.values()) - time.monotonic()) * 1000)))
 
     def _note_due(self, queue: str, fetched: Fetched) -> None:
         """When the queue's next delayed job is due (monotonic), for a worker serving
@@ -335,8 +338,7 @@ class Worker:
             got += self._start_all(queue, fetched)
             budget -= sum(len(lease.payload or b"") for lease in fetched.leases)
             held += fetched.held_back
-            if fetched.due_in_ms is not None:
-                due_in = min(fetched.due_in_ms, due_in if due_in is not None else 2**62)
+            due_in = _earlier(due_in, fetched.due_in_ms)
             if got >= room or budget <= 0:
                 break
         return got, due_in, held
@@ -373,8 +375,7 @@ class Worker:
             if len(self.queues) > 1:
                 # Asked in turn from a rotating first queue: BLPOP takes the first list
                 # that has a token, and no queue should always come last.
-                start = self._sweeps % len(self.queues)
-                order = self.queues[start:] + self.queues[:start]
+                order = self._rotated()
                 self._woken = await self.broker.wait_for_work(self._wait_connection, order, seconds)
                 fetched = None
             else:
@@ -826,6 +827,13 @@ class Worker:
             await awaitable
         except REDIS_ERRORS as e:
             logger.error("Could not reach Redis on the way out (%s)", e)
+
+
+def _earlier(due_in: int | None, other: int | None) -> int | None:
+    """The sooner of two times until a delayed job is due (ms; None: none is)."""
+    if due_in is None or other is None:
+        return other if due_in is None else due_in
+    return min(due_in, other)
 
 
 def _log_death(task: asyncio.Task[None]) -> None:
