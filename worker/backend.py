@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from worker.runtime.worker import Worker
     from worker.task import Result
 
-Encoded = tuple[list[Any], dict[str, Any], bytes]  # a call checked and encoded (encode)
+# a call checked and encoded (encode): args, kwargs, message, limit group
+Encoded = tuple[list[Any], dict[str, Any], bytes, str | None]
 
 # Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
 # while the next is built, large enough that a call's fixed cost stays small.
@@ -165,10 +166,10 @@ class RedisBackend(BaseTaskBackend):
         return self._job_for(task, *encode(task, args, kwargs, self.max_payload_bytes))
 
     def _job_for(
-        self, task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes
+        self, task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, limit: str | None
     ) -> tuple[Result, NewJob]:
         """The result and the job of a call that ``encode`` accepted."""
-        job = new_job(task, args, kwargs, body, now_ms())  # one clock reading for both
+        job = new_job(task, args, kwargs, body, limit, now_ms())  # one clock reading for both
         result = make_result(task, job.id, TaskResultStatus.READY, args, kwargs, self.alias,
                              enqueued_at=from_ms(job.enqueued_ms))  # fmt: skip
         return result, job

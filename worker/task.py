@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 from django.tasks import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask
 
+from worker.limits import LimitError, LimitKey, Limits, declared, group, key_of
+
 if TYPE_CHECKING:
     from django.tasks import TaskResult
 
@@ -45,6 +47,14 @@ class Task(_DjangoTask):
     result_ttl: float | None = None
     # Set by using(idempotency_key=...) for one enqueue: see using().
     idempotency_key: str | None = None
+    # Flow control (worker/limits.py), for every worker together: at most this many starts
+    # in any window ("100/s", "10/m", "10/5s"), at most this many attempts running at once,
+    # each per key (a callable of the job's arguments, or the name of one) if a key is given.
+    rate_limit: str | None = None
+    concurrency_limit: int | None = None
+    limit_key: LimitKey | None = None
+    # The declared limits; None for a task without flow control (its jobs carry no group).
+    limits: Limits | None = field(default=None, init=False, repr=False, compare=False)
     # Why the options above are wrong, or None: such a task is reported by `manage.py
     # check` (worker.E008) and refused at enqueue, not raised at its definition.
     refusal: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -53,7 +63,7 @@ class Task(_DjangoTask):
         super(Task, self).__post_init__()
         # Raising here would stop `manage.py check` at the import of the tasks modules,
         # before it reports anything.
-        if (problem := self._options_error()) is not None:
+        if (problem := self._options_error() or self._limits_error()) is not None:
             object.__setattr__(self, "refusal", f"{self.name}: {problem}")
             _refused[self.module_path] = self
             return
@@ -81,6 +91,38 @@ class Task(_DjangoTask):
         if self.result_ttl is not None and self.result_ttl < 0:
             return "result_ttl must be >= 0 seconds (0 keeps no result)"
         return None
+
+    def _limits_error(self) -> str | None:
+        """Why the flow-control options are wrong, or None (``limits`` set when right)."""
+        if self.rate_limit is None and self.concurrency_limit is None and self.limit_key is None:
+            return None
+        try:
+            limits = declared(self.rate_limit, self.concurrency_limit)
+        except LimitError as e:
+            return str(e)
+        key = self.limit_key
+        if isinstance(key, str):
+            names = list(_signature(self.func).parameters)[1 if self.takes_context else 0 :]
+            if key not in names:
+                return f"limit_key {key!r} is not an argument of the task ({', '.join(names)})"
+        elif key is not None and not callable(key):
+            return f"limit_key must be an argument's name or a callable, not {key!r}"
+        object.__setattr__(self, "limits", limits)
+        return None
+
+    def limit_group(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+        """The limit group of one call (``path`` or ``path:<JSON key>``), None for a task
+        without flow control; LimitError when its key cannot be made."""
+        if self.limits is None:
+            return None
+        if self.limit_key is None:
+            return self.module_path
+        try:
+            key = key_of(self.limit_key, lambda: bound_arguments(self, list(args), dict(kwargs)),
+                         args, kwargs)  # fmt: skip
+        except Exception as e:  # the user's callable
+            raise LimitError(f"limit_key raised {e!r}") from e
+        return group(self.module_path, key, keyed=True)
 
     def using(self, *, idempotency_key: str | None = None, **changes: Any) -> Task:
         """Django's ``using``, and an ``idempotency_key`` (a string the caller makes, say

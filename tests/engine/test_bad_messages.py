@@ -111,7 +111,7 @@ def test_decoder_yields_a_call_or_a_clear_rejection(body):
 @given(st.lists(json_values, max_size=3), st.dictionaries(st.text(max_size=5), json_values))
 def test_whatever_enqueue_accepts_the_worker_decodes(args, kwargs):
     try:
-        *_, body = message.encode(tasks.add, args, kwargs, LIMIT)
+        _, _, body, _ = message.encode(tasks.add, args, kwargs, LIMIT)
     except Exception as e:
         assert type(e).__name__ == "InvalidArguments"
         return

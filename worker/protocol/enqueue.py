@@ -25,7 +25,7 @@ Pending = tuple[NewJob, "asyncio.Future[None]"]  # a job waiting to be sent, and
 
 
 def _fields(job: NewJob) -> tuple[Any, ...]:
-    """The job's ARGV[1..6] for the enqueue scripts (lua/store.lua)."""
+    """The job's ARGV[1..7] for the enqueue scripts (lua/store.lua)."""
     run_after = job.run_after_ms
     deferred = run_after is not None and run_after > job.enqueued_ms
     return (
@@ -35,6 +35,7 @@ def _fields(job: NewJob) -> tuple[Any, ...]:
         job.max_attempts,
         "" if run_after is None else run_after,
         run_after if deferred else "",
+        job.limit or "",
     )
 
 

@@ -112,6 +112,24 @@ class Keys:
         """Cancel requests for running jobs: member = job id, score = when asked, ms."""
         return f"{self.queue(queue)}:cancel"
 
+    # Flow control (protocol/lua/flow.lua): a queue's limits, running counts and gates;
+    # per limit group, its held jobs and its latest starts.
+
+    def limits(self, queue: str) -> str:
+        return f"{self.queue(queue)}:limits"
+
+    def running(self, queue: str) -> str:
+        return f"{self.queue(queue)}:running"
+
+    def gates(self, queue: str) -> str:
+        return f"{self.queue(queue)}:gates"
+
+    def held(self, queue: str, group: str) -> str:
+        return f"{self.queue(queue)}:held:{group}"
+
+    def starts(self, queue: str, group: str) -> str:
+        return f"{self.queue(queue)}:starts:{group}"
+
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
 

@@ -17,6 +17,7 @@ from django.utils.json import normalize_json
 
 from worker.exceptions import InvalidArguments
 from worker.exceptions import MessageRejected as Rejected
+from worker.limits import LimitError
 from worker.protocol.keys import new_job_id
 from worker.protocol.records import NewJob
 from worker.task import Task, arguments_error, bound_arguments, lookup
@@ -24,9 +25,10 @@ from worker.task import Task, arguments_error, bound_arguments, lookup
 
 def encode(
     task: Task, args: Any, kwargs: Any, max_bytes: int
-) -> tuple[list[Any], dict[str, Any], bytes]:
+) -> tuple[list[Any], dict[str, Any], bytes, str | None]:
     """The message for a call of ``task``, with its arguments made JSON-ready (lists,
-    dicts, scalars), or InvalidArguments naming what is wrong."""
+    dicts, scalars), and its limit group (worker/limits.py), or InvalidArguments naming
+    what is wrong."""
     try:
         args, kwargs = _json_ready(list(args)), _json_ready(dict(kwargs))
     except (TypeError, ValueError) as e:
@@ -53,7 +55,11 @@ def encode(
         raise InvalidArguments(
             f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
         )
-    return args, kwargs, body
+    try:
+        limit = task.limit_group(args, kwargs)
+    except LimitError as e:
+        raise InvalidArguments(f"{task.module_path}: {e}") from None
+    return args, kwargs, body, limit
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -76,7 +82,9 @@ def _json_ready(value: Any) -> Any:
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 
 
-def new_job(task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, now: int) -> NewJob:
+def new_job(
+    task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, limit: str | None, now: int
+) -> NewJob:
     """The job that enqueuing a call (checked and encoded by ``encode``) at ``now`` (epoch
     ms) writes."""
     run_after = task.run_after
@@ -95,6 +103,7 @@ def new_job(task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, no
         run_after_ms=int(run_after.timestamp() * 1000) if run_after else None,
         enqueued_ms=now,
         unique=unique,
+        limit=limit,
     )
 
 

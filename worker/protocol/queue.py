@@ -106,6 +106,7 @@ class Queue:
         self.priorities = k.priorities(name)
         self.notify, self.stats_key, self.done = k.notify(name), k.stats(name), k.done(name)
         self.workers, self.cancels = k.workers(name), k.cancel(name)
+        self.limits, self.running, self.gates = k.limits(name), k.running(name), k.gates(name)
         # What the previous protocol (0.1) left: jobs FETCH takes over, leases REQUEUE
         # puts back (docs/protocol.md, "Upgrading").
         self.legacy_ready, self.legacy_delayed = k.legacy(name, "ready"), k.legacy(name, "delayed")
@@ -204,6 +205,7 @@ class Queue:
     ) -> tuple[list[str], list[Any]]:
         keys = [self.ready, self.priorities, self.delayed, self.keys.wip(self.name, worker_id)]
         keys += [self.workers, self.notify, self.legacy_ready, self.legacy_delayed]
+        keys += [self.limits, self.running, self.gates]
         return keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
 
     @staticmethod
@@ -238,6 +240,7 @@ class Queue:
             args += (o.job_id, o.kind, o.value, o.retry_delay_ms, o.attempt, keep)
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.priorities, self.delayed]
         keys += [self.dead, self.stats_key, self.done, self.cancels, self.notify]
+        keys += [self.running, self.gates]
         stopped = await self.broker.loop().fast.run(ACK, keys, args)
         return [i.decode() for i in stopped]
 
@@ -249,6 +252,7 @@ class Queue:
         (requeued, dead-lettered)."""
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.priorities, self.dead]
         keys += [self.workers, self.notify, self.stats_key, self._legacy_wip(worker_id)]
+        keys += [self.running, self.gates]
         argv = [self.job_prefix, worker_id, mode, error, *(ids or ())]
         back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
         return int(back), int(dead)
@@ -496,9 +500,9 @@ class Queue:
 
 
 def _with_lease(job_id: str, fields: Fields, worker_id: str, lease: bytes) -> Fields:
-    """A job's hash as it stands while ``worker_id`` holds its lease ("attempt started_ms"):
-    running, that attempt, started then, by that worker."""
-    attempt, _, started = lease.partition(b" ")
+    """A job's hash as it stands while ``worker_id`` holds its lease ("attempt started_ms",
+    and its limit group if any): running, that attempt, started then, by that worker."""
+    attempt, started, *_ = lease.split(b" ", 2)
     since = b"%d" % (int(started) - enqueued_ms_of(job_id))  # as the hash keeps times
     wids, worker = fields.get(b"w"), worker_id.encode()
     return fields | {

@@ -57,6 +57,7 @@ class NewJob(NamedTuple):
     run_after_ms: int | None
     enqueued_ms: int
     unique: tuple[str, int] | None = None  # (fingerprint of the call, window in ms)
+    limit: str | None = None  # its limit group (worker/limits.py), for a task with limits
 
 
 class Lease(NamedTuple):

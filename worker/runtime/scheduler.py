@@ -106,8 +106,8 @@ class Scheduler:
         # The job records its fire time as run_after: it is due then, and it says which
         # fire it is (at most one job per schedule has a given run_after).
         task = job.task.using(run_after=fire)
-        args, kwargs, body = encode(task, job.args, job.kwargs, self.max_payload_bytes)
-        new = new_job(task, args, kwargs, body, now_ms())
+        args, kwargs, body, limit = encode(task, job.args, job.kwargs, self.max_payload_bytes)
+        new = new_job(task, args, kwargs, body, limit, now_ms())
         fire_ms = int(fire.timestamp() * 1000)
         answer = await self.broker.queue(new.queue).fire(new, job.name, fire_ms, mode)
         self._next[job.name] = job.next_fire(fire)

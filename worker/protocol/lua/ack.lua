@@ -1,16 +1,19 @@
---! uses: clock, each, wake, ready, job
+--! uses: clock, each, wake, ready, job, flow
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 -- `stats` and keeps the ids of the latest `history` successes in `finished` (newest first;
 -- finished jobs are otherwise only reachable by id).
 -- KEYS: leases (this worker's), ready, priorities, later, dead, stats, finished, cancel,
---   notify
+--   notify, running, gates
 -- ARGV: job_key_prefix, history, cancelled_error_json, worker_id, then six per outcome: id, kind,
 --   value, retry_delay_ms, attempt, keep_ms (flat: cheaper for Redis to hand over than a
 --   JSON batch to decode). keep_ms: how long a success or a cancel stays readable; 0: its
 --   hash goes at once (and a success is not listed in `finished`). kind 'ok': value is the
 --   JSON return value; 'err': the JSON error, retried while attempts remain; 'fatal': the
 --   JSON error, never retried; 'cancel': stopped at an operator's request (FAILED, not a
---   dead letter).
+--   dead letter); 'later': the task asked to run again after retry_delay_ms (RateLimited),
+--   the attempt not counted.
+-- A lease of a job with flow control names its group: its slot comes back here, and the
+-- group's held jobs may start (docs/protocol.md, "Flow control").
 -- An operator's cancel request still pending when its attempt ends is answered here: a
 -- retryable error then ends the job as cancelled, with cancelled_error_json recorded after
 -- the attempt's own (as CANCEL records it for a queued job). A scheduled retry wakes an
@@ -21,7 +24,7 @@
 -- Returns the ids of the jobs cancelled instead of retried.
 local now, jobp, wid = clock(), ARGV[1], ARGV[4]
 local first, n = 5, (#ARGV - 4) / 6
-local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0}
+local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0, deferred = 0}
 local ids, done, seen, stopped = {}, {}, {}, {}
 for i = 1, n do ids[i] = ARGV[first + (i - 1) * 6] end
 -- Whose outcome is each? This worker's lease of the job names the attempt it holds and
@@ -32,15 +35,20 @@ for i = 1, n do ids[i] = ARGV[first + (i - 1) * 6] end
 -- memory, Redis refuses a script's first write that may grow memory but none after it,
 -- and releasing the leases (HDEL) cannot grow it.
 local held = each('HMGET', KEYS[1], ids)
-local release, verdicts, runs = {}, {}, {}
+local release, verdicts, runs, slots = {}, {}, {}, {}
+local function free(lease)  -- the slot a released lease held, if it counted in a group
+  local g = lease_group(lease)
+  if g then slots[g] = (slots[g] or 0) + 1 end
+end
 for i = 1, n do
   local id, attempt = ids[i], tonumber(ARGV[first + (i - 1) * 6 + 4])
   local lease_attempt, started = false, false
-  if held[i] then lease_attempt, started = string.match(held[i], '^(%d+) (%d+)$') end
+  if held[i] then lease_attempt, started = string.match(held[i], '^(%d+) (%d+)') end
   local verdict
   if lease_attempt and tonumber(lease_attempt) == attempt and not seen[id] then
     verdict = 'own'
     release[#release + 1] = id
+    free(held[i])
     seen[id] = true  -- a second outcome of the same lease is a replay
     if attempt == 1 then  -- a success keeps no 'a': a result without one took one attempt
       runs[i] = {'t', since(id, started), 'w', wid}
@@ -52,7 +60,10 @@ for i = 1, n do
     local f = redis.call('HMGET', job(jobp, id), 'm', 'a', 'lost')
     if not f[1] then
       verdict = 'gone'
-      if held[i] then release[#release + 1] = id end
+      if held[i] then
+        release[#release + 1] = id
+        free(held[i])
+      end
     elseif tonumber(f[2] or '0') ~= attempt then
       verdict = 'stale'
     elseif tonumber(f[3] or '0') == attempt then
@@ -90,7 +101,7 @@ for i = 1, n do
   if not replay and verdict ~= 'gone' then
     local run = runs[i]
     if stale then
-      if kind ~= 'ok' then redis.call('HSET', key, 'error:' .. attempt, value) end
+      if kind ~= 'ok' and kind ~= 'later' then redis.call('HSET', key, 'error:' .. attempt, value) end
     elseif kind == 'ok' then
       if keep > 0 then
         put(key, run, {'f', since(id, now), 'v', value})  -- a result means 'S'
@@ -100,9 +111,15 @@ for i = 1, n do
         gone[#gone + 1] = key
       end
       counts.succeeded = counts.succeeded + 1
+    elseif kind == 'later' and not cancel then
+      -- not an attempt: the hash keeps the count of those before it (FETCH wrote a later
+      -- attempt's number, REQUEUE a lost one's)
+      if attempt > 1 then redis.call('HSET', key, 'a', attempt - 1) end
+      redis.call('ZADD', KEYS[4], now + delay, id)
+      counts.deferred = counts.deferred + 1
     else
       for _, v in ipairs({'a', attempt, 'error:' .. attempt, value}) do run[#run + 1] = v end
-      if cancel and kind == 'err' then
+      if cancel and (kind == 'err' or kind == 'later') then
         kind = 'cancel'
         stopped[#stopped + 1] = id
         if ARGV[3] ~= '' then
@@ -138,5 +155,6 @@ if #done > 0 then
   each('LPUSH', KEYS[7], done)
   redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[2]) - 1)
 end
-if counts.retried > 0 then wake(KEYS[9]) end
+local F = flow(jobp, '', KEYS[10], KEYS[11], now)
+if give_back(F, slots) or counts.retried + counts.deferred > 0 then wake(KEYS[9]) end
 return stopped

@@ -3,9 +3,9 @@
 -- id instead of storing a new one.
 -- KEYS: as store[, unique];  ARGV: as store[, unique_ms, job_key_prefix]
 if KEYS[6] then
-  local id = first(KEYS[6], ARGV[8])
+  local id = first(KEYS[6], ARGV[9])
   if id then return id end
-  redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[7])
+  redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[8])
 end
 store_argv()
 return false

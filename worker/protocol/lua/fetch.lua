@@ -1,4 +1,4 @@
---! uses: clock, wake, each, ready, job, upgrade
+--! uses: clock, wake, each, ready, job, upgrade, flow
 -- Move due delayed jobs to the back of their ready lists, then lease up to `count` ready
 -- jobs to this worker, whose messages come to at most `byte_budget` bytes: the rest go back
 -- to the front, in order. With `idle` '1' (the worker runs nothing) the first is leased
@@ -9,7 +9,7 @@
 -- ran before, whose hash takes the attempt now so that an outcome of an earlier attempt
 -- arriving late is known for stale.
 -- KEYS: ready, priorities, later, leases (this worker's), workers, notify, legacy ready,
---   legacy delayed
+--   legacy delayed, limits, running, gates
 -- ARGV: count, worker_id, job_key_prefix, byte_budget, idle
 -- Returns {{id, message, attempt, worker_ids, first start (ms after the enqueue; false:
 --   none yet), max_attempts}...,
@@ -44,43 +44,103 @@ if legacy then
   for _, id in ipairs(taken) do upgrade(jobp, id) end
   join(taken)
 end
+local F = flow(jobp, KEYS[9], KEYS[10], KEYS[11], now)
 local out, leases, budget, back, back_priorities = {}, {}, tonumber(ARGV[4]), {}, {}
-local ids, priorities, lists = pop(KEYS[1], KEYS[2], count)
-for i, id in ipairs(ids) do
+local idle = ARGV[5] == '1'
+-- lease(id, free): lease the job, unless it is over the byte budget ('budget') or a limit
+-- of its group holds it ('held'); 'gone': it outlived its hash (purged or expired),
+-- nothing to run. `free`: its group's limits were asked already (a held job let go).
+local function lease(id, free)
   local key = job(jobp, id)
-  local f = false  -- false: not leased, it goes back
-  if #back == 0 then
-    f = redis.call('HMGET', key, 'm', 'w', 't', 'n', 'a')
-    if f[1] and #f[1] > budget and not (ARGV[5] == '1' and #leases == 0) then f = false end
-  end
-  if not f then
-    back[#back + 1] = id
-    back_priorities[#back_priorities + 1] = priorities[i]
-  elseif f[1] then
-    budget = budget - #f[1]
-    local attempt = tonumber(f[5] or '0') + 1
-    local wids = f[2] and (f[2] .. ',' .. wid) or wid
-    if attempt > 1 then redis.call('HSET', key, 'a', attempt) end
-    leases[#leases + 1] = id
-    leases[#leases + 1] = attempt .. ' ' .. now
-    out[#out + 1] = {id, f[1], attempt, wids, f[3] or false, f[4]}
-  else
-    -- the id outlived its job (purged or expired): nothing to run
+  local f = redis.call('HMGET', key, 'm', 'w', 't', 'n', 'a', 'k')
+  if not f[1] then
     out[#out + 1] = {id, false}
+    return 'gone'
+  end
+  if #f[1] > budget and not (idle and #leases == 0) then return 'budget' end
+  local g = f[6]
+  if g then
+    local s = not free and limits_of(F, g)
+    if s then
+      local when = gated(F, g) or blocked(F, g, s)
+      if when then
+        hold(F, g, id, when)
+        return 'held'
+      end
+    end
+    take(F, g)
+  end
+  budget = budget - #f[1]
+  local attempt = tonumber(f[5] or '0') + 1
+  local wids = f[2] and (f[2] .. ',' .. wid) or wid
+  if attempt > 1 then redis.call('HSET', key, 'a', attempt) end
+  leases[#leases + 1] = id
+  leases[#leases + 1] = g and (attempt .. ' ' .. now .. ' ' .. g) or (attempt .. ' ' .. now)
+  out[#out + 1] = {id, f[1], attempt, wids, f[3] or false, f[4]}
+  return 'leased'
+end
+-- Held jobs whose group may start again go first, oldest first: they waited.
+local room = function() return count - #leases / 2 end
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 100)) do
+  local held = jobp .. 'held:' .. g
+  F.gated[g] = true
+  while room() > 0 do
+    local s = limits_of(F, g)
+    local when = s and blocked(F, g, s)
+    if when then
+      -- pcall: out of memory, a first write that may grow memory is refused; the gate
+      -- then stays due, and is looked at again
+      redis.pcall('ZADD', KEYS[11], when == math.huge and '+inf' or when, g)
+      break
+    end
+    local id = redis.call('LPOP', held)
+    if not id then
+      redis.call('ZREM', KEYS[11], g)
+      F.gated[g] = false
+      break
+    end
+    if lease(id, true) == 'budget' then
+      redis.call('LPUSH', held, id)
+      break
+    end
   end
 end
+-- Then the ready lists. A job its limit holds leaves them for its group's held list, so
+-- the jobs behind it are looked at in the same call: a limited task does not hold up the
+-- others (a thousand held a call at most; the next call goes on).
+local looked, found = 0, {}
+while room() > 0 and #back == 0 and looked < 1000 do
+  local held_some, ids, priorities = false, nil, nil
+  ids, priorities, found = pop(KEYS[1], KEYS[2], room())
+  looked = looked + #ids
+  for i, id in ipairs(ids) do
+    local got = #back == 0 and lease(id, false) or 'budget'
+    if got == 'budget' then
+      back[#back + 1] = id
+      back_priorities[#back_priorities + 1] = priorities[i]
+    elseif got == 'held' then
+      held_some = true
+    end
+  end
+  if not held_some then break end
+end
 for i = #back, 1, -1 do push(KEYS[1], KEYS[2], back_priorities[i], {back[i]}, true) end
+commit(F)
 if #leases > 0 then
   each('HSET', KEYS[4], leases)
   redis.call('SADD', KEYS[5], wid)
 end
 -- more is waiting than this worker took: wake another idle worker
-if (#ids == count or #back > 0) and waiting(lists) > 0 then wake(KEYS[6]) end
-local due_in = false
-for _, later in ipairs(legacy and {KEYS[3], KEYS[8]} or {KEYS[3]}) do
-  local nxt = redis.call('ZRANGE', later, 0, 0, 'WITHSCORES')
-  if nxt[2] and (not due_in or tonumber(nxt[2]) - now < due_in) then
-    due_in = tonumber(nxt[2]) - now
+if room() <= 0 or #back > 0 then
+  local due_gate = #redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 1) > 0
+  if due_gate or waiting(#found > 0 and found or lists(KEYS[1], KEYS[2])) > 0 then
+    wake(KEYS[6])
   end
+end
+local due_in = false
+for _, later in ipairs(legacy and {KEYS[3], KEYS[8], KEYS[11]} or {KEYS[3], KEYS[11]}) do
+  local nxt = redis.call('ZRANGE', later, 0, 0, 'WITHSCORES')
+  local at = nxt[2] and tonumber(nxt[2])
+  if at and at ~= math.huge and (not due_in or at - now < due_in) then due_in = at - now end
 end
 return {out, due_in, now, #back}

@@ -1,4 +1,4 @@
---! uses: clock, wake, each, ready, job, upgrade
+--! uses: clock, wake, each, ready, job, upgrade, flow
 -- Put every job leased to one worker back on the queue, at the front of its ready list.
 -- mode 'lost': the worker died; the attempt counts, and its record is written as ACK would
 --   have (attempts, starts, worker ids) with ARGV[4] as its error; a job out of attempts
@@ -10,7 +10,10 @@
 -- 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
 -- A worker of the previous protocol (0.1) held its leases in a set (legacy wip), its jobs
 -- at 0.1's keys: those go back too, upgraded.
--- KEYS: leases (that worker's), ready, priorities, dead, workers, notify, stats, legacy wip
+-- A lease that counted in a limit group gives its slot back (docs/protocol.md, "Flow
+-- control"), whatever the mode.
+-- KEYS: leases (that worker's), ready, priorities, dead, workers, notify, stats, legacy wip,
+--   running, gates
 -- ARGV: job_key_prefix, worker_id, mode, error_json[, id...]
 -- Returns {requeued, dead}
 local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
@@ -33,16 +36,18 @@ else
   redis.call('DEL', KEYS[1], KEYS[8])
   redis.call('SREM', KEYS[5], wid)
 end
-local front = {}  -- priority -> ids
+local front, slots = {}, {}  -- priority -> ids; group -> slots freed
 for _, lease in ipairs(held) do
   local id, value = lease[1], lease[2]
+  local g = value and lease_group(value)
+  if g then slots[g] = (slots[g] or 0) + 1 end
   local key = job(jobp, id)
   if not value then upgrade(jobp, id) end
   local f = redis.call('HMGET', key, 'm', 'a', 'n', 'w', 'p', 't')
   if f[1] then
     local attempt, started
     if value then
-      attempt, started = string.match(value, '^(%d+) (%d+)$')
+      attempt, started = string.match(value, '^(%d+) (%d+)')
       attempt = tonumber(attempt)
     else
       attempt = tonumber(f[2] or '1')  -- 0.1 counted it, and noted its start and worker
@@ -93,5 +98,6 @@ if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[7], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[7], 'failed', dead) end
 end
-if back > 0 then wake(KEYS[6]) end
+local freed = give_back(flow(jobp, '', KEYS[9], KEYS[10], now), slots)
+if back > 0 or freed then wake(KEYS[6]) end
 return {back, dead}

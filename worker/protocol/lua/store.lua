@@ -1,12 +1,14 @@
 --! uses: wake, ready
 -- store(): a new job's hash; true unless it exists already. The scripts that enqueue one
--- job take it as KEYS[1..5] = job, ready, priorities, later, notify and ARGV[1..6] = id,
+-- job take it as KEYS[1..5] = job, ready, priorities, later, notify and ARGV[1..7] = id,
 -- message, priority, max_attempts, run_after_ms or '', due_ms or '' (deferred until then;
--- '': ready now); store_argv() stores that job, queues it and wakes a worker.
+-- '': ready now), limit group or ''; store_argv() stores that job, queues it and wakes a
+-- worker.
 -- The hash holds what no other place does (docs/protocol.md): the message (m), the
--- deliveries allowed (n), the priority (p, unless 0) and run_after (r, if given); the
--- enqueue time is in the id. A queued job's hash is most of what it costs Redis.
-local function store(key, message, priority, max_attempts, run_after)
+-- deliveries allowed (n), the priority (p, unless 0), run_after (r, if given) and the limit
+-- group (k, for a task with flow control); the enqueue time is in the id. A queued job's
+-- hash is most of what it costs Redis.
+local function store(key, message, priority, max_attempts, run_after, limit)
   -- A job is written once: a replayed call (its reply was lost) must not reset it.
   if redis.call('EXISTS', key) == 1 then return false end
   local f = {'m', message, 'n', max_attempts}
@@ -18,11 +20,15 @@ local function store(key, message, priority, max_attempts, run_after)
     f[#f + 1] = 'r'
     f[#f + 1] = run_after
   end
+  if limit ~= '' then
+    f[#f + 1] = 'k'
+    f[#f + 1] = limit
+  end
   redis.call('HSET', key, unpack(f))
   return true
 end
 local function store_argv()
-  if store(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then
+  if store(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]) then
     if ARGV[6] ~= '' then
       redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
     else

@@ -1,0 +1,118 @@
+--! uses: each
+-- Flow control (docs/protocol.md, "Flow control"): rate and concurrency limits per limit
+-- group (a task's path, or path:<JSON key>: a job's field k), for every worker together.
+-- A queue keeps, beside its jobs:
+--   limits   hash: 'code:<path>' as the task declares it (written by each worker as it
+--            starts), 'set:<path>' and 'set:<group>' as an operator set them; each
+--            "count/window_ms/concurrency", a part empty for no limit
+--   running  hash: group -> attempts leased now (a lease of such a job names its group)
+--   gates    sorted set: group -> when its held jobs may start (ms; +inf: once a slot
+--            frees or an operator changes its limits)
+--   held:<group>    list: the group's jobs a limit holds, oldest first
+--   starts:<group>  list: start times (ms) of the group's latest `count` starts, newest
+--            first: a sliding log, so no window of window_ms holds more than count starts
+-- flow(jobp, limits, running, gates, now): the state one script call keeps of them.
+local function flow(jobp, limits, running, gates, now)
+  return {jobp = jobp, limits = limits, running = running, gates = gates, now = now,
+          specs = {}, counts = {}, taken = {}, order = {}, gated = {}}
+end
+-- limits_of(F, g): {count or false, window_ms, concurrency or false} for group g, or false
+-- when no limit applies. An operator's setting for the key wins, then theirs for the task,
+-- then the task's own.
+local function limits_of(F, g)
+  local s = F.specs[g]
+  if s == nil then
+    local path = string.match(g, '^[^:]*')
+    local f = redis.call('HMGET', F.limits, 'set:' .. g, 'set:' .. path, 'code:' .. path)
+    local text = f[1] or f[2] or f[3]
+    s = false
+    if text then
+      local n, w, c = string.match(text, '^(%d*)/(%d*)/(%d*)$')
+      if n and (n ~= '' or c ~= '') then
+        s = {tonumber(n) or false, tonumber(w) or 0, tonumber(c) or false}
+      end
+    end
+    F.specs[g] = s
+  end
+  return s
+end
+-- running_of(F, g): attempts of g running, those this call leased included.
+local function running_of(F, g)
+  local n = F.counts[g]
+  if n == nil then
+    n = tonumber(redis.call('HGET', F.running, g) or '0')
+    F.counts[g] = n
+  end
+  return n
+end
+-- blocked(F, g, s): false when a job of g may start now; else when it may (ms; math.huge:
+-- when a slot frees, or never while a limit of 0 stands).
+local function blocked(F, g, s)
+  if s[3] and running_of(F, g) >= s[3] then return math.huge end
+  if s[1] then
+    if s[1] == 0 then return math.huge end
+    local taken = F.taken[g] or 0  -- starts of this call, all at now: inside the window
+    if taken >= s[1] then return F.now + s[2] end
+    local nth = redis.call('LINDEX', F.jobp .. 'starts:' .. g, s[1] - 1 - taken)
+    if nth and tonumber(nth) > F.now - s[2] then return tonumber(nth) + s[2] end
+  end
+  return false
+end
+-- gated(F, g): whether jobs of g are held already (a new one waits behind them).
+local function gated(F, g)
+  local found = F.gated[g]
+  if found == nil then
+    found = redis.call('ZSCORE', F.gates, g) ~= false
+    F.gated[g] = found
+  end
+  return found
+end
+-- hold(F, g, id, when): hold a job behind g's others; `when` (ms or math.huge) is when
+-- the group may start again, for a group not held until now.
+local function hold(F, g, id, when)
+  redis.call('RPUSH', F.jobp .. 'held:' .. g, id)
+  if not gated(F, g) then
+    redis.call('ZADD', F.gates, when == math.huge and '+inf' or when, g)
+    F.gated[g] = true
+  end
+end
+-- take(F, g): one start of g, counted; written by commit().
+local function take(F, g)
+  if F.counts[g] == nil then running_of(F, g) end
+  if F.taken[g] == nil then
+    F.taken[g] = 0
+    F.order[#F.order + 1] = g
+  end
+  F.counts[g] = F.counts[g] + 1
+  F.taken[g] = F.taken[g] + 1
+end
+-- commit(F): write the starts this call took: running counts, and the logs of rates.
+local function commit(F)
+  for _, g in ipairs(F.order) do
+    local n = F.taken[g]
+    redis.call('HINCRBY', F.running, g, n)
+    local s = limits_of(F, g)
+    if s and s[1] and s[1] > 0 then
+      local log, times = F.jobp .. 'starts:' .. g, {}
+      for i = 1, math.min(n, s[1]) do times[i] = F.now end
+      each('LPUSH', log, times)
+      redis.call('LTRIM', log, 0, s[1] - 1)
+      redis.call('PEXPIRE', log, s[2])
+    end
+  end
+end
+-- give_back(F, counts): slots of ended leases ({group -> how many}) come back, and each
+-- group's held jobs may start now (its gate moves to now, if later). True when a gate
+-- moved: a worker should look.
+local function give_back(F, counts)
+  local moved = false
+  for g, n in pairs(counts) do
+    if redis.call('HINCRBY', F.running, g, -n) <= 0 then redis.call('HDEL', F.running, g) end
+    if redis.call('ZADD', F.gates, 'XX', 'LT', 'CH', F.now, g) > 0 then moved = true end
+  end
+  return moved
+end
+-- lease_group(value): the group a lease ("attempt started_ms[ group]") counts in, or false.
+local function lease_group(value)
+  return string.match(value, '^%d+ %d+ (.+)$') or false
+end
