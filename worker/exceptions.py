@@ -34,6 +34,20 @@ class PermanentFailure(Exception):
     """Raise (or subclass) in a task to fail the job at once, without further attempts."""
 
 
+class RateLimited(Exception):
+    """Raise in a task when the service it calls asks to slow down (an HTTP 429 with
+    Retry-After): the job runs again after ``retry_after`` seconds, and this attempt does
+    not count against ``max_attempts``."""
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
+            raise TypeError(f"retry_after must be a number of seconds, not {retry_after!r}")
+        if not 0 <= retry_after < float("inf"):
+            raise ValueError(f"retry_after must be >= 0 seconds and finite, not {retry_after!r}")
+        super().__init__(message or f"rate limited: run again in {retry_after:g}s")
+        self.retry_after = float(retry_after)
+
+
 class WorkerLost(Exception):
     """The worker running the job stopped heartbeating (killed, crashed, cut off) mid-run."""
 

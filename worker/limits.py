@@ -99,7 +99,9 @@ def declared(rate_limit: object, concurrency_limit: object) -> Limits:
         or not isinstance(concurrency_limit, int)
         or concurrency_limit < 1
     ):
-        raise LimitError(f"concurrency_limit must be a whole number >= 1, not {concurrency_limit!r}")
+        raise LimitError(
+            f"concurrency_limit must be a whole number >= 1, not {concurrency_limit!r}"
+        )
     return Limits(rate, concurrency_limit)
 
 
@@ -124,7 +126,9 @@ def key_json(key: object) -> bytes:
 
 
 def key_of(
-    limit_key: LimitKey, bound: Callable[[], Mapping[str, Any]], args: Sequence[Any],
+    limit_key: LimitKey,
+    bound: Callable[[], Mapping[str, Any]],
+    args: Sequence[Any],
     kwargs: Mapping[str, Any],
 ) -> object:
     """The key of one call: the named argument's value (``bound`` gives the call's

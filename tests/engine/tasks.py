@@ -206,3 +206,73 @@ async def fail_forgotten() -> None:
 @task(result_ttl=60)
 async def add_kept_a_minute(a: int, b: int) -> int:
     return a + b
+
+
+# Flow control: tasks that record in Redis how many of them run at once (the highest count
+# seen too) and when each attempt started (its lease's time, on Redis's clock), so a test
+# can check a limit across worker processes.
+
+_ENTER = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if n > tonumber(redis.call('HGET', KEYS[1], 'max:' .. ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[1], 'max:' .. ARGV[1], n)
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+
+
+def flow_key(name: str) -> str:
+    return f"{default_task_backend.broker.keys.prefix}:tests:flow:{name}"
+
+
+async def _running(group: str, context, seconds: float) -> None:
+    client = default_task_backend.broker.aclient()
+    started = context.task_result.last_attempted_at.timestamp()
+    await client.eval(_ENTER, 2, flow_key("running"), flow_key(f"starts:{group}"),
+                      group, repr(started))  # fmt: skip
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await client.hincrby(flow_key("running"), group, -1)
+
+
+def flow_record() -> tuple[dict[str, int], dict[str, list[float]]]:
+    """(the highest number running at once per group, the start times per group)."""
+    client = default_task_backend.broker.sync
+    counts = {k.decode(): int(v) for k, v in client.hgetall(flow_key("running")).items()}
+    highest = {k[4:]: v for k, v in counts.items() if k.startswith("max:")}
+    starts = {}
+    for key in client.scan_iter(flow_key("starts:*")):
+        group = key.decode().rpartition(":starts:")[2]
+        starts[group] = sorted(float(t) for t in client.lrange(key, 0, -1))
+    return highest, starts
+
+
+@task(concurrency_limit=3, takes_context=True, timeout=None)
+async def limited(context, label: str, seconds: float) -> str:
+    await _running("limited", context, seconds)
+    return label
+
+
+@task(rate_limit="50/s", takes_context=True)
+async def rated(context, label: str) -> str:
+    await _running("rated", context, 0)
+    return label
+
+
+@task(concurrency_limit=1, limit_key="customer", takes_context=True, timeout=None)
+async def per_customer(context, customer: str, seconds: float) -> str:
+    await _running(f"customer:{customer}", context, seconds)
+    return customer
+
+
+@task(max_attempts=1, takes_context=True)
+async def throttled(context, label: str) -> int:
+    """Raises RateLimited on its first run (per label), as for an HTTP 429; returns the
+    attempt it succeeded on."""
+    from worker import RateLimited
+
+    runs = await default_task_backend.broker.aclient().hincrby(flow_key("throttled"), label, 1)
+    if runs == 1:
+        raise RateLimited(retry_after=0.3)
+    return context.attempt

@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -17,7 +18,9 @@ from django.utils import timezone
 
 from worker.backend import RedisBackend
 from worker.exceptions import Cancelled, UnknownTask
+from worker.limits import LimitError, Limits, group, parse_rate
 from worker.protocol.connection import REDIS_ERRORS, unreachable
+from worker.protocol.flow import DECLARED, SET, GroupState, applying
 from worker.protocol.keys import queue_of
 from worker.protocol.queue import COUNTERS, QueueStats
 from worker.protocol.records import class_path, error_json
@@ -27,7 +30,17 @@ from worker.task import lookup, registered
 if TYPE_CHECKING:
     from worker.task import Result
 
-__all__ = ["COUNTERS", "STATES", "Health", "Ops", "Place", "QueueStats", "WorkerInfo"]
+__all__ = [
+    "COUNTERS",
+    "STATES",
+    "UNSET",
+    "GroupState",
+    "Health",
+    "Ops",
+    "Place",
+    "QueueStats",
+    "WorkerInfo",
+]
 
 # Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
 STATES = ("running", "ready", "delayed", "dead", "successful")
@@ -71,6 +84,13 @@ class Health:
     ok: bool
     reason: str
     queues: dict[str, int] = field(default_factory=dict)
+
+
+class _Unset(Enum):
+    UNSET = 0
+
+
+UNSET = _Unset.UNSET  # an argument left as it is
 
 
 class Ops:
@@ -256,6 +276,69 @@ class Ops:
                 if progress:
                     progress(n)
         return removed
+
+    # Flow control
+
+    def limits(self, queue: str | None = None, task: str | None = None) -> list[GroupState]:
+        """The limit groups of ``queue`` (default: every queue), of one task path if given:
+        the limits that apply and where they come from, attempts running, starts in the
+        current window, jobs held and when they may start."""
+        found = []
+        for name in [queue] if queue else self.queues():
+            found += [s for s in self.broker.queue(name).flow.states() if task in (None, s.task)]
+        return found
+
+    def set_limit(
+        self,
+        task_path: str,
+        *,
+        rate: str | _Unset | None = UNSET,
+        concurrency: int | _Unset | None = UNSET,
+        key: object = UNSET,
+        queues: list[str] | None = None,
+        reset: bool = False,
+    ) -> list[str]:
+        """Change a task's limits at run time, for every worker at once: ``rate`` ("100/s";
+        "0/s" holds every job), ``concurrency`` (0 holds every job), None for no limit of
+        that kind, UNSET to leave it. With ``key``, for that limit key's group only (it
+        wins over the task's limits). ``reset`` drops the setting: the task's declared
+        limits (or, for a key, the task's) apply again. In ``queues`` (default: every
+        queue). Returns the queues where something changed. UnknownTask for a task not
+        registered here; LimitError (a ValueError) for a limit that cannot be."""
+        task = lookup(task_path)
+        if task is None:
+            raise UnknownTask(_unknown_task_message(task_path))
+        if task.limits is None:
+            raise LimitError(
+                f"{task_path} has no flow control: give its @task a rate_limit, "
+                "concurrency_limit or limit_key, so that its jobs carry a limit group"
+            )
+        if key is not UNSET and task.limit_key is None:
+            raise LimitError(f"{task_path} has no limit_key: its limits are not per key")
+        scope = task_path if key is UNSET else group(task_path, key, keyed=True)
+        if reset:
+            if rate is not UNSET or concurrency is not UNSET:
+                raise LimitError("reset drops the setting: give no rate or concurrency with it")
+        elif rate is UNSET and concurrency is UNSET:
+            raise LimitError("give a rate, a concurrency or reset")
+        new_rate = parse_rate(rate) if isinstance(rate, str) else rate
+        if isinstance(concurrency, int) and (isinstance(concurrency, bool) or concurrency < 0):
+            raise LimitError(f"concurrency must be a whole number >= 0, not {concurrency!r}")
+        changed = []
+        for name in queues or self.queues():
+            flow = self.broker.queue(name).flow
+            limits = None
+            if not reset:
+                settings = flow.settings()
+                settings.setdefault(DECLARED + task_path, task.limits)
+                current = settings.get(SET + scope) or applying(settings, scope)[0] or Limits()
+                limits = Limits(
+                    current.rate if new_rate is UNSET else new_rate,
+                    current.concurrency if concurrency is UNSET else concurrency,
+                )
+            if flow.set(scope, limits):
+                changed.append(name)
+        return changed
 
     def enqueue(
         self,

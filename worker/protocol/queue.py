@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from redis.exceptions import NoScriptError
 
 from worker.protocol.enqueue import CHUNK, enqueue_arguments, enqueue_many_arguments
+from worker.protocol.flow import Flow
 from worker.protocol.keys import Keys, enqueued_ms_of
 from worker.protocol.records import Lease, NewJob, Outcome, now_ms
 from worker.protocol.scripts import (
@@ -42,7 +43,8 @@ HISTORY = 10_000
 # queue with more than this many delayed jobs is not split (stats stay one round trip).
 SPLIT_LIMIT = 1000
 # A queue's outcome counters (its `stats` hash), each since the queue began.
-COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled")
+# deferred: attempts that raised RateLimited (not counted against max_attempts).
+COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled", "deferred")
 # Where a job id can wait, by the name operators use: the ready lists, the sorted sets of
 # delayed jobs and dead letters, the list of the latest successes.
 SETS = ("ready", "delayed", "dead", "successful")
@@ -54,6 +56,7 @@ Fields = dict[bytes, bytes]  # a job hash as Redis returns it
 class QueueStats:
     queue: str
     ready: int
+    held: int  # of the queued, those a rate or concurrency limit holds (flow control)
     running: int
     delayed: int
     retrying: int | None  # of the delayed, those waiting to retry; None: too many to count
@@ -107,6 +110,7 @@ class Queue:
         self.notify, self.stats_key, self.done = k.notify(name), k.stats(name), k.done(name)
         self.workers, self.cancels = k.workers(name), k.cancel(name)
         self.limits, self.running, self.gates = k.limits(name), k.running(name), k.gates(name)
+        self.flow = Flow(self)  # its flow-control commands (protocol/flow.py)
         # What the previous protocol (0.1) left: jobs FETCH takes over, leases REQUEUE
         # puts back (docs/protocol.md, "Upgrading").
         self.legacy_ready, self.legacy_delayed = k.legacy(name, "ready"), k.legacy(name, "delayed")
@@ -331,16 +335,20 @@ class Queue:
                 pipe.zcard(key)
             pipe.smembers(self.workers)
             pipe.hgetall(self.stats_key)
+            pipe.zrange(self.gates, 0, -1)
             replies = pipe.execute()
-        *lengths, legacy_ready, delayed, legacy_delayed, dead, workers, counters = replies
+        *lengths, legacy_ready, delayed, legacy_delayed, dead, workers, counters, gates = replies
         delayed += legacy_delayed
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
                 pipe.hlen(self.keys.wip(self.name, worker_id.decode()))
+            for group in gates:
+                pipe.llen(self.keys.held(self.name, group.decode()))
             if delayed <= SPLIT_LIMIT:
                 pipe.zrange(self.delayed, 0, -1)
             replies = pipe.execute()
         running = sum(replies[: len(workers)])
+        held = sum(replies[len(workers) : len(workers) + len(gates)])
         retrying = None
         if delayed <= SPLIT_LIMIT:
             with client.pipeline(transaction=False) as pipe:
@@ -350,6 +358,7 @@ class Queue:
         return QueueStats(
             queue=self.name,
             ready=sum(lengths) + legacy_ready,
+            held=held,
             running=running,
             delayed=delayed,
             retrying=retrying,
@@ -481,7 +490,7 @@ class Queue:
         """'cancelled' (it was queued), 'requested' (it runs), 'missing', or the status of a
         finished job (left alone)."""
         keys = [self.job_key(job_id), self.ready, self.priorities, self.delayed, self.cancels]
-        keys += [self.stats_key, self.legacy_ready, self.legacy_delayed]
+        keys += [self.stats_key, self.legacy_ready, self.legacy_delayed, self.gates]
         argv = [job_id, now_ms(), error, result_ttl_ms, self.job_prefix]
         return str(CANCEL.run_sync(self.broker.sync, keys, argv).decode())
 

@@ -84,6 +84,7 @@ class OutcomeKind(StrEnum):
     FAILED = "err"  # the JSON error; retried while attempts remain
     FATAL = "fatal"  # the JSON error; never retried (dead-lettered)
     CANCELLED = "cancel"  # stopped at an operator's request: FAILED, not a dead letter
+    DEFERRED = "later"  # the task raised RateLimited: again after the delay, uncounted
 
 
 class Outcome(NamedTuple):

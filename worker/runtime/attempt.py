@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResultStatus
 from django.utils.json import normalize_json
 
-from worker.exceptions import PermanentFailure
+from worker.exceptions import PermanentFailure, RateLimited
 from worker.protocol.message import Call
 from worker.protocol.records import (
     Lease,
@@ -246,6 +246,8 @@ def outcome_of(
         except (TypeError, ValueError) as e:
             error = TypeError(f"{call.task.module_path} returned a value JSON cannot hold ({e})")
             return failure(error, lease), error
+    if isinstance(error, RateLimited):
+        return failure(error, lease, OutcomeKind.DEFERRED, error.retry_after), error
     if isinstance(error, PermanentFailure) or lease.last_attempt:
         return failure(error, lease), error
     delay = call.task.retry_delay(lease.attempt, random.random())

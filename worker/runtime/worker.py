@@ -37,6 +37,7 @@ from worker.runtime import attempt, signals
 from worker.runtime.loops import loop_name
 from worker.runtime.outage import Outage
 from worker.runtime.scheduler import Scheduler, tell_skew
+from worker.task import registered
 
 if TYPE_CHECKING:
     from django.dispatch import Signal
@@ -152,6 +153,7 @@ class Worker:
 
     async def run(self) -> None:
         await self._retrying(self._heartbeat)
+        await self._retrying(self._publish_limits)
         await self._tell_skew()
         logger.info(
             "Worker %s serving %s, concurrency %d, on %s",
@@ -439,6 +441,15 @@ class Worker:
             await asyncio.wait({waiter}, timeout=self.poll + SOCKET_TIMEOUT)
         self._stop_waiting()
 
+    async def _publish_limits(self) -> None:
+        """The limits this worker's tasks declare, for FETCH to enforce (an operator's
+        settings stand over them): a deploy that changes a limit changes it here."""
+        declared = {
+            path: task.limits for path, task in registered().items() if task.backend == self.alias
+        }
+        for queue in self._queues.values():
+            await queue.flow.publish(declared)
+
     async def _tell_skew(self) -> None:
         try:
             tell_skew(await self.broker.time(), told=False)
@@ -551,6 +562,10 @@ class Worker:
             logger.warning("Job %s attempt %d of %d failed, retry in %.1fs: %r",
                            lease.id, lease.attempt, lease.max_attempts, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
+        if outcome.kind == OutcomeKind.DEFERRED:
+            logger.info("Job %s rate limited: runs again in %.1fs (not counted as an attempt)",
+                        lease.id, outcome.retry_delay_ms / 1000)  # fmt: skip
+            return
         succeeded = outcome.kind == OutcomeKind.SUCCEEDED
         if signals.unheard(task_finished, self._sender, INFO if succeeded else ERROR):
             return

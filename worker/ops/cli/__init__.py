@@ -1,7 +1,8 @@
 """The ops CLI: ``python manage.py jobs ...`` or the ``django-jobs`` console script.
 
 See docs/operations.md. Each module holds one kind of command: ``look`` (status, list,
-show), ``steer`` (retry, cancel, purge, enqueue), ``watch``, ``health`` (the probe); ``app``
+show), ``steer`` (retry, cancel, purge, enqueue), ``limits`` (limits, limit), ``watch``,
+``health`` (the probe); ``app``
 the group and its error handling, ``output`` tables, colours and JSON.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import health, look, steer, watch
+from worker.ops.cli import health, limits, look, steer, watch
 from worker.ops.cli.app import cli
 
-for command in (*look.COMMANDS, *steer.COMMANDS, watch.watch, health.health):
+for command in (*look.COMMANDS, *steer.COMMANDS, *limits.COMMANDS, watch.watch, health.health):
     cli.add_command(command)
 
 

@@ -24,8 +24,8 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable
 def status(ops: Ops, as_json: bool) -> None:
     """Queues, live workers and periodic schedules.
 
-    Per queue: jobs ready, running, delayed (of which retrying after a failure) and dead,
-    and the outcome counters since the queue began."""
+    Per queue: jobs ready, held by a rate or concurrency limit, running, delayed (of which
+    retrying after a failure) and dead, and the outcome counters since the queue began."""
     queues = [ops.stats(q) for q in ops.queues()]
     workers = ops.workers()
     periodic = periodic_schedules(datetime.now(UTC))
@@ -41,10 +41,10 @@ def status(ops: Ops, as_json: bool) -> None:
 
 
 def queue_table(queues: list[QueueStats]) -> str:
-    headers = ["QUEUE", "READY", "RUNNING", "DELAYED", "RETRYING", "DEAD"]
+    headers = ["QUEUE", "READY", "HELD", "RUNNING", "DELAYED", "RETRYING", "DEAD"]
     headers += map(str.upper, COUNTERS)
     rows = [
-        [q.queue, q.ready, q.running, q.delayed, "-" if q.retrying is None else q.retrying, q.dead]
+        [q.queue, q.ready, q.held, q.running, q.delayed, _or_dash(q.retrying), q.dead]
         + [q.counters[name] for name in COUNTERS]
         for q in queues
     ]
@@ -53,6 +53,10 @@ def queue_table(queues: list[QueueStats]) -> str:
         return "red" if header in ("DEAD", "FAILED", "LOST") and cell != "0" else None
 
     return table(headers, rows, paint)
+
+
+def _or_dash(value: object) -> object:
+    return "-" if value is None else value
 
 
 def worker_table(workers: list[WorkerInfo]) -> str:

@@ -1,19 +1,25 @@
 --! uses: ready, job, upgrade
--- Cancel a queued job: only the caller whose removal took it from its ready list or from
--- later (or from the previous protocol's sets) marks it, so a worker's fetch and a cancel
+-- Cancel a queued job: only the caller whose removal took it from its ready list, from
+-- later or from its limit group's held jobs (or from the previous protocol's sets) marks it, so a worker's fetch and a cancel
 -- never both win. A running job gets a cancel request instead. Removing a ready job scans
 -- its list (an operator's action, not a hot path).
--- KEYS: job, ready, priorities, later, cancel, stats, legacy ready, legacy delayed
+-- KEYS: job, ready, priorities, later, cancel, stats, legacy ready, legacy delayed, gates
 -- ARGV: id, now_ms, error_json, result_ttl_ms (0: the cancelled job's hash goes at once),
 --   job_key_prefix
 -- Returns 'cancelled', 'requested', 'missing' or the status of a job that is neither.
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v')
-if not f[1] and upgrade(ARGV[5], id) then f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v') end
+local f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k')
+if not f[1] and upgrade(ARGV[5], id) then f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k') end
 if not f[1] then return 'missing' end
 local removed = redis.call('LREM', level(KEYS[2], tonumber(f[3] or '0')), 1, id)
   + redis.call('ZREM', KEYS[4], id) + redis.call('ZREM', KEYS[7], id)
   + redis.call('ZREM', KEYS[8], id)
+if removed == 0 and f[6] then
+  local held = ARGV[5] .. 'held:' .. f[6]
+  removed = redis.call('LREM', held, 1, id)
+  -- a gate with nothing held behind it goes (a due one would be dropped by FETCH anyway)
+  if removed > 0 and redis.call('EXISTS', held) == 0 then redis.call('ZREM', KEYS[9], f[6]) end
+end
 if removed > 0 then
   redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
   if tonumber(ARGV[4]) == 0 then
