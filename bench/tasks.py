@@ -83,3 +83,25 @@ async def hold(data: str, seconds: float) -> int:
     many run at once."""
     await asyncio.sleep(seconds)
     return len(data)
+
+
+@task(concurrency_limit=1_000_000, rate_limit="10000000/s")
+async def noop_limited() -> None:
+    """``noop`` with limits it never reaches (far above a worker's concurrency and any
+    drain rate): what checking and counting a limit costs a job. Its rate log keeps every
+    start of the drain (up to 10,000,000) until a second without one."""
+
+
+@functools.cache
+def limited_key() -> str:
+    """The counter the ``limited`` jobs increment: a drain tells the others' apart."""
+    return f"{default_task_backend.broker.keys.prefix}:bench:limited"
+
+
+@task(concurrency_limit=2)
+async def limited(seconds: float) -> None:
+    """A task of which 2 jobs at most run at once, each awaiting ``seconds``: beside other
+    jobs, most of its own wait held. Counts itself done (``limited_key``) before its
+    outcome is stored, so that ``succeeded`` less the count is never above the others'."""
+    await asyncio.sleep(seconds)
+    await body.call(settings.REDIS_URL, limited_key())

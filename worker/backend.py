@@ -113,13 +113,16 @@ class RedisBackend(BaseTaskBackend):
         return Broker(self.url, self.options_.prefix, self.options_.max_connections)
 
     def worker(self, queues: list[str] | None = None, **options: Any) -> Worker:
-        """A worker serving ``queues`` (default: all of the backend's) of this backend."""
+        """A worker serving ``queues`` (default: all of the backend's) of this backend;
+        ``weights`` and ``strict`` default to OPTIONS' queue_weights and strict_order."""
         from worker.runtime.worker import Worker
 
         chosen = list(queues or sorted(self.queues))
         for queue in chosen:
             if error := config.queue_name_error(queue):
                 raise ImproperlyConfigured(error)
+        options.setdefault("weights", self.options_.queue_weights)
+        options.setdefault("strict", self.options_.strict_order)
         return Worker(
             self.broker,
             chosen,

@@ -37,6 +37,10 @@ class Options:
     result_memory_share: float = 0.25
     lease: float = 10.0  # seconds without a heartbeat before a worker's jobs are handed on
     max_connections: int = 50  # per process and event loop; more callers wait for one
+    # how a worker serving several queues shares its slots among them while all have work:
+    # queue -> weight (1 for a queue not named), or strictly in the order it serves them
+    queue_weights: dict[str, int] | None = None
+    strict_order: bool = False
 
 
 _TYPES: dict[str, tuple[type[Any], ...]] = {
@@ -48,6 +52,8 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "result_memory_share": (int, float),
     "lease": (int, float),
     "max_connections": (int,),
+    "queue_weights": (dict,),
+    "strict_order": (bool,),
 }
 _POSITIVE = ("max_payload_bytes", "lease", "max_connections")
 
@@ -79,7 +85,9 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
     values: dict[str, Any] = {}
     for name in sorted(known & set(options)):
         value = options[name]
-        if not isinstance(value, _TYPES[name]) or isinstance(value, bool):
+        if not isinstance(value, _TYPES[name]) or (
+            isinstance(value, bool) and bool not in _TYPES[name]
+        ):
             wanted = " or ".join(t.__name__ for t in _TYPES[name])
             error(f"OPTIONS[{name!r}] must be {wanted}, not {type(value).__name__}", None,
                   "worker.E002")  # fmt: skip
@@ -88,6 +96,8 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
         elif name == "result_memory_share" and not 0 < value <= 1:
             error(f"OPTIONS[{name!r}] must be a share in (0, 1], not {value!r}", None,
                   "worker.E002")  # fmt: skip
+        elif name == "queue_weights" and (problem := weights_error(value)):
+            error(f"OPTIONS['queue_weights'] {problem}", None, "worker.E002")
         else:
             values[name] = value
     url = values.get("url")
@@ -108,6 +118,27 @@ def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, lis
         if problem := queue_name_error(queue):
             error(f"QUEUES: {problem}", None, "worker.E005")
     return Options(**values), errors
+
+
+def weights_error(weights: dict[Any, Any]) -> str | None:
+    for queue, weight in weights.items():
+        if problem := queue_name_error(queue):
+            return problem
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            return f"weight of {queue!r} must be a whole number >= 1, not {weight!r}"
+    return None
+
+
+def queue_spec(text: str) -> tuple[str, int | None]:
+    """``name`` or ``name:weight`` (as ``runworker --queue`` takes it), or ValueError."""
+    name, sep, weight = text.partition(":")
+    if problem := queue_name_error(name):
+        raise ValueError(problem)
+    if not sep:
+        return name, None
+    if not weight.isdigit() or int(weight) < 1:
+        raise ValueError(f"weight of queue {name!r} must be a whole number >= 1, not {weight!r}")
+    return name, int(weight)
 
 
 def app_errors(alias: str) -> list[CheckMessage]:

@@ -13,11 +13,11 @@ def test_status_counts_each_state_and_shows_workers_and_schedules(jobs, backend)
     queues = {q["queue"]: q for q in data["queues"]}
     assert set(queues) == {"default", "reports", "other"}
     default, reports = queues["default"], queues["reports"]
-    counts = [default[n] for n in ("ready", "delayed", "retrying", "dead", "running")]
-    assert counts == [1, 1, 1, 1, 0]
+    counts = [default[n] for n in ("ready", "held", "delayed", "retrying", "dead", "running")]
+    assert counts == [1, 0, 1, 1, 1, 0]
     assert reports["running"] == 1
     assert default["counters"] == {"succeeded": 1, "retried": 0, "failed": 1, "lost": 0,
-                                   "cancelled": 0}  # fmt: skip
+                                   "cancelled": 0, "deferred": 0}  # fmt: skip
     [worker] = data["workers"]
     assert (worker["id"], worker["pid"], worker["in_flight"]) == (WORKER, 4242, 1)
     for schedule in data["periodic"]:  # whatever the project declares
@@ -29,7 +29,7 @@ def test_status_counts_each_state_and_shows_workers_and_schedules(jobs, backend)
     assert "\x1b[" not in text.stdout  # piped: no colours
     assert "cli-test-host" in text.stdout and "1h 0m" in text.stdout  # uptime
     lines = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line}
-    assert lines["default"][1:7] == ["1", "0", "1", "1", "1", "1"]
+    assert lines["default"][1:8] == ["1", "0", "0", "1", "1", "1", "1"]  # HELD after READY
 
 
 def test_list_filters_by_state_queue_task_and_limit(jobs):

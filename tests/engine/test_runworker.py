@@ -87,3 +87,21 @@ def test_runworker_refuses_an_unknown_event_loop(worker_env, tmp_path):
     process = runworker(worker_env, log, "--loop", "trio")
     assert process.wait(30) != 0
     assert "invalid choice: 'trio'" in log.read_text()
+
+
+def test_runworker_takes_queue_weights_and_refuses_wrong_ones(worker_env, tmp_path, redis_url,
+                                                              tasks_prefix):  # fmt: skip
+    log = tmp_path / "wrong.log"
+    assert runworker(worker_env, log, "--queue", "default:0").wait(30) != 0
+    assert "--queue 'default:0': weight of queue 'default' must be a whole number >= 1" in (
+        log.read_text()
+    )
+    log = tmp_path / "worker.log"
+    process = runworker(worker_env, log, "-q", "default:3", "-q", "reports", "--no-scheduler")
+    try:
+        [info] = wait_until(lambda: list(live_workers(redis_url, tasks_prefix).values()), 30,
+                            "the worker's heartbeat")  # fmt: skip
+        assert (info["queues"], info["weights"], info["strict"]) == (
+            ["default", "reports"], {"default": 3, "reports": 1}, False)  # fmt: skip
+    finally:
+        assert stop(process) == 0, log.read_text()

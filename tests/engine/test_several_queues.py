@@ -81,3 +81,47 @@ async def test_a_failed_fetch_of_the_woken_queue_does_not_leave_its_job_for_a_po
         await finished(r, timeout=20)
         took = time.monotonic() - t
     assert took < 1, took
+
+
+async def _loaded(queues: list[str], jobs: int) -> None:
+    tasks.calls.clear()
+    for queue in queues:
+        await tasks.counted_sleep.using(queue_name=queue).aenqueue_many(
+            [((f"{queue}-{i}", 0.01), {}) for i in range(jobs)]
+        )
+
+
+async def _started(count: int) -> list[str]:
+    """The queues of the first ``count`` jobs that started (labels are queue-n)."""
+    async with asyncio.timeout(30):
+        while True:
+            labels = [c[1] for c in tasks.calls if c[0] == "counted_sleep"]
+            if len(labels) >= count:
+                return [label.partition("-")[0] for label in labels[:count]]
+            await asyncio.sleep(0.01)
+
+
+async def test_weighted_queues_share_the_slots_in_proportion(run_worker):
+    await _loaded(["default", "reports"], 300)
+    weights = {"default": 3, "reports": 1}
+    async with run_worker(queues=["default", "reports"], concurrency=4, weights=weights):
+        started = await _started(200)  # both queues have work all along
+    ratio = started.count("default") / started.count("reports")
+    assert 3 * 0.9 <= ratio <= 3 * 1.1, ratio
+
+
+async def test_a_queue_of_weight_1_is_served_every_round(run_worker):
+    await _loaded(["default", "reports", "other"], 100)
+    weights = {"default": 5, "reports": 1, "other": 1}
+    async with run_worker(queues=["default", "reports", "other"], concurrency=2, weights=weights):
+        started = await _started(70)
+    for round_start in range(0, 70, 7):  # a round: as many slots as the weights add up to
+        served = set(started[round_start : round_start + 7 + 2])  # + the slots in flight
+        assert served == {"default", "reports", "other"}, (round_start, started)
+
+
+async def test_strict_order_serves_an_earlier_queue_first(run_worker):
+    await _loaded(["reports", "default"], 40)
+    async with run_worker(queues=["default", "reports"], concurrency=4, strict=True):
+        started = await _started(60)
+    assert started[:40] == ["default"] * 40, started

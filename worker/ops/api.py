@@ -59,6 +59,8 @@ class WorkerInfo:
     host: str = "?"
     pid: int = 0
     queues: list[str] = field(default_factory=list)
+    weights: dict[str, int] = field(default_factory=dict)  # each queue's share of the slots
+    strict: bool = False  # serves its queues strictly in order instead
     concurrency: int = 0
     in_flight: int = 0
     processed: int = 0

@@ -69,7 +69,10 @@ CANCELLED_AFTER_FAILURE = error_json(
 
 class Worker:
     """One worker process's engine: serves ``queues`` of ``broker`` with at most
-    ``concurrency`` jobs at once; ``stop()`` drains it within ``grace`` seconds. ``alias``
+    ``concurrency`` jobs at once; ``stop()`` drains it within ``grace`` seconds. While
+    several queues have work, jobs are taken from them in the proportions of their
+    ``weights`` (1 each by default); ``strict`` serves them in the order given instead,
+    an earlier queue's jobs always first. ``alias``
     and ``sender`` are the TASKS backend's, for the results and signals it makes. With
     ``burst``, ``run()`` returns once no job is ready and none runs, every outcome stored
     (jobs due later, retries included, are left for another run; no periodic job fires).
@@ -93,9 +96,14 @@ class Worker:
         scheduler: bool = True,
         periodic: Sequence[Periodic] = (),
         burst: bool = False,
+        weights: dict[str, int] | None = None,
+        strict: bool = False,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
+        self.weights = {q: (weights or {}).get(q, 1) for q in self.queues}
+        self.strict = strict
+        self._credit = dict.fromkeys(self.queues, 0)  # smooth weighted round robin
         self._queues: dict[str, Queue] = {name: broker.queue(name) for name in self.queues}
         self.alias = alias
         self._sender = sender  # of Django's task signals, as Django's backends send them
@@ -251,7 +259,8 @@ class Worker:
         had more than their share get what is left, in turn. The last of the four says
         whether a fetch after a wake-up emptied the queue that woke it (and went no
         further): the worker can wait again at once."""
-        if len(self.queues) == 1:
+        if len(self.queues) == 1 or self.strict:
+            self._woken = None  # strict: the queues' own order decides, whoever woke
             return *(await self._fetch_in_turn(self.queues, room, budget)), False
         got, due_in, held = 0, None, 0
         woken, self._woken = self._woken, None
@@ -274,23 +283,23 @@ class Worker:
         )
         if left <= 0 or budget <= 0 or not order:
             return got, self._soonest(due_in), held, False
-        share = max(1, left // len(order))
-        asked = left // share  # a job each at least, never over the room in all
-        # The queues past the room are looked at too, leasing nothing (count 0): their
+        counts = self._shares(order, left)
+        asked = sum(1 for count in counts if count)
+        # The queues given no share are looked at too, leasing nothing (count 0): their
         # due delayed jobs move to ready, a queue with jobs ready gets a wake-up token
         # (this worker's next wait returns for it), and their next due time is known. A
         # burst asks them in turn instead: it ends only once every queue is empty.
-        counts = [share] * asked + [0] * (0 if self.burst else len(order) - asked)
+        more = [q for q, count in zip(order, counts, strict=True) if not count and self.burst]
+        looked = [(q, n) for q, n in zip(order, counts, strict=True) if n or not self.burst]
         idle = not self._running and not self._wait_fetches()
         fetched = await asyncio.gather(
             *(
                 self._queues[queue].fetch(count, self.id, budget // asked, idle and i == 0)
-                for i, (queue, count) in enumerate(zip(order, counts, strict=False))
+                for i, (queue, count) in enumerate(looked)
             ),
             return_exceptions=True,
         )
-        more = order[len(counts) :]  # the queues a burst did not look at yet
-        for queue, count, found in zip(order, counts, fetched, strict=False):
+        for (queue, count), found in zip(looked, fetched, strict=True):
             if isinstance(found, BaseException):
                 continue
             self._note_due(queue, found)
@@ -307,6 +316,30 @@ class Worker:
             got += got_more
             due_in = _earlier(due_in, later)
         return got, self._soonest(due_in), held, False
+
+    def _shares(self, queues: list[str], room: int) -> list[int]:
+        """How many of ``room`` jobs to ask each of ``queues`` for: in proportion to their
+        weights, by a smooth weighted round robin that carries over from fetch to fetch
+        (a fetch for one free slot gives it to one queue, and over a round of as many
+        slots as the weights add up to, each queue gets its weight's worth: at least one).
+        With equal weights, a share each for as many queues as the room allows (the
+        queues are in a rotating order)."""
+        weights = [self.weights[q] for q in queues]
+        total = sum(weights)
+        if total == len(queues):  # all 1
+            share = max(1, room // len(queues))
+            asked = room // share  # a job each at least, never over the room in all
+            return [share] * asked + [0] * (len(queues) - asked)
+        rounds, rest = divmod(room, total)
+        counts = [rounds * w for w in weights]
+        credit = [self._credit[q] for q in queues]
+        for _ in range(rest):
+            credit = [c + w for c, w in zip(credit, weights, strict=True)]
+            best = credit.index(max(credit))
+            credit[best] -= total
+            counts[best] += 1
+        self._credit.update(zip(queues, credit, strict=True))
+        return counts
 
     def _rotated(self) -> list[str]:
         """The queues from a first one that moves on with each fetch from several: a queue
@@ -698,6 +731,8 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": self.queues,
+            "weights": self.weights,
+            "strict": self.strict,
             "concurrency": self.concurrency,
             "in_flight": len(self._running),
             "processed": self.processed,

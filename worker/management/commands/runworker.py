@@ -13,6 +13,7 @@ from django.tasks import task_backends
 
 from worker.backend import RedisBackend
 from worker.checks import redis_warnings
+from worker.config import queue_spec
 from worker.ops.api import Ops
 from worker.ops.cli.health import report
 from worker.runtime.loops import CHOICES, loop_factory
@@ -29,8 +30,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--queue", "-q", action="append", dest="queues", metavar="NAME",
-            help="queue to serve (repeatable; earlier queues first); default: all of the backend's",
+            "--queue", "-q", action="append", dest="queues", metavar="NAME[:WEIGHT]",
+            help="queue to serve (repeatable); default: all of the backend's. While several "
+            "have work, jobs are taken in proportion to their weights (default 1 each, or "
+            "OPTIONS['queue_weights'])",
+        )  # fmt: skip
+        parser.add_argument(
+            "--strict", action="store_true", default=None,
+            help="serve the queues strictly in the order given: an earlier queue's jobs "
+            "always first (default: OPTIONS['strict_order'], else weighted)",
         )  # fmt: skip
         parser.add_argument(
             "--concurrency", "-c", type=int, default=100,
@@ -95,8 +103,9 @@ class Command(BaseCommand):
         chosen = task_backends[backend]
         if not isinstance(chosen, RedisBackend):
             raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
+        names, sharing = _sharing(queues or [], options["strict"])
         if options["check"]:
-            sys.exit(report(Ops(chosen).health(queues), options["as_json"]))
+            sys.exit(report(Ops(chosen).health(names), options["as_json"]))
         if not os.environ.get(PARENT_ENV):  # a supervisor logs them, not each of its children
             for warning in redis_warnings(chosen):  # as `manage.py check --deploy` reports
                 if not warning.is_silenced():
@@ -108,10 +117,11 @@ class Command(BaseCommand):
             child += [] if scheduler else ["--no-scheduler"]
             for queue in queues or ():
                 child += ["--queue", queue]
+            child += ["--strict"] if options["strict"] else []
             sys.exit(supervise(processes, child))
-        worker = chosen.worker(queues, concurrency=concurrency, grace=grace, scheduler=scheduler,
+        worker = chosen.worker(names, concurrency=concurrency, grace=grace, scheduler=scheduler,
                                inflight_bytes=int(inflight_mb * 1024 * 1024),
-                               burst=options["burst"])  # fmt: skip
+                               burst=options["burst"], **sharing)  # fmt: skip
         asyncio.run(_serve(worker), loop_factory=factory)
         unstored = options["burst"] and worker.unwritten  # a burst promises every outcome stored
         if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
@@ -124,6 +134,24 @@ class Command(BaseCommand):
         if unstored:
             raise CommandError(f"--burst: {unstored} outcomes could not be stored; their jobs "
                                "will run again")  # fmt: skip
+
+
+def _sharing(specs: list[str], strict: bool | None) -> tuple[list[str], dict[str, Any]]:
+    """The queues of ``--queue NAME[:WEIGHT]`` options, and the worker's options for how it
+    shares its slots among them (those left out come from OPTIONS)."""
+    names, weights = [], {}
+    for spec in specs:
+        try:
+            name, weight = queue_spec(spec)
+        except ValueError as e:
+            raise CommandError(f"--queue {spec!r}: {e}") from None
+        names.append(name)
+        if weight is not None:
+            weights[name] = weight
+    sharing: dict[str, Any] = {"weights": weights} if weights else {}
+    if strict:
+        sharing["strict"] = True
+    return names, sharing
 
 
 async def _serve(worker: Worker) -> None:

@@ -59,13 +59,21 @@ def _or_dash(value: object) -> object:
     return "-" if value is None else value
 
 
+def _served(w: WorkerInfo) -> str:
+    """Its queues as --queue takes them: "default:3,reports", or "default>reports" when
+    strict."""
+    if w.strict:
+        return ">".join(w.queues)
+    return ",".join(q if w.weights.get(q, 1) == 1 else f"{q}:{w.weights[q]}" for q in w.queues)
+
+
 def worker_table(workers: list[WorkerInfo]) -> str:
     now = datetime.now(UTC).timestamp()
     headers = ["HOST", "PID", "QUEUES", "CONCURRENCY", "IN FLIGHT", "PROCESSED", "UPTIME"]
     headers += ["HEARTBEAT", "ID"]
     rows = [
         [
-            *(w.host, w.pid, ",".join(w.queues), w.concurrency, w.in_flight, w.processed),
+            *(w.host, w.pid, _served(w), w.concurrency, w.in_flight, w.processed),
             *(duration(now - w.started_at), f"{duration(now - w.seen_at)} ago", w.id),
         ]
         for w in workers
