@@ -33,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -44,9 +45,16 @@ from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
-WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body", "web")
+WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body",
+             "limit_overhead", "limited_beside", "web")  # fmt: skip
 GROWTH = ("backlog", "due", "queues", "soak")  # bench/growth.py: with --growth or --only
 PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
+# Seconds each job of bench.tasks.limited (2 at once) awaits: beside no-op jobs, most of
+# its jobs wait held, and a slot comes back 200 times a second.
+LIMITED_SECONDS = 0.01
+# limited_beside enqueues this many of one task, then as many of the other, and so on: the
+# queue holds them mixed, as each FETCH meets them.
+MIX_CHUNK = 10
 
 
 @dataclass(frozen=True)
@@ -186,11 +194,20 @@ class Harness:
         if batch:
             await self.client.unlink(*batch)
 
-    async def counts(self) -> tuple[int, int]:
-        succeeded, failed = await self.client.hmget(
-            self.keys.stats("default"), ["succeeded", "failed"]
-        )
-        return int(succeeded or 0), int(failed or 0)
+    async def counts(self, less: str | None = None) -> tuple[int, int]:
+        """The queue's succeeded and failed counters; with ``less``, a counter the jobs of
+        some task increment themselves, taken off ``succeeded`` (both read in one
+        transaction): the other tasks' jobs done."""
+        if less is None:
+            succeeded, failed = await self.client.hmget(
+                self.keys.stats("default"), ["succeeded", "failed"]
+            )
+            return int(succeeded or 0), int(failed or 0)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.keys.stats("default"), ["succeeded", "failed"])
+            pipe.get(less)
+            (succeeded, failed), others = await pipe.execute()
+        return int(succeeded or 0) - int(others or 0), int(failed or 0)
 
     async def heartbeats(self, scan: bool = False) -> list[dict]:
         """The heartbeats (JSON: id, pid, started_at, ...) of the workers of the queue's
@@ -228,6 +245,7 @@ class Harness:
         processes: int,
         seconds: float,
         crossings: dict[int, tuple[float, int] | None] | None = None,
+        less: str | None = None,
     ) -> tuple[float, list[dict], dict]:
         """Seconds from the first worker's start (its ``started_at``, when the worker object
         was made, after Django's setup) until the queue's ``succeeded`` counter reaches n;
@@ -235,12 +253,13 @@ class Harness:
         (``steady_per_s``: what --processes N gives once all N run) and the CPU the workers
         and Redis spent per job (``worker_us``, ``redis_us``); empty when under half of the
         jobs were left by then. ``crossings``, counts to watch for, is filled in with (time,
-        count) of the first look at the counter that saw it reach each."""
+        count) of the first look at the counter that saw it reach each. With ``less``, the
+        jobs counted are those not counted by that counter (``counts``)."""
         deadline = time.monotonic() + seconds
         seen: dict[str, dict] = {}
         mark = None  # (workers' CPU s, Redis CPU s, jobs done, time) once every worker is up
         while time.monotonic() < deadline:
-            succeeded, failed = await self.counts()
+            succeeded, failed = await self.counts(less)
             now = time.time()
             for count in crossings or ():
                 if crossings[count] is None and succeeded >= count:
@@ -264,7 +283,7 @@ class Harness:
             if process.poll() is not None:
                 raise BenchError(f"runworker exited with code {process.returncode}")
             await asyncio.sleep(POLL)
-        succeeded, _ = await self.counts()
+        succeeded, _ = await self.counts(less)
         raise BenchError(f"only {succeeded} of {n} jobs done within {seconds:.0f}s")
 
     async def redis_cpu(self) -> float:
@@ -326,14 +345,20 @@ class Harness:
 
     # Workloads ---------------------------------------------------------------------------
 
-    async def drain(self, processes: int = 1, cpu_ms: float = 0.0, body: bool = False) -> dict:
+    async def drain(
+        self, processes: int = 1, cpu_ms: float = 0.0, body: bool = False, limited: bool = False
+    ) -> dict:
         """Enqueue the jobs, then time one runworker (of ``processes``) draining them: no-op
         jobs, or with ``cpu_ms`` jobs that keep the CPU busy that long, or with ``body``
-        jobs that await one Redis command each (``redis_call``)."""
+        jobs that await one Redis command each (``redis_call``), or with ``limited`` no-op
+        jobs of a task with limits they never reach (``noop_limited``; and its rate log
+        as the drain ends, ``rate_log``)."""
         if cpu_ms:
             task, args, n, kind = self.tasks.spin, [cpu_ms], self.sizes.cpu_jobs, "cpu"
         elif body:
             task, args, n, kind = self.tasks.redis_call, [], self.sizes.body_jobs, "body"
+        elif limited:
+            task, args, n, kind = self.tasks.noop_limited, [], self.sizes.drain_jobs, "limited"
         else:
             task, args, n, kind = self.tasks.noop, [], self.sizes.drain_jobs, "drain"
         await self.clean()
@@ -343,6 +368,8 @@ class Harness:
         process = self.start_worker(name, self.sizes.drain_concurrency, processes)
         try:
             elapsed, infos, window = await self.timed_drain(n, process, processes, 120)
+            if limited:  # now: it expires a window (1 s) after the last start
+                window |= await self.rate_log(task)
         finally:
             self.stop(process)
         if body and int(await self.client.get(self.tasks.body_key()) or 0) != n:
@@ -375,6 +402,62 @@ class Harness:
         rate, ceiling = ours["jobs_per_s"], alone["calls_per_s"]
         return {"jobs_per_s": rate, "alone_per_s": ceiling, "ratio": rate / ceiling,
                 "alone_loop": alone["loop"]}  # fmt: skip
+
+    async def rate_log(self, task) -> dict:
+        """The rate log of ``task``'s group (its latest starts, up to its rate's count, kept
+        until a window passes without one): how many starts it holds, and its size in Redis
+        (MEMORY USAGE, every element counted)."""
+        key = self.keys.starts("default", task.limit_group([], {}))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.llen(key)
+            pipe.memory_usage(key, samples=0)
+            entries, size = await pipe.execute()
+        return {"log_entries": entries, "log_kb": (size or 0) / 1024}
+
+    async def limit_overhead(self, run: int) -> dict:
+        """The drain of no-op jobs of a task with limits never reached (``noop_limited``)
+        and that of ``noop`` jobs, one after the other, the order alternating with the run
+        (a drift in the machine's load cancels out over the runs); ``ratio``: the first's
+        jobs/s over the second's. The CPU per job of each, and the rate log as the first
+        ends (``rate_log``)."""
+        got = {}
+        for limited in (True, False) if run % 2 else (False, True):
+            got[limited] = await self.drain(1, limited=limited)
+        with_, without = got[True], got[False]
+        return {"jobs_per_s": with_["jobs_per_s"], "alone_per_s": without["jobs_per_s"],
+                "ratio": with_["jobs_per_s"] / without["jobs_per_s"],
+                "worker_us": with_.get("worker_us"), "redis_us": with_.get("redis_us"),
+                "alone_worker_us": without.get("worker_us"),
+                "alone_redis_us": without.get("redis_us"),
+                "log_entries": with_["log_entries"], "log_kb": with_["log_kb"]}  # fmt: skip
+
+    async def limited_beside(self, run: int) -> dict:
+        """One queue holding ``drain_jobs`` no-op jobs mixed with as many of ``limited`` (2
+        at once, LIMITED_SECONDS each; enqueued first, MIX_CHUNK at a time), drained by one
+        runworker: the no-op jobs/s from its start until all of them are done (those
+        ``limited`` counts itself not counted). Against the drain of the no-op jobs alone,
+        the order alternating with the run; ``ratio``: mixed over alone. ``limited_done``:
+        how many limited jobs ended meanwhile."""
+        n, found = self.sizes.drain_jobs, {}
+        for mixed in (True, False) if run % 2 else (False, True):
+            if not mixed:
+                found["alone_per_s"] = (await self.drain(1))["jobs_per_s"]
+                continue
+            await self.clean()
+            for start in range(0, n, MIX_CHUNK):
+                calls = min(MIX_CHUNK, n - start)
+                await self.tasks.limited.aenqueue_many([([LIMITED_SECONDS], {})] * calls)
+                await self.tasks.noop.aenqueue_many([([], {})] * calls)
+            process = self.start_worker("limited-beside", self.sizes.drain_concurrency)
+            less = self.tasks.limited_key()
+            try:
+                elapsed, _, _ = await self.timed_drain(n, process, 1, 120, less=less)
+                found["limited_done"] = int(await self.client.get(less) or 0)
+            finally:
+                self.stop(process)
+            await self.clean()
+            found["jobs_per_s"] = n / elapsed
+        return {**found, "ratio": found["jobs_per_s"] / found["alone_per_s"]}
 
     async def redis_memory(self) -> dict:
         """Redis's ``used_memory`` per job, no worker running: n ``noop`` jobs queued (then
@@ -978,6 +1061,14 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
               "unkept_worker_us": "unkept_worker_us", "unkept_redis_us": "unkept_redis_us"}),
             ("body", "typical job body", harness.body,
              {"body": "jobs_per_s", "body_alone": "alone_per_s", "body_ratio": "ratio"}),
+            ("limit_overhead", "limit overhead", partial(harness.limit_overhead, run),
+             {"limits_on": "jobs_per_s", "limits_off": "alone_per_s", "limits_ratio": "ratio",
+              "limits_worker_us": "worker_us", "limits_redis_us": "redis_us",
+              "limits_off_worker_us": "alone_worker_us", "limits_off_redis_us": "alone_redis_us",
+              "limits_log": "log_entries", "limits_log_kb": "log_kb"}),
+            ("limited_beside", "limited beside unlimited", partial(harness.limited_beside, run),
+             {"beside": "jobs_per_s", "beside_alone": "alone_per_s", "beside_ratio": "ratio",
+              "beside_limited": "limited_done"}),
         ]  # fmt: skip
         got: dict[str, dict] = {}  # this run's results, by label
         for workload, label, call, keys in ours:
