@@ -38,7 +38,7 @@ def test_list_filters_by_state_queue_task_and_limit(jobs):
         ("ready", jobs.ready), ("delayed", jobs.delayed), ("running", jobs.running),
         ("dead", jobs.dead), ("successful", jobs.successful),
     }  # fmt: skip
-    for state in STATES:
+    for state in set(STATES) - {"held"}:  # tests/engine/test_flow_control.py lists held ones
         [one] = run_json("list", "--status", state)
         assert one["id"] == getattr(jobs, state) and one["state"] == state
     assert [j["id"] for j in run_json("list", "--queue", "reports")] == [jobs.running]

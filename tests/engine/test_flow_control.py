@@ -191,3 +191,16 @@ async def test_a_dead_workers_slots_come_back_with_its_jobs(backend, run_worker,
     async with run_worker(concurrency=20):
         for result in results:
             assert (await finished(result)).status == TaskResultStatus.SUCCESSFUL
+
+
+async def test_held_jobs_are_listed_shown_and_purged_like_queued_ones(run_worker, ops):
+    ops.set_limit(tasks.limited.module_path, concurrency=0)
+    results = [await tasks.limited.aenqueue(f"j{i}", 0) for i in range(3)]
+    async with run_worker(concurrency=5):
+        await held(ops, 3)
+    assert [r.id for r in ops.jobs("default", "held")] == [r.id for r in results]
+    assert ops.place(ops.job(results[0].id)).state == "held"
+    assert ops.purge_counts("default")["held"] == 3
+    assert ops.purge("default") == 3
+    assert ops.stats("default").held == 0
+    assert ops.limits("default", tasks.limited.module_path)[0].next_start_ms is None

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
-STATES = ("running", "ready", "delayed", "dead", "successful")
+STATES = ("running", "ready", "held", "delayed", "dead", "successful")
 CANCELLED = class_path(Cancelled)
 # Ids read per round trip when listing with a task filter or purging.
 PAGE = 500
@@ -154,6 +154,8 @@ class Ops:
         if record.status == "RUNNING":
             return Place("running", cancel_requested=requested)
         if record.status == "READY":
+            if marks.held:
+                return Place("held")
             if marks.due is None:
                 return Place("ready")
             return Place("delayed", due=from_ms(marks.due))
@@ -258,7 +260,7 @@ class Ops:
 
     def purge_counts(self, queue: str) -> dict[str, int]:
         """What ``purge`` would remove: jobs per set."""
-        names = ("ready", "delayed", "dead")
+        names = ("ready", "held", "delayed", "dead")
         return dict(zip(names, self.broker.queue(queue).sizes(*names), strict=True))
 
     def purge(
@@ -268,11 +270,11 @@ class Ops:
         batch: int = PAGE,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Remove every ready and delayed job of ``queue`` (and its dead letters, if ``dead``)
-        with their data, ``batch`` at a time. Running jobs are left to finish."""
+        """Remove every ready, held and delayed job of ``queue`` (and its dead letters, if
+        ``dead``) with their data, ``batch`` at a time. Running jobs are left to finish."""
         q = self.broker.queue(queue)
         removed = 0
-        for name in ("ready", "delayed", "dead") if dead else ("ready", "delayed"):
+        for name in ("ready", "held", "delayed", *(("dead",) if dead else ())):
             while n := q.purge(name, batch):
                 removed += n
                 if progress:

@@ -45,9 +45,10 @@ SPLIT_LIMIT = 1000
 # A queue's outcome counters (its `stats` hash), each since the queue began.
 # deferred: attempts that raised RateLimited (not counted against max_attempts).
 COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled", "deferred")
-# Where a job id can wait, by the name operators use: the ready lists, the sorted sets of
-# delayed jobs and dead letters, the list of the latest successes.
-SETS = ("ready", "delayed", "dead", "successful")
+# Where a job id can wait, by the name operators use: the ready lists, the lists of jobs a
+# limit holds, the sorted sets of delayed jobs and dead letters, the list of the latest
+# successes.
+SETS = ("ready", "held", "delayed", "dead", "successful")
 
 Fields = dict[bytes, bytes]  # a job hash as Redis returns it
 
@@ -89,11 +90,13 @@ class KeptResults:
 @dataclass(frozen=True, slots=True)
 class Marks:
     """Where a job's id stands besides its hash: when a delayed one is due, when it was
-    dead-lettered, when an operator asked to cancel it (epoch ms, or None)."""
+    dead-lettered, when an operator asked to cancel it (epoch ms, or None); whether a
+    limit holds it."""
 
     due: int | None
     dead: int | None
     cancel_requested: int | None
+    held: bool = False
 
 
 class Queue:
@@ -335,20 +338,20 @@ class Queue:
                 pipe.zcard(key)
             pipe.smembers(self.workers)
             pipe.hgetall(self.stats_key)
-            pipe.zrange(self.gates, 0, -1)
             replies = pipe.execute()
-        *lengths, legacy_ready, delayed, legacy_delayed, dead, workers, counters, gates = replies
+        *lengths, legacy_ready, delayed, legacy_delayed, dead, workers, counters = replies
         delayed += legacy_delayed
+        held_lists = self._lists("held")
         with client.pipeline(transaction=False) as pipe:
             for worker_id in workers:
                 pipe.hlen(self.keys.wip(self.name, worker_id.decode()))
-            for group in gates:
-                pipe.llen(self.keys.held(self.name, group.decode()))
+            for key in held_lists:
+                pipe.llen(key)
             if delayed <= SPLIT_LIMIT:
                 pipe.zrange(self.delayed, 0, -1)
             replies = pipe.execute()
         running = sum(replies[: len(workers)])
-        held = sum(replies[len(workers) : len(workers) + len(gates)])
+        held = sum(replies[len(workers) : len(workers) + len(held_lists)])
         retrying = None
         if delayed <= SPLIT_LIMIT:
             with client.pipeline(transaction=False) as pipe:
@@ -399,11 +402,11 @@ class Queue:
 
     def sizes(self, *sets: str) -> list[int]:
         """How many ids each of ``sets`` (names from SETS) holds."""
-        lists = self._ready_lists()
+        lists = {name: self._lists(name) for name in sets if name in ("ready", "held")}
         with self.broker.sync.pipeline(transaction=False) as pipe:
             for name in sets:
-                if name == "ready":
-                    for key in lists:
+                if name in lists:
+                    for key in lists[name]:
                         pipe.llen(key)
                 elif name == "successful":
                     pipe.llen(self.done)
@@ -412,7 +415,7 @@ class Queue:
             replies = pipe.execute()
         found, at = [], 0
         for name in sets:
-            width = len(lists) if name == "ready" else 1
+            width = len(lists[name]) if name in lists else 1
             found.append(sum(replies[at : at + width]))
             at += width
         return found
@@ -426,10 +429,18 @@ class Queue:
                 return _text(cast("list[bytes]", client.lrange(self.done, start, stop)))
             found = client.lrange(self.done, -stop - 1, -start - 1)
             return _text(reversed(cast("list[bytes]", found)))
-        if name == "ready":
-            return self._ready_ids(start, stop, newest_first)
+        if name in ("ready", "held"):
+            return self._list_ids(self._lists(name), start, stop, newest_first)
         ranked = client.zrange(self._set(name), start, stop, desc=newest_first)
         return _text(cast("list[bytes]", ranked))
+
+    def _lists(self, name: str) -> list[str]:
+        """The lists "ready" or "held" jobs wait in, in the order they will run (held: per
+        limit group, each group's in order)."""
+        if name == "ready":
+            return self._ready_lists()
+        groups = _text(cast("list[bytes]", self.broker.sync.zrange(self.gates, 0, -1)))
+        return [self.keys.held(self.name, group) for group in groups]
 
     def _ready_lists(self) -> list[str]:
         """The ready lists, highest priority first (as lua/ready.lua orders them)."""
@@ -440,9 +451,8 @@ class Queue:
         lower = [self.ready + f":{p}" for p in levels if p < 0]
         return [*higher, self.ready, *lower]
 
-    def _ready_ids(self, start: int, stop: int, newest_first: bool) -> list[str]:
+    def _list_ids(self, lists: list[str], start: int, stop: int, newest_first: bool) -> list[str]:
         client = self.broker.sync
-        lists = self._ready_lists()
         with client.pipeline(transaction=False) as pipe:
             for key in lists:
                 pipe.llen(key)
@@ -469,11 +479,17 @@ class Queue:
             return sorted(_text(set().union(*pipe.execute())))
 
     def marks(self, job_id: str) -> Marks:
-        with self.broker.sync.pipeline(transaction=False) as pipe:
+        client = self.broker.sync
+        with client.pipeline(transaction=False) as pipe:
             for key in (self.delayed, self.dead, self.cancels):
                 pipe.zscore(key, job_id)
-            due, dead, cancel = pipe.execute()
-        return Marks(*(int(v) if v is not None else None for v in (due, dead, cancel)))
+            pipe.hget(self.job_key(job_id), "k")
+            due, dead, cancel, group = pipe.execute()
+        held = group is not None and (
+            client.lpos(self.keys.held(self.name, group.decode()), job_id) is not None
+        )
+        due, dead, cancel = (int(v) if v is not None else None for v in (due, dead, cancel))
+        return Marks(due, dead, cancel, held)
 
     # What operators change.
 
@@ -496,8 +512,8 @@ class Queue:
 
     def purge(self, name: str, batch: int) -> int:
         """Remove up to ``batch`` jobs of one of SETS, with their hashes."""
-        kind = {"ready": "ready", "successful": "list"}.get(name, "zset")
-        keys = [self._set(name), self.priorities]
+        kind = {"ready": "ready", "held": "held", "successful": "list"}.get(name, "zset")
+        keys = [self.gates if name == "held" else self._set(name), self.priorities]
         return int(PURGE.run_sync(self.broker.sync, keys, [self.job_prefix, batch, kind]))
 
     def _set(self, name: str) -> str:

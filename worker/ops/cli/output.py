@@ -18,6 +18,7 @@ import orjson
 COLOURS = {
     "running": "cyan",
     "ready": "yellow",
+    "held": "yellow",
     "delayed": "blue",
     "dead": "red",
     "failed": "red",

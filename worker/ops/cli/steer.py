@@ -103,7 +103,8 @@ def cancel(ops: Ops, job_ids: tuple[str, ...]) -> None:
 def purge(ops: Ops, queue: str, dead: bool, yes: bool) -> None:
     """Remove the queued jobs of QUEUE for good.
 
-    Every ready and delayed job (with --dead, the dead letters too); running jobs finish."""
+    Every ready, held and delayed job (with --dead, the dead letters too); running jobs
+    finish."""
     if queue not in ops.queues():
         raise click.ClickException(f"unknown queue {queue!r} (queues: {', '.join(ops.queues())})")
     counts = ops.purge_counts(queue)
@@ -114,7 +115,7 @@ def purge(ops: Ops, queue: str, dead: bool, yes: bool) -> None:
         click.echo(f"nothing to purge in {queue}")
         return
     if not yes:
-        what = ", ".join(f"{n} {name}" for name, n in counts.items())
+        what = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
         click.confirm(f"Remove {what} job(s) of queue {queue} for good?", abort=True)
     with progress(total, "purging") as advance:
         removed = ops.purge(queue, dead=dead, progress=advance)

@@ -1,11 +1,19 @@
 --! uses: ready, job
 -- Remove up to ARGV[2] jobs of one of a queue's sets, their hashes with them.
--- KEYS: the set (the ready list of priority 0 for 'ready'), priorities
--- ARGV: job_key_prefix, count, kind: 'ready' (every ready list), 'list' or 'zset'
+-- KEYS: the set (the ready list of priority 0 for 'ready', gates for 'held'), priorities
+-- ARGV: job_key_prefix, count, kind: 'ready' (every ready list), 'held' (every limit
+--   group's held jobs), 'list' or 'zset'
 -- Returns how many were removed.
 local count, ids = tonumber(ARGV[2]), {}
 if ARGV[3] == 'ready' then
   ids = pop(KEYS[1], KEYS[2], count)
+elseif ARGV[3] == 'held' then
+  for _, g in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if #ids >= count then break end
+    local held = ARGV[1] .. 'held:' .. g
+    for _, id in ipairs(redis.call('LPOP', held, count - #ids) or {}) do ids[#ids + 1] = id end
+    if redis.call('EXISTS', held) == 0 then redis.call('ZREM', KEYS[1], g) end
+  end
 elseif ARGV[3] == 'list' then
   ids = redis.call('RPOP', KEYS[1], count) or {}
 else
