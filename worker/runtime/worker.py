@@ -27,7 +27,7 @@ from django.tasks.signals import task_finished, task_started
 
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
 from worker.protocol import Broker, Queue
-from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT
+from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT, refuses_writes
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
 from worker.protocol.queue import Fetched
@@ -480,8 +480,14 @@ class Worker:
         declared = {
             path: task.limits for path, task in registered().items() if task.backend == self.alias
         }
-        for queue in self._queues.values():
-            await queue.flow.publish(declared)
+        try:
+            for queue in self._queues.values():
+                await queue.flow.publish(declared)
+        except REDIS_ERRORS as e:
+            if not refuses_writes(e):
+                raise  # an outage: tried again
+            # Out of memory (say): the limits already in Redis stand; jobs must not wait.
+            logger.error("Could not publish the tasks' limits (%s); those in Redis stand", e)
 
     async def _tell_skew(self) -> None:
         try:
