@@ -76,7 +76,8 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
         ("unknown OPTIONS key 'Lease'", "did you mean 'lease'?"),
         ("unknown OPTIONS key 'prefx'", "did you mean 'prefix'?"),
         ("unknown OPTIONS key 'zz'", "known options: embedded_dir, lease, max_connections, "
-         "max_payload_bytes, prefix, result_memory_share, result_ttl, url"),
+         "max_payload_bytes, prefix, queue_weights, result_memory_share, result_ttl, "
+         "strict_order, url"),
     ]  # fmt: skip
     assert {m.obj for m in found} == {"TASKS['default']"}
 
@@ -87,13 +88,17 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
 def test_option_of_the_wrong_type_or_value_is_e002(settings, tasks_prefix):
     configure(settings, tasks_prefix, {"url": "redis://h/0", "lease": "10",
                                        "max_connections": 0, "result_ttl": True,
-                                       "result_memory_share": 1.5})  # fmt: skip
+                                       "result_memory_share": 1.5, "strict_order": 1,
+                                       "queue_weights": {"default": 0}})  # fmt: skip
     assert [(m.id, m.msg) for m in worker_messages()] == [
         ("worker.E002", "OPTIONS['lease'] must be int or float, not str"),
         ("worker.E002", "OPTIONS['max_connections'] must be positive, not 0"),
+        ("worker.E002", "OPTIONS['queue_weights'] weight of 'default' must be a whole number "
+                        ">= 1, not 0"),
         ("worker.E002", "OPTIONS['result_memory_share'] must be a share in (0, 1], not 1.5"),
         ("worker.E002", "OPTIONS['result_ttl'] must be int or float, not bool"),
-    ]
+        ("worker.E002", "OPTIONS['strict_order'] must be bool, not int"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
