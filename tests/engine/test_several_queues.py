@@ -7,8 +7,10 @@ import asyncio
 import time
 from datetime import timedelta
 
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResultStatus, task_backends
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.engine import tasks
 from tests.engine.helpers import finished, waiting_for_work
@@ -125,3 +127,23 @@ async def test_strict_order_serves_an_earlier_queue_first(run_worker):
     async with run_worker(queues=["default", "reports"], concurrency=4, strict=True):
         started = await _started(60)
     assert started[:40] == ["default"] * 40, started
+
+
+@given(
+    weights=st.lists(st.integers(1, 5), min_size=2, max_size=6),
+    rooms=st.lists(st.integers(0, 60), min_size=1, max_size=30),
+)
+def test_shares_give_each_queue_its_part_of_the_room(weights, rooms):
+    queues = [f"q{i}" for i in range(len(weights))]
+    shares = dict(zip(queues, weights, strict=True))
+    worker = task_backends["default"].worker(queues, weights=shares)
+    given_to = [0] * len(queues)
+    for room in rooms:
+        counts = worker._shares(queues, room)
+        assert len(counts) == len(queues) and min(counts) >= 0
+        assert sum(counts) == room if len(set(weights)) > 1 else sum(counts) <= room
+        given_to = [a + b for a, b in zip(given_to, counts, strict=True)]
+    if len(set(weights)) > 1:  # over the fetches, each got its weight's part, to within one
+        total = sum(rooms)
+        for got, weight in zip(given_to, weights, strict=True):
+            assert abs(got - total * weight / sum(weights)) < 1 + 1e-9, (given_to, weights)

@@ -328,7 +328,7 @@ class Worker:
         total = sum(weights)
         if total == len(queues):  # all 1
             share = max(1, room // len(queues))
-            asked = room // share  # a job each at least, never over the room in all
+            asked = min(room // share, len(queues))  # a job each at least, never over the room
             return [share] * asked + [0] * (len(queues) - asked)
         rounds, rest = divmod(room, total)
         counts = [rounds * w for w in weights]
