@@ -125,8 +125,8 @@ async def test_limits_change_at_run_time_for_the_held_jobs_too(run_worker, ops, 
     async with run_worker(concurrency=20, poll=5):
         await held(ops, 4)
         [state] = ops.limits("default", path)
-        assert (state.held, state.running, state.limits, state.source) == (
-            4, 0, Limits(concurrency=0), "task")  # fmt: skip
+        assert (state.held, state.running, state.limits, state.source, state.waits_for_slot) == (
+            4, 0, Limits(concurrency=0), "task", True)  # fmt: skip
         assert "default" in ops.set_limit(path, concurrency=2)
         async with asyncio.timeout(1):  # at once: the gate opens, not at the next poll
             for result in results:

@@ -33,7 +33,8 @@ class GroupState:
     running: int  # attempts leased now
     in_window: int | None  # starts in the current window of its rate, if it has one
     held: int  # jobs waiting for a permit
-    next_start_ms: float | None  # when its held jobs may start (epoch ms); inf: a free slot
+    next_start_ms: int | None  # when its held jobs may start (epoch ms), if a time is known
+    waits_for_slot: bool  # its held jobs start when a running one ends (or limits change)
 
 
 class Flow:
@@ -100,6 +101,7 @@ class Flow:
                 since = now - limits.rate.window_ms
                 in_window = sum(int(t) > since for t in starts)
             task, _, key = g.partition(":")
+            gate = gates.get(g) if held else None
             states.append(
                 GroupState(
                     queue=self.queue.name,
@@ -110,7 +112,8 @@ class Flow:
                     running=running.get(g, 0),
                     in_window=in_window,
                     held=held,
-                    next_start_ms=gates.get(g),
+                    next_start_ms=int(gate) if gate is not None and gate != float("inf") else None,
+                    waits_for_slot=gate == float("inf"),
                 )
             )
         return states

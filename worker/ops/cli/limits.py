@@ -43,10 +43,10 @@ def _row(s: GroupState, now_ms: float) -> list[Any]:
     limits = s.limits
     rate = str(limits.rate) if limits and limits.rate else "-"
     concurrency = limits.concurrency if limits and limits.concurrency is not None else "-"
-    if s.next_start_ms is None or not s.held:
-        next_start = "-"
-    elif s.next_start_ms == float("inf"):
+    if s.waits_for_slot:
         next_start = "when a slot frees"
+    elif s.next_start_ms is None:
+        next_start = "-"
     else:
         next_start = (
             "now"
