@@ -204,3 +204,23 @@ async def test_held_jobs_are_listed_shown_and_purged_like_queued_ones(run_worker
     assert ops.purge("default") == 3
     assert ops.stats("default").held == 0
     assert ops.limits("default", tasks.limited.module_path)[0].next_start_ms is None
+
+
+async def test_slots_a_lease_no_longer_holds_are_mended_from_the_leases(backend, ops):
+    # A worker of a version without flow control recovers a dead worker's leases as the
+    # old protocol did: the leases go, their slots stay counted.
+    queue = backend.broker.queue("default")
+    await queue.flow.publish({tasks.limited.module_path: tasks.limited.limits})
+    results = [await tasks.limited.aenqueue(f"j{i}", 0) for i in range(4)]
+    leases = (await queue.fetch(10, "ghost")).leases
+    assert len(leases) == 3
+    client = backend.broker.sync
+    client.hdel(backend.broker.keys.wip("default", "ghost"), leases[0].id, leases[1].id)
+    client.hincrby(queue.running, "tests.engine.tasks.nothing", 2)  # and one gone for good
+    assert await queue.flow.recount() == 2
+    [state] = ops.limits("default", tasks.limited.module_path)
+    assert (state.running, state.held) == (1, 1)
+    assert await queue.flow.recount() == 0
+    # the held job may start now: one slot of the three is taken
+    [lease] = (await queue.fetch(10, "other")).leases
+    assert lease.id == results[3].id

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from worker.limits import Limits
-from worker.protocol.scripts import LIMITS
+from worker.protocol.scripts import LIMITS, RECOUNT
 
 if TYPE_CHECKING:
     from worker.protocol.queue import Queue
@@ -56,6 +56,14 @@ class Flow:
             argv += [DECLARED + path, limits.wire() if limits else ""]
         if argv:
             await self.queue.broker.loop().fast.run(LIMITS, self._keys, argv)
+
+    async def recount(self) -> int:
+        """Mend the running counts from the leases (lua/recount.lua); how many groups were
+        wrong."""
+        queue = self.queue
+        keys = [queue.running, queue.workers, queue.gates, queue.notify]
+        leases = queue.keys.wip(queue.name, "")
+        return int(await queue.broker.loop().fast.run(RECOUNT, keys, [leases]))
 
     def set(self, scope: str, limits: Limits | None) -> bool:
         """An operator's limits for a task (``scope`` its path) or one key's group; None

@@ -56,6 +56,9 @@ CANCEL_POLL = 0.5
 # A lease this worker holds but knows nothing of for this long came from a fetch whose
 # reply was lost (no reply takes longer than SOCKET_TIMEOUT): the job never ran here.
 STRAY_AFTER = SOCKET_TIMEOUT + 5.0
+# Seconds between recounts of the limit groups' slots from the leases (a safety net: see
+# protocol/lua/recount.lua).
+RECOUNT_EVERY = 60.0
 # Seconds a background loop waits after an error it did not expect, before it goes on.
 BROKEN_PAUSE = 1.0
 # Recorded after a failed attempt's own error when an operator's cancel request, pending
@@ -173,6 +176,7 @@ class Worker:
             self._background(self._flush_loop()),
             self._background(self._every(CANCEL_POLL, self._cancel_requested)),
             self._background(self._every(self.lease / 4, self._release_strays)),
+            self._background(self._every(RECOUNT_EVERY, self._recount)),
         ]
         if self.scheduler and self.periodic:
             scheduler = Scheduler(self.broker, self.alias, self._sender, self.periodic,
@@ -785,6 +789,12 @@ class Worker:
                 back, dead = await queue.requeue(worker_id, "lost", lost)
                 logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
                                "(out of attempts)", worker_id, back, dead)  # fmt: skip
+
+    async def _recount(self) -> None:
+        for queue in self._queues.values():
+            if mended := await queue.flow.recount():
+                logger.warning("Queue %s: the running counts of %d limit groups did not match "
+                               "their leases; mended", queue.name, mended)  # fmt: skip
 
     async def _cancel_requested(self) -> None:
         """Stop the running jobs an operator cancelled (``jobs cancel``). A sync job's
