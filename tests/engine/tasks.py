@@ -276,3 +276,17 @@ async def throttled(context, label: str) -> int:
     if runs == 1:
         raise RateLimited(retry_after=0.3)
     return context.attempt
+
+
+@task(concurrency_limit=3, takes_context=True, timeout=None)
+async def hangs_once(context, label: str, seconds: float) -> str:
+    """As ``limited`` (in a group of its own), but only a first attempt sleeps ``seconds``:
+    a job whose worker was killed runs at once where it is handed on."""
+    await _running("hangs_once", context, seconds if context.attempt == 1 else 0)
+    return label
+
+
+def flow_forget(group: str) -> None:
+    """Forget the running count of ``group`` and its highest: the attempts of a killed
+    worker never counted themselves out."""
+    default_task_backend.broker.sync.hdel(flow_key("running"), group, f"max:{group}")

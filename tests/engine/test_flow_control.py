@@ -58,7 +58,8 @@ async def _job(customer: str) -> None: ...
         ({"concurrency_limit": 1, "limit_key": 42}, "an argument's name or a callable"),
     ],
 )
-def test_wrong_limits_are_refused_with_the_reason(options, why):
+def test_wrong_limits_are_refused_with_the_reason(options, why, monkeypatch):
+    monkeypatch.setattr("worker.task._refused", {})  # `manage.py check` of other tests
     task = Task(priority=0, func=_job, queue_name="default", backend="default", run_after=None,
                 takes_context=False, **options)  # fmt: skip
     assert task.refusal is not None and why in task.refusal, task.refusal
