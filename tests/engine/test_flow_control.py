@@ -14,7 +14,7 @@ from tests.engine.helpers import finished
 from worker.exceptions import InvalidArguments
 from worker.limits import LimitError, Limits, Rate, parse_rate
 from worker.ops.api import Ops
-from worker.protocol.records import error_json
+from worker.protocol.records import Outcome, OutcomeKind, error_json
 from worker.task import Task
 
 
@@ -225,3 +225,47 @@ async def test_slots_a_lease_no_longer_holds_are_mended_from_the_leases(backend,
     # the held job may start now: one slot of the three is taken
     [lease] = (await queue.fetch(10, "other")).leases
     assert lease.id == results[3].id
+
+
+async def test_a_late_outcome_of_a_job_a_limit_holds_since_is_not_run_again(backend, ops):
+    queue = backend.broker.queue("default")
+    path = tasks.limited.module_path
+    await queue.flow.publish({path: tasks.limited.limits})
+    result = await tasks.limited.aenqueue("j0", 0)
+    await queue.fetch(1, "ghost")  # taken for dead while it runs: its job goes back...
+    await queue.requeue("ghost", "lost", error_json("WorkerLost", "gone"))
+    ops.set_limit(path, concurrency=0)
+    assert (await queue.fetch(5, "other")).leases == []  # ... and a limit holds it
+    ok = Outcome(result.id, 1, OutcomeKind.SUCCEEDED, b'"j0"')
+    await queue.ack("ghost", [ok], 60_000)  # the ghost's outcome stands
+    ops.set_limit(path, reset=True)
+    assert (await queue.fetch(5, "other")).leases == []
+    assert ops.stats("default").held == 0
+    await result.arefresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+async def test_a_fetch_that_held_a_thousand_jobs_leaves_a_token_to_go_on(backend):
+    queue = backend.broker.queue("default")
+    await queue.flow.publish({tasks.limited.module_path: tasks.limited.limits})
+    backend.enqueue_many(tasks.limited, [((f"j{i}", 0), {}) for i in range(1010)])
+    await tasks.add.aenqueue(1, 2)
+    client = backend.broker.sync
+    client.delete(queue.notify)  # taken by the wait this fetch follows
+    fetched = await queue.fetch(10, "w")
+    assert len(fetched.leases) == 3  # the limit's; the add is behind 1,007 held jobs
+    assert client.llen(queue.notify) == 1  # the next fetch follows at once, not a poll later
+    [lease] = (await queue.fetch(10, "w")).leases
+    assert lease.payload and b"tests.engine.tasks.add" in lease.payload
+
+
+async def test_a_held_job_over_the_byte_budget_is_told_as_held_back(backend, ops):
+    queue = backend.broker.queue("default")
+    path = tasks.limited.module_path
+    await queue.flow.publish({path: tasks.limited.limits})
+    ops.set_limit(path, concurrency=0)
+    await tasks.limited.aenqueue("x" * 3000, 0)
+    assert (await queue.fetch(5, "w")).leases == []
+    ops.set_limit(path, reset=True)
+    fetched = await queue.fetch(2, "w", byte_budget=100, idle=False)
+    assert (fetched.leases, fetched.held_back) == ([], 1)  # the worker waits for its own

@@ -60,9 +60,10 @@ for i = 1, n do
     local f = redis.call('HMGET', job(jobp, id), 'm', 'a', 'lost')
     if not f[1] then
       verdict = 'gone'
-      if held[i] then
+      if held[i] and not seen[id] then  -- an id twice in one batch frees its slot once
         release[#release + 1] = id
         free(held[i])
+        seen[id] = true
       end
     elseif tonumber(f[2] or '0') ~= attempt then
       verdict = 'stale'
@@ -90,9 +91,15 @@ for i = 1, n do
   local verdict = verdicts[i]
   local stale, replay = verdict == 'stale', verdict == 'replay'
   if verdict == 'late' then
-    local p = tonumber(redis.call('HGET', key, 'p') or '0')
+    local f = redis.call('HMGET', key, 'p', 'k')
     redis.call('HDEL', key, 'lost')
-    redis.call('LREM', level(KEYS[2], p), 1, id)
+    redis.call('LREM', level(KEYS[2], tonumber(f[1] or '0')), 1, id)
+    if f[2] then  -- requeued, a limit may hold it since
+      local held_list = jobp .. 'held:' .. f[2]
+      if redis.call('LREM', held_list, 1, id) > 0 and redis.call('EXISTS', held_list) == 0 then
+        redis.call('ZREM', KEYS[11], f[2])
+      end
+    end
     redis.call('ZREM', KEYS[4], id)
     if redis.call('ZREM', KEYS[5], id) == 1 then counts.failed = counts.failed - 1 end
   end
@@ -114,6 +121,11 @@ for i = 1, n do
     elseif kind == 'later' and not cancel then
       -- not an attempt: the hash keeps the count of those before it (FETCH wrote a later
       -- attempt's number, REQUEUE a lost one's)
+      if verdict == 'late' then  -- REQUEUE counted and recorded it (dead-lettered, maybe)
+        redis.call('HDEL', key, 'f', 'error:' .. attempt)
+        redis.call('HSET', key, 's', 'Q')
+        if attempt == 1 then redis.call('HDEL', key, 'a') end
+      end
       if attempt > 1 then redis.call('HSET', key, 'a', attempt - 1) end
       redis.call('ZADD', KEYS[4], now + delay, id)
       counts.deferred = counts.deferred + 1

@@ -81,6 +81,7 @@ local function lease(id, free)
 end
 -- Held jobs whose group may start again go first, oldest first: they waited.
 local room = function() return count - #leases / 2 end
+local over = 0  -- held jobs left for the budget
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 100)) do
   local held = jobp .. 'held:' .. g
   F.gated[g] = true
@@ -88,9 +89,11 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0
     local s = limits_of(F, g)
     local when = s and blocked(F, g, s)
     if when then
-      -- pcall: out of memory, a first write that may grow memory is refused; the gate
-      -- then stays due, and is looked at again
-      redis.pcall('ZADD', KEYS[11], when == math.huge and '+inf' or when, g)
+      -- ZREM first: out of memory, Redis refuses a script's first write that may grow
+      -- memory, and a gate left due would have idle workers fetch without pause
+      redis.call('ZREM', KEYS[11], g)
+      redis.call('ZADD', KEYS[11], when == math.huge and '+inf' or when, g)
+      if when ~= math.huge then F.armed = true end
       break
     end
     local id = redis.call('LPOP', held)
@@ -101,6 +104,7 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0
     end
     if lease(id, true) == 'budget' then
       redis.call('LPUSH', held, id)
+      over = over + 1
       break
     end
   end
@@ -130,10 +134,14 @@ if #leases > 0 then
   each('HSET', KEYS[4], leases)
   redis.call('SADD', KEYS[5], wid)
 end
--- more is waiting than this worker took: wake another idle worker
-if room() <= 0 or #back > 0 then
-  local due_gate = #redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 1) > 0
-  if due_gate or waiting(#found > 0 and found or lists(KEYS[1], KEYS[2])) > 0 then
+-- More is waiting than this worker took, or it stopped looking (1,000 held), or it set a
+-- limit group's next permit time while it has no room to start it: wake another idle
+-- worker (a probe of count 0 leaves due gates to the worker it tells: its first write
+-- would be this one, which Redis refuses out of memory).
+if room() <= 0 or #back > 0 or looked >= 1000 then
+  local due_gate = count > 0
+    and #redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 1) > 0
+  if due_gate or F.armed or waiting(#found > 0 and found or lists(KEYS[1], KEYS[2])) > 0 then
     wake(KEYS[6])
   end
 end
@@ -143,4 +151,4 @@ for _, later in ipairs(legacy and {KEYS[3], KEYS[8], KEYS[11]} or {KEYS[3], KEYS
   local at = nxt[2] and tonumber(nxt[2])
   if at and at ~= math.huge and (not due_in or at - now < due_in) then due_in = at - now end
 end
-return {out, due_in, now, #back}
+return {out, due_in, now, #back + over}

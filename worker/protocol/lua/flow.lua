@@ -14,7 +14,7 @@
 -- flow(jobp, limits, running, gates, now): the state one script call keeps of them.
 local function flow(jobp, limits, running, gates, now)
   return {jobp = jobp, limits = limits, running = running, gates = gates, now = now,
-          specs = {}, counts = {}, taken = {}, order = {}, gated = {}}
+          specs = {}, counts = {}, taken = {}, order = {}, gated = {}, armed = false}
 end
 -- limits_of(F, g): {count or false, window_ms, concurrency or false} for group g, or false
 -- when no limit applies. An operator's setting for the key wins, then theirs for the task,
@@ -74,6 +74,7 @@ local function hold(F, g, id, when)
   if not gated(F, g) then
     redis.call('ZADD', F.gates, when == math.huge and '+inf' or when, g)
     F.gated[g] = true
+    if when ~= math.huge then F.armed = true end  -- a time some worker must wake for
   end
 end
 -- take(F, g): one start of g, counted; written by commit().
