@@ -432,32 +432,37 @@ class Harness:
                 "log_entries": with_["log_entries"], "log_kb": with_["log_kb"]}  # fmt: skip
 
     async def limited_beside(self, run: int) -> dict:
-        """One queue holding ``drain_jobs`` no-op jobs mixed with as many of ``limited`` (2
-        at once, LIMITED_SECONDS each; enqueued first, MIX_CHUNK at a time), drained by one
-        runworker: the no-op jobs/s from its start until all of them are done (those
-        ``limited`` counts itself not counted). Against the drain of the no-op jobs alone,
-        the order alternating with the run; ``ratio``: mixed over alone. ``limited_done``:
-        how many limited jobs ended meanwhile."""
-        n, found = self.sizes.drain_jobs, {}
+        """The no-op jobs/s of ``mixed_drain`` (no-op jobs beside jobs of a limited task)
+        and of the drain of the no-op jobs alone, one after the other, the order
+        alternating with the run; ``ratio``: mixed over alone."""
+        found = {}
         for mixed in (True, False) if run % 2 else (False, True):
-            if not mixed:
+            if mixed:
+                found |= await self.mixed_drain()
+            else:
                 found["alone_per_s"] = (await self.drain(1))["jobs_per_s"]
-                continue
-            await self.clean()
-            for start in range(0, n, MIX_CHUNK):
-                calls = min(MIX_CHUNK, n - start)
-                await self.tasks.limited.aenqueue_many([([LIMITED_SECONDS], {})] * calls)
-                await self.tasks.noop.aenqueue_many([([], {})] * calls)
-            process = self.start_worker("limited-beside", self.sizes.drain_concurrency)
-            less = self.tasks.limited_key()
-            try:
-                elapsed, _, _ = await self.timed_drain(n, process, 1, 120, less=less)
-                found["limited_done"] = int(await self.client.get(less) or 0)
-            finally:
-                self.stop(process)
-            await self.clean()
-            found["jobs_per_s"] = n / elapsed
         return {**found, "ratio": found["jobs_per_s"] / found["alone_per_s"]}
+
+    async def mixed_drain(self) -> dict:
+        """One queue holding ``drain_jobs`` no-op jobs mixed with as many of ``limited`` (2
+        at once, LIMITED_SECONDS each; MIX_CHUNK of each in turn, limited ones first),
+        drained by one runworker: the no-op jobs/s from its start until all of them are
+        done (the jobs ``limited`` counts itself not counted); ``limited_done``: how many
+        limited jobs ended meanwhile."""
+        n, less = self.sizes.drain_jobs, self.tasks.limited_key()
+        await self.clean()
+        for start in range(0, n, MIX_CHUNK):
+            calls = min(MIX_CHUNK, n - start)
+            await self.tasks.limited.aenqueue_many([([LIMITED_SECONDS], {})] * calls)
+            await self.tasks.noop.aenqueue_many([([], {})] * calls)
+        process = self.start_worker("limited-beside", self.sizes.drain_concurrency)
+        try:
+            elapsed, _, _ = await self.timed_drain(n, process, 1, 120, less=less)
+            limited_done = int(await self.client.get(less) or 0)
+        finally:
+            self.stop(process)
+        await self.clean()
+        return {"jobs_per_s": n / elapsed, "limited_done": limited_done}
 
     async def redis_memory(self) -> dict:
         """Redis's ``used_memory`` per job, no worker running: n ``noop`` jobs queued (then
@@ -917,6 +922,15 @@ def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None 
     cpu0 = f"{w0:.1f} / {r0:.1f}" if w0 and r0 else "n/a"
     body_ratio = m("ours", "body_ratio")
     body_pct = body_ratio * 100 if body_ratio is not None else None
+
+    def cpu_pair(worker: str, redis: str) -> str:
+        w, r = m("ours", worker), m("ours", redis)
+        return f"{w:.1f} / {r:.1f}" if w and r else "n/a"
+
+    def pair(kind: str, first: str, second: str) -> str:
+        return f"{fmt(m('ours', first), kind)} / {fmt(m('ours', second), kind)}"
+
+    limits_ratio, beside_ratio = m("ours", "limits_ratio"), m("ours", "beside_ratio")
     s = sizes
 
     rows = [
@@ -988,6 +1002,25 @@ def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None 
          "loop (calls/s)", fmt(m("ours", "body_alone"), "rate"), "", "", "", "", ""),
         ("typical job body: ours / body alone", fmt(body_pct, "pct"), "", "", "", ">= 85%",
          met(body_pct, lambda v: v >= 85)),
+        (f"limit overhead: drain of {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
+         f"{s.drain_concurrency}, limits never reached (concurrency_limit=1,000,000, "
+         'rate_limit="10000000/s") / no limit (jobs/s)',
+         pair("rate", "limits_on", "limits_off"), "", "", "", "", ""),
+        ("limit overhead: jobs/s, limits never reached / no limit", fmt(limits_ratio, "ratio"),
+         "", "", "", ">= 0.90x", met(limits_ratio, lambda v: v >= 0.9)),
+        ("limit overhead: CPU per job, worker / Redis (us), limits never reached; no limit",
+         f"{cpu_pair('limits_worker_us', 'limits_redis_us')}; "
+         f"{cpu_pair('limits_off_worker_us', 'limits_off_redis_us')}", "", "", "", "", ""),
+        ("limit overhead: its rate log as the drain ends, starts kept / size (KB)",
+         f"{fmt(m('ours', 'limits_log'), 'rate')} / {fmt(m('ours', 'limits_log_kb'), 'rate')}",
+         "", "", "", "", ""),
+        (f"limited beside unlimited: {s.drain_jobs:,} no-op jobs mixed with as many of a task "
+         f"limited to 2 at once ({LIMITED_SECONDS * 1000:g} ms each), no-op jobs/s / the no-op "
+         "jobs alone", pair("rate", "beside", "beside_alone"), "", "", "", "", ""),
+        ("limited beside unlimited: no-op jobs/s, mixed / alone", fmt(beside_ratio, "ratio"),
+         "", "", "", ">= 0.90x", met(beside_ratio, lambda v: v >= 0.9)),
+        ("limited beside unlimited: limited jobs done meanwhile (not a target)",
+         fmt(m("ours", "beside_limited"), "rate"), "", "", "", "", ""),
         ("worker start: process start to ready (s; not a target)",
          fmt(m("ours", "startup"), "s"), "", "", "", "", ""),
         *(growth or ()),
