@@ -269,3 +269,16 @@ async def test_a_held_job_over_the_byte_budget_is_told_as_held_back(backend, ops
     ops.set_limit(path, reset=True)
     fetched = await queue.fetch(2, "w", byte_budget=100, idle=False)
     assert (fetched.leases, fetched.held_back) == ([], 1)  # the worker waits for its own
+
+
+async def test_a_job_of_a_group_with_jobs_held_joins_them_as_it_is_enqueued(backend, ops):
+    queue = backend.broker.queue("default")
+    path = tasks.limited.module_path
+    await queue.flow.publish({path: tasks.limited.limits})
+    ops.set_limit(path, concurrency=0)
+    first = await tasks.limited.aenqueue("first", 0)
+    assert (await queue.fetch(5, "w")).leases == []  # held: its group has a gate now
+    later = [await tasks.limited.aenqueue("second", 0), tasks.limited.enqueue("third", 0)]
+    later += tasks.limited.enqueue_many([(("fourth", 0), {}), (("fifth", 0), {})])
+    assert ops.stats("default").ready == 0  # no fetch had to move them
+    assert [r.id for r in ops.jobs("default", "held")] == [first.id, *(r.id for r in later)]

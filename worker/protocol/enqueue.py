@@ -40,8 +40,10 @@ def _fields(job: NewJob) -> tuple[Any, ...]:
 
 
 def queue_keys(keys: Keys, queue: str) -> list[str]:
-    """The keys a new job of ``queue`` may go to: ready, priorities, later, notify."""
-    return [keys.ready(queue), keys.priorities(queue), keys.delayed(queue), keys.notify(queue)]
+    """The keys a new job of ``queue`` may go to: ready, priorities, later, notify, gates
+    (lua/store.lua)."""
+    return [keys.ready(queue), keys.priorities(queue), keys.delayed(queue), keys.notify(queue),
+            keys.gates(queue)]  # fmt: skip
 
 
 def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:

@@ -9,9 +9,9 @@
 -- Redis's clock: the asking worker's clock is fast; recording it would silence the
 -- schedule for the others until then).
 if tonumber(ARGV[9]) > clock() + 1000 then return 4 end
-local last = tonumber(redis.call('HGET', KEYS[6], ARGV[8]) or '-1')
+local last = tonumber(redis.call('HGET', KEYS[7], ARGV[8]) or '-1')
 if tonumber(ARGV[9]) <= last then return 0 end
-redis.call('HSET', KEYS[6], ARGV[8], ARGV[9])
+redis.call('HSET', KEYS[7], ARGV[8], ARGV[9])
 if ARGV[10] ~= 'fire' and last < 0 then return 3 end
 if ARGV[10] == 'skip' then return 1 end
 store_argv()

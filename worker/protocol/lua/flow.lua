@@ -9,12 +9,14 @@
 --   gates    sorted set: group -> when its held jobs may start (ms; +inf: once a slot
 --            frees or an operator changes its limits)
 --   held:<group>    list: the group's jobs a limit holds, oldest first
---   starts:<group>  list: start times (ms) of the group's latest `count` starts, newest
---            first: a sliding log, so no window of window_ms holds more than count starts
+--   starts:<group>  list: start times (ms) of the group's starts within the window, at
+--            most `count`, newest first: a sliding log, so no window of window_ms holds
+--            more than count starts
 -- flow(jobp, limits, running, gates, now): the state one script call keeps of them.
 local function flow(jobp, limits, running, gates, now)
   return {jobp = jobp, limits = limits, running = running, gates = gates, now = now,
-          specs = {}, counts = {}, taken = {}, order = {}, gated = {}, armed = false}
+          specs = {}, counts = {}, taken = {}, order = {}, gated = {}, logged = {},
+          armed = false}
 end
 -- limits_of(F, g): {count or false, window_ms, concurrency or false} for group g, or false
 -- when no limit applies. An operator's setting for the key wins, then theirs for the task,
@@ -53,8 +55,16 @@ local function blocked(F, g, s)
     if s[1] == 0 then return math.huge end
     local taken = F.taken[g] or 0  -- starts of this call, all at now: inside the window
     if taken >= s[1] then return F.now + s[2] end
-    local nth = redis.call('LINDEX', F.jobp .. 'starts:' .. g, s[1] - 1 - taken)
-    if nth and tonumber(nth) > F.now - s[2] then return tonumber(nth) + s[2] end
+    local log = F.jobp .. 'starts:' .. g
+    local logged = F.logged[g]
+    if logged == nil then
+      logged = redis.call('LLEN', log)  -- once a call: this call adds to it only at the end
+      F.logged[g] = logged
+    end
+    if logged > s[1] - 1 - taken then
+      local nth = tonumber(redis.call('LINDEX', log, s[1] - 1 - taken))
+      if nth > F.now - s[2] then return nth + s[2] end
+    end
   end
   return false
 end
@@ -87,17 +97,25 @@ local function take(F, g)
   F.counts[g] = F.counts[g] + 1
   F.taken[g] = F.taken[g] + 1
 end
--- commit(F): write the starts this call took: running counts, and the logs of rates.
+-- commit(F): write the starts this call took: running counts, and the logs of rates
+-- (the starts now gone out of the window leave the log's tail, a few a call: a log holds
+-- what its window does, not `count` of a busy group's starts whatever their age).
 local function commit(F)
+  local now = string.format('%d', F.now)
   for _, g in ipairs(F.order) do
     local n = F.taken[g]
     redis.call('HINCRBY', F.running, g, n)
     local s = limits_of(F, g)
     if s and s[1] and s[1] > 0 then
       local log, times = F.jobp .. 'starts:' .. g, {}
-      for i = 1, math.min(n, s[1]) do times[i] = F.now end
+      for i = 1, math.min(n, s[1]) do times[i] = now end
       each('LPUSH', log, times)
       redis.call('LTRIM', log, 0, s[1] - 1)
+      for _ = 0, n do
+        local oldest = redis.call('LINDEX', log, -1)
+        if not oldest or tonumber(oldest) > F.now - s[2] then break end
+        redis.call('RPOP', log)
+      end
       redis.call('PEXPIRE', log, s[2])
     end
   end
