@@ -108,7 +108,9 @@ for i = 1, n do
   if not replay and verdict ~= 'gone' then
     local run = runs[i]
     if stale then
-      if kind ~= 'ok' and kind ~= 'later' then redis.call('HSET', key, 'error:' .. attempt, value) end
+      if kind == 'err' or kind == 'fatal' or kind == 'cancel' then
+        redis.call('HSET', key, 'error:' .. attempt, value)
+      end
     elseif kind == 'ok' then
       if keep > 0 then
         put(key, run, {'f', since(id, now), 'v', value})  -- a result means 'S'

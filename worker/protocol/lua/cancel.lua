@@ -1,15 +1,17 @@
 --! uses: ready, job, upgrade
 -- Cancel a queued job: only the caller whose removal took it from its ready list, from
--- later or from its limit group's held jobs (or from the previous protocol's sets) marks it, so a worker's fetch and a cancel
--- never both win. A running job gets a cancel request instead. Removing a ready job scans
--- its list (an operator's action, not a hot path).
+-- later or from its limit group's held jobs (or from the previous protocol's sets) marks
+-- it, so a worker's fetch and a cancel never both win. A running job gets a cancel request
+-- instead. Removing a ready or held job scans its list (an operator's action, not a hot
+-- path).
 -- KEYS: job, ready, priorities, later, cancel, stats, legacy ready, legacy delayed, gates
 -- ARGV: id, now_ms, error_json, result_ttl_ms (0: the cancelled job's hash goes at once),
 --   job_key_prefix
 -- Returns 'cancelled', 'requested', 'missing' or the status of a job that is neither.
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k')
-if not f[1] and upgrade(ARGV[5], id) then f = redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k') end
+local function read() return redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k') end
+local f = read()
+if not f[1] and upgrade(ARGV[5], id) then f = read() end
 if not f[1] then return 'missing' end
 local removed = redis.call('LREM', level(KEYS[2], tonumber(f[3] or '0')), 1, id)
   + redis.call('ZREM', KEYS[4], id) + redis.call('ZREM', KEYS[7], id)

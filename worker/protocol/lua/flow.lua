@@ -38,14 +38,20 @@ local function limits_of(F, g)
   end
   return s
 end
+-- once(memo, g, command, key, ...): what Redis answers, asked once a call per group
+-- (what this call changes of it, it keeps in the memo itself).
+local function once(memo, g, command, key, ...)
+  local found = memo[g]
+  if found == nil then
+    found = redis.call(command, key, ...)
+    memo[g] = found
+  end
+  return found
+end
 -- running_of(F, g): attempts of g running, those this call leased included.
 local function running_of(F, g)
-  local n = F.counts[g]
-  if n == nil then
-    n = tonumber(redis.call('HGET', F.running, g) or '0')
-    F.counts[g] = n
-  end
-  return n
+  if F.counts[g] == nil then F.counts[g] = tonumber(redis.call('HGET', F.running, g) or '0') end
+  return F.counts[g]
 end
 -- blocked(F, g, s): false when a job of g may start now; else when it may (ms; math.huge:
 -- when a slot frees, or never while a limit of 0 stands).
@@ -56,12 +62,8 @@ local function blocked(F, g, s)
     local taken = F.taken[g] or 0  -- starts of this call, all at now: inside the window
     if taken >= s[1] then return F.now + s[2] end
     local log = F.jobp .. 'starts:' .. g
-    local logged = F.logged[g]
-    if logged == nil then
-      logged = redis.call('LLEN', log)  -- once a call: this call adds to it only at the end
-      F.logged[g] = logged
-    end
-    if logged > s[1] - 1 - taken then
+    -- its length before this call, which adds to it only at the end
+    if once(F.logged, g, 'LLEN', log) > s[1] - 1 - taken then
       local nth = tonumber(redis.call('LINDEX', log, s[1] - 1 - taken))
       if nth > F.now - s[2] then return nth + s[2] end
     end
@@ -70,12 +72,7 @@ local function blocked(F, g, s)
 end
 -- gated(F, g): whether jobs of g are held already (a new one waits behind them).
 local function gated(F, g)
-  local found = F.gated[g]
-  if found == nil then
-    found = redis.call('ZSCORE', F.gates, g) ~= false
-    F.gated[g] = found
-  end
-  return found
+  return once(F.gated, g, 'ZSCORE', F.gates, g) ~= false
 end
 -- hold(F, g, id, when): hold a job behind g's others; `when` (ms or math.huge) is when
 -- the group may start again, for a group not held until now.
