@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.db import connection
 from django.tasks import task_backends
+from django.test import SimpleTestCase
 
 from worker.protocol.servers import RedisServer
 
@@ -45,8 +46,13 @@ def tasks_setting(url: str, prefix: str, **options) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def tasks_on_redis(settings, redis_url, tasks_prefix) -> Iterator[None]:
-    """Every test's jobs go to the real Redis, under keys of its own, removed afterwards."""
+def tasks_on_redis(request, settings, redis_url, tasks_prefix) -> Iterator[None]:
+    """Every test's jobs go to the real Redis, under keys of its own, removed afterwards.
+    Django's test classes (tests/testing) choose their TASKS themselves, as a project's
+    own tests do."""
+    if isinstance(request.instance, SimpleTestCase):
+        yield
+        return
     settings.TASKS = tasks_setting(redis_url, tasks_prefix)
     yield
     client = redis.Redis.from_url(redis_url)

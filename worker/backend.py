@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
@@ -69,10 +71,13 @@ class RedisBackend(BaseTaskBackend):
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         # Errors are kept for `manage.py check` (worker.checks) and raised at first use.
-        self.options_, self.config_errors = config.read(alias, self.options, frozenset(self.queues))
+        self.options_, self.config_errors = config.read(
+            alias, params, self.options, frozenset(self.queues)
+        )
         self.max_payload_bytes = self.options_.max_payload_bytes
         self.result_ttl = self.options_.result_ttl
         self.lease = self.options_.lease
+        self._usable_config = False  # configuration and INSTALLED_APPS found right
         self._valid: dict[tuple[Any, ...], bool] = {}  # (task, backend flags) checked already
         self._last_valid: tuple[Any, ...] | None = None
 
@@ -91,11 +96,19 @@ class RedisBackend(BaseTaskBackend):
         return [job for job in jobs if job.task.refusal is None]
 
     def _configured(self) -> None:
-        if self.config_errors:
+        if self._usable_config:
+            return
+        # INSTALLED_APPS is asked once the app registry is ready (this runs at first use):
+        # Django runs the backends' checks only once django.tasks is imported, which a
+        # project without the worker app may not do while `manage.py check` runs.
+        errors = [*self.config_errors, *(config.app_errors(self.alias) if apps.ready else [])]
+        if errors:
             raise ImproperlyConfigured(
-                "; ".join(f"{e.obj}: {e.msg}" for e in self.config_errors)
+                "; ".join(f"{e.obj}: {e.msg} (HINT: {e.hint})" if e.hint else f"{e.obj}: {e.msg}"
+                          for e in errors)
                 + " (manage.py check lists every problem)"
-            )
+            )  # fmt: skip
+        self._usable_config = apps.ready
 
     @cached_property
     def url(self) -> str:
@@ -146,6 +159,10 @@ class RedisBackend(BaseTaskBackend):
         if last is not None and last[0] is task and last[1:] == key[1:]:
             return
         if key not in self._valid:
+            _defined_after_start.setdefault(task.func, apps.ready)  # see _unknown_to_workers
+            # Before Django's own check, whose message names no queue the backend has.
+            if error := config.unknown_queues_error(self.alias, [task.queue_name], self.queues):
+                raise InvalidTask(error)
             super().validate_task(task)
             if error := config.queue_name_error(task.queue_name):
                 raise InvalidTask(error)
@@ -162,6 +179,8 @@ class RedisBackend(BaseTaskBackend):
         self.validate_task(task)
         if task.refusal is not None:
             raise InvalidTask(task.refusal)
+        if (unknown := _unknown_to_workers(task)) is not None:
+            raise InvalidTask(unknown)
 
     def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
         """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
@@ -335,6 +354,39 @@ class RedisBackend(BaseTaskBackend):
         stored the job anyway; for a bulk one cut off midway, ``stored`` are the results of
         the jobs Redis confirmed, out of ``of``."""
         return _Reaching(self, what, stored, of, sends)
+
+
+# A task's function -> whether the task was first made after Django had set up (its first
+# sight by validate_task, which Django calls as it makes a task; using() copies share it).
+_defined_after_start: dict[Any, bool] = {}
+
+
+def _unknown_to_workers(task: Task) -> str | None:
+    """Why a worker would not know ``task``, or None. A worker knows the tasks defined while
+    Django sets up: each installed app's ``tasks`` module (imported by the worker app), what
+    those import, and what the apps' models and ready() import. It never imports a module a
+    job names. A task defined later (in a module only a view, a command or a shell imports)
+    would be dead-lettered as unknown. Not asked under Django's test environment, where jobs
+    are run by the test's own process, which knows every task it imported."""
+    if not _defined_after_start.get(task.func) or _under_tests():
+        return None
+    module = task.func.__module__
+    app = apps.get_containing_app_config(module)
+    home = f"{app.name}.tasks" if app else "the tasks module of an app in INSTALLED_APPS"
+    return (
+        f"{task.module_path} is defined in {module}, which Django does not import as it "
+        f"starts: a worker would not know the task. Define it in {home}, or import it "
+        "there (workers import each installed app's tasks module at start, never the module "
+        "a job names)"
+    )
+
+
+def _under_tests() -> bool:
+    """Whether Django's test environment is set up (django.test.utils's own record of it:
+    its test runner and pytest-django set it up)."""
+    test_utils = sys.modules.get("django.test.utils")
+    state = getattr(test_utils, "_TestState", None)
+    return getattr(state, "saved_data", None) is not None
 
 
 class _Reaching:

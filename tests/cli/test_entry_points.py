@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from django.core.management import ManagementUtility
 
 from tests.cli.conftest import run
 from tests.conftest import tasks_setting
+from tests.processes import ROOT, project_env
 from worker.ops import cli
 
 
@@ -49,10 +51,12 @@ def test_django_jobs_console_script(jobs, monkeypatch, capsys):
     assert [j["id"] for j in orjson.loads(capsys.readouterr().out)] == [jobs.dead]
 
 
-def test_unknown_backend_alias():
+def test_unknown_backend_alias_is_a_usage_error():
     result = run("--backend", "nope", "status")
-    assert result.exit_code == 1
-    assert result.stderr == "Error: TASKS has no backend 'nope' (it has: default)\n"
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: Invalid value for '--backend': TASKS has no backend 'nope' (it has: default)\n"
+    )
 
 
 def test_django_jobs_without_django_settings_module_says_so(tmp_path):
@@ -66,5 +70,73 @@ def test_django_jobs_without_django_settings_module_says_so(tmp_path):
     assert done.stdout == ""
     assert done.stderr == (
         "Error: DJANGO_SETTINGS_MODULE is not set; set it to your project's settings module "
-        "(e.g. DJANGO_SETTINGS_MODULE=mysite.settings django-jobs status)\n"
+        "(e.g. DJANGO_SETTINGS_MODULE=mysite.settings django-jobs status, or django-jobs "
+        "--settings mysite.settings status)\n"
     )
+
+
+# Django's standard options, as every manage.py command takes them: anywhere on the line.
+
+
+def other_settings(tmp_path: Path) -> Path:
+    """A settings module only --settings and --pythonpath can find: the project's with a
+    queue of its own, which status lists when (and only when) these settings are used."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "other_settings.py").write_text(
+        "from project.settings import *\n"
+        'TASKS["default"] = {**TASKS["default"], "QUEUES": ["default", "elsewhere", "reports"]}\n'
+    )
+    return folder
+
+
+def jobs_command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", "jobs", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_manage_py_jobs_takes_djangos_standard_options_anywhere(tmp_path, redis_url, tasks_prefix):
+    env = project_env(REDIS_URL=redis_url, TASKS_PREFIX=tasks_prefix)
+    folder = other_settings(tmp_path)
+    for args in (
+        ["--settings", "other_settings", "--pythonpath", str(folder), "status", "--json"],
+        ["status", "--json", "--settings=other_settings", f"--pythonpath={folder}",
+         "--verbosity", "2", "--no-color", "--traceback"],
+        ["-v0", "--force-color", "status", "--settings", "other_settings", "--json",
+         "--pythonpath", str(folder)],
+    ):  # fmt: skip
+        done = jobs_command(args, env)
+        assert done.returncode == 0, (args, done.stderr)
+        queues = [q["queue"] for q in orjson.loads(done.stdout)["queues"]]
+        assert queues == ["default", "elsewhere", "reports"], args
+
+    plain = jobs_command(["status", "--no-color"], env)
+    coloured = jobs_command(["status", "--force-color"], env)
+    # Piped, so no colours by default.
+    assert "\x1b[" not in plain.stdout and "\x1b[" in coloured.stdout
+    assert click.unstyle(coloured.stdout).splitlines()[:3] == plain.stdout.splitlines()[:3]
+
+
+def test_traceback_shows_the_error_behind_the_one_line_message(settings, tasks_prefix):
+    settings.TASKS = tasks_setting("redis://:secret@127.0.0.1:9/0", tasks_prefix)
+    plain = run("status")
+    assert plain.stderr.count("\n") == 1
+    traced = run("--traceback", "status")
+    assert traced.exit_code == 1
+    assert traced.stderr.startswith("Traceback (most recent call last):")
+    assert "redis.exceptions.ConnectionError" in traced.stderr
+    assert traced.stderr.endswith(plain.stderr)  # the same line, last
+
+
+def test_django_jobs_takes_settings_and_pythonpath(tmp_path, redis_url, tasks_prefix):
+    script = Path(sys.executable).parent / "django-jobs"
+    env = project_env(REDIS_URL=redis_url, TASKS_PREFIX=tasks_prefix)
+    del env["DJANGO_SETTINGS_MODULE"]
+    folder = other_settings(tmp_path)
+    done = subprocess.run(
+        [script, "status", "--json", "--settings", "other_settings", "--pythonpath", folder],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    queues = [q["queue"] for q in orjson.loads(done.stdout)["queues"]]
+    assert queues == ["default", "elsewhere", "reports"]

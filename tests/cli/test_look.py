@@ -1,8 +1,9 @@
 """status, list and show, in text and --json, on real jobs in every state."""
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from tests.cli.conftest import WORKER, run, run_json
+from tests.engine import tasks
 from worker.ops.api import STATES
 
 
@@ -83,3 +84,49 @@ def test_unknown_job_id_is_one_line_and_exit_1(jobs):
         result = run("show", job_id)
         assert result.exit_code == 1
         assert result.stderr == f"Error: unknown job id {job_id}\n"
+
+
+TIMES = {"started_at", "seen_at", "next_fire", "enqueued_at", "run_after",
+         "last_attempted_at", "finished_at", "due", "cancel_requested", "next_start"}  # fmt: skip
+
+
+def times_in(data: object) -> list[object]:
+    """Every value of a time field in ``data``, and every key that holds ms since the epoch."""
+    found: list[object] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in TIMES:
+                found.append(value)
+            elif key.endswith("_ms") and key != "window_ms":  # (a rate's window: a duration)
+                found.append(f"{key}: epoch ms")
+            else:
+                found += times_in(value)
+    elif isinstance(data, list):
+        for value in data:
+            found += times_in(value)
+    return found
+
+
+async def test_every_time_in_json_output_is_iso_8601_in_utc(jobs, backend):
+    # A job held by a rate limit: its group's next start is a time too.
+    limited = tasks.limited.module_path
+    assert run("limit", limited, "--rate", "1/h", "-q", "default").exit_code == 0
+    for label in ("first", "held"):
+        await tasks.limited.aenqueue(label, 0)
+    await backend.broker.queue("default").fetch(10, WORKER)
+
+    outputs = [run_json(*args) for args in (["status"], ["list"], ["limits"])]
+    outputs += [run_json("show", job_id) for job_id in (jobs.ready, jobs.delayed, jobs.running,
+                                                        jobs.dead, jobs.successful)]  # fmt: skip
+    found = times_in(outputs)
+    assert len([t for t in found if t is not None]) >= 20
+    for value in found:
+        if value is not None:
+            assert isinstance(value, str), value
+            moment = datetime.fromisoformat(value)
+            assert moment.utcoffset() == timedelta(0), value
+    [worker] = outputs[0]["workers"]
+    started = datetime.fromisoformat(worker["started_at"])
+    assert timedelta(minutes=59) < datetime.now(UTC) - started < timedelta(minutes=61)
+    [held] = [row for row in outputs[2] if row["task"] == limited and row["held"]]
+    assert datetime.fromisoformat(held["next_start"]) > datetime.now(UTC) + timedelta(minutes=59)

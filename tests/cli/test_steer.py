@@ -1,11 +1,24 @@
 """retry, cancel, purge and enqueue: what they change in Redis, their confirmations and
 their exit statuses."""
 
+import subprocess
+import sys
+
 import orjson
+import pytest
 
 from tests.cli.conftest import WORKER, run, run_json
 from tests.engine import tasks
 from tests.engine.helpers import finished
+from tests.processes import ROOT, project_env
+from worker.ops.cli import output
+
+
+@pytest.fixture
+def on_a_terminal(monkeypatch):
+    """Questions are asked as on a terminal (CliRunner's stdin is not one): the answers
+    come from the test's ``input``."""
+    monkeypatch.setattr(output, "can_ask", lambda: True)
 
 
 def state(job_id: str) -> str:
@@ -25,7 +38,7 @@ def test_retry_dead_letters_by_id(jobs):
     assert run("retry", jobs.dead, "--dead").exit_code == 2
 
 
-async def test_retry_every_dead_letter_asks_first(jobs, backend, run_worker):
+async def test_retry_every_dead_letter_asks_first(jobs, backend, run_worker, on_a_terminal):
     more = [await tasks.permanent.using(queue_name="other").aenqueue() for _ in range(3)]
     async with run_worker(queues=["other"], scheduler=False):
         for job in more:
@@ -72,7 +85,7 @@ async def test_cancel_queued_running_and_finished_jobs(jobs, backend):
     assert run("cancel", "default:0000").exit_code == 1
 
 
-def test_purge_asks_then_removes_queued_jobs_and_their_data(jobs, backend):
+def test_purge_asks_then_removes_queued_jobs_and_their_data(jobs, backend, on_a_terminal):
     declined = run("purge", "default", input="n\n")
     assert declined.exit_code == 1
     assert "Remove 1 ready, 1 delayed job(s) of queue default for good?" in declined.stdout
@@ -92,9 +105,36 @@ def test_purge_asks_then_removes_queued_jobs_and_their_data(jobs, backend):
     assert state(jobs.running) == "running"  # running jobs are left to finish
     assert run("purge", "default", "-y").stdout == "nothing to purge in default\n"
     unknown = run("purge", "nope", "--yes")
-    assert (unknown.exit_code, unknown.stderr) == (
-        1, "Error: unknown queue 'nope' (queues: default, other, reports)\n"
+    assert unknown.exit_code == 2  # a usage error
+    assert unknown.stderr.endswith(
+        "Error: Invalid value for 'QUEUE': queue 'nope' is not in "
+        "TASKS['default']['QUEUES'] (default, other, reports)\n"
+    )
+
+
+def test_destructive_commands_refuse_to_run_without_a_terminal_unless_yes(jobs, backend):
+    for args in (["purge", "default"], ["purge", "default", "--dead"], ["retry", "--dead"]):
+        refused = run(*args, input="y\n")  # piped input is no answer
+        assert refused.exit_code == 2, args
+        assert refused.stderr.endswith(
+            "Error: this command asks for confirmation and stdin is not a terminal: give "
+            "--yes to run it without asking\n"
+        )
+    assert (state(jobs.ready), state(jobs.delayed), state(jobs.dead)) == ("ready", "delayed",
+                                                                         "dead")  # fmt: skip
+    assert run("purge", "default", "--yes").stdout == "purged 2 job(s) from default\n"
+
+
+def test_echo_y_into_manage_py_jobs_purge_purges_nothing(redis_url, tasks_prefix, backend):
+    job = tasks.add.enqueue(1, 2)
+    env = project_env(REDIS_URL=redis_url, TASKS_PREFIX=tasks_prefix)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "jobs", "purge", "default"],
+        cwd=ROOT, env=env, input="y\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+    assert done.returncode == 2
+    assert "give --yes to run it without asking" in done.stderr
+    assert backend.get_result(job.id).status == "READY"
 
 
 def test_enqueue_by_task_path(backend):
@@ -113,18 +153,25 @@ def test_enqueue_by_task_path(backend):
 
 
 def test_enqueue_errors_are_one_clear_line():
-    cases = {
+    failed = {  # exit 1: the enqueue was refused
         ("tests.engine.tasks.ad",): "no task 'tests.engine.tasks.ad' is registered in this "
         "project; did you mean tests.engine.tasks.add",
         ("add", "--args", "[1, 2]"): "did you mean tests.engine.tasks.add",
-        ("tests.engine.tasks.add", "--args", "[1,"): "--args is not valid JSON (",
-        ("tests.engine.tasks.add", "--kwargs", "[1]"): "--kwargs must be a JSON object",
         ("tests.engine.tasks.add", "--args", "[1]"): "missing a required argument: 'b'",
-        ("tests.engine.tasks.add", "--args", "[1, 2]", "-q", "nope"): "Queue 'nope'",
     }
-    for args, message in cases.items():
+    for args, message in failed.items():
         result = run("enqueue", *args)
         assert result.exit_code == 1, args
         assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
+    usage = {  # exit 2: a value on the command line is wrong
+        ("--args", "[1,"): "Invalid value for --args: not valid JSON (",
+        ("--kwargs", "[1]"): "Invalid value for --kwargs: must be a JSON object, not '[1]'",
+        ("--args", "[1, 2]", "-q", "nope"): "Invalid value for '--queue' / '-q': queue 'nope' "
+        "is not in TASKS['default']['QUEUES'] (default, other, reports)",
+    }
+    for args, message in usage.items():
+        result = run("enqueue", "tests.engine.tasks.add", *args)
+        assert result.exit_code == 2, args
+        assert f"Error: {message}" in result.stderr, result.stderr
     assert orjson.loads(run("list", "--json").stdout) == []  # nothing was sent

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResultStatus, task
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils import timezone
 
@@ -57,6 +57,11 @@ async def test_aenqueue_is_native_async_and_sends_the_enqueued_signal(backend):
         ((2**70, 1), {}, "cannot be encoded"),
         ((float("nan"), 1), {}, "NaN or infinity"),
         ((1,), {"b": [float("-inf")]}, "NaN or infinity"),
+        # normalize_json would decode bytes: the task would get a str
+        ((b"bytes", 1), {}, "bytes is not JSON, and the task would get a str instead"),
+        ((1,), {"b": (bytearray(b"x"),)}, "bytearray is not JSON"),
+        ((1,), {"b": {"k": memoryview(b"x")}}, "memoryview is not JSON"),
+        ((1,), {"b": {b"key": 1}}, "bytes is not JSON"),
     ],
 )
 def test_bad_arguments_raise_at_the_call_site_and_send_nothing(backend, args, kwargs, message):
@@ -73,9 +78,14 @@ def test_oversize_payload_is_refused_with_its_size(settings, redis_url, tasks_pr
     tasks.record.enqueue("x" * 100)
 
 
-def test_unknown_queue_is_refused():
-    with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
+def test_unknown_queue_is_refused_naming_the_known_ones():
+    known = r"queue 'nope' is not in TASKS\['default'\]\['QUEUES'\] \(default, other, reports\)"
+    with pytest.raises(InvalidTask, match=known):
         tasks.add.using(queue_name="nope").enqueue(1, 2)
+    with pytest.raises(InvalidTask, match=known):  # as the task is defined
+
+        @task(queue_name="nope")
+        def misplaced() -> None: ...
 
 
 def test_unknown_option_and_bad_queue_names_are_refused_at_first_use(settings, redis_url):

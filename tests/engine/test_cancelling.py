@@ -2,6 +2,7 @@
 after the request: a cancelled job is never retried."""
 
 import asyncio
+import gc
 
 import pytest
 from django.tasks import TaskResultStatus
@@ -64,3 +65,42 @@ async def test_a_job_whose_attempt_fails_after_a_cancel_request_is_not_retried(r
     stats = ops.stats("default")
     assert (stats.counters["cancelled"], stats.counters["retried"]) == (1, 0)
     assert backend.broker.sync.zcard(backend.broker.keys.cancel("default")) == 0
+
+
+async def test_cancelling_a_running_job_sends_task_finished_failed_and_leaves_no_stray_error(
+    run_worker, backend, caplog
+):
+    ops = Ops(backend)
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict] = []  # what asyncio would log: "Task exception was never retrieved"
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda loop, context: unhandled.append(context))
+    heard = asyncio.Event()
+    ended = []
+
+    def on_finished(sender, task_result, **kwargs):
+        ended.append(task_result)
+        heard.set()
+
+    result = await tasks.sleeper.aenqueue(60)
+    task_finished.connect(on_finished)
+    try:
+        async with run_worker() as worker:
+            await running(result)
+            assert ops.cancel(result.id) == "requested"
+            async with asyncio.timeout(5):
+                await heard.wait()
+            await finished(result)
+            assert worker._running == {}
+        gc.collect()  # a task whose exception nobody retrieved reports it when collected
+    finally:
+        task_finished.disconnect(on_finished)
+        loop.set_exception_handler(previous)
+    [sent] = ended
+    assert (sent.id, sent.status) == (result.id, TaskResultStatus.FAILED)
+    assert sent.errors[-1].exception_class_path == "worker.exceptions.Cancelled"
+    assert "Cancelled by an operator while it ran." in sent.errors[-1].traceback
+    assert result.status == TaskResultStatus.FAILED
+    assert unhandled == []
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert not [r for r in caplog.records if "failed around its attempt" in r.getMessage()]

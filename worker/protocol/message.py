@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +66,13 @@ def encode(
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+_BINARY = (bytes, bytearray, memoryview)
+
+
 def _json_ready(value: Any) -> Any:
     """Django's normalize_json (the types a TaskResult accepts), without its abstract-class
-    checks for the plain lists, dicts and scalars that arguments nearly always are."""
+    checks for the plain lists, dicts and scalars that arguments nearly always are, and
+    refusing bytes: normalize_json decodes them, so that the task would get a str."""
     kind = type(value)
     if kind in _PLAIN:
         return value
@@ -75,7 +80,16 @@ def _json_ready(value: Any) -> Any:
         return [_json_ready(v) for v in value]
     if kind is dict and all(type(k) is str for k in value):
         return {k: _json_ready(v) for k, v in value.items()}
-    return normalize_json(value)
+    if isinstance(value, _BINARY):
+        raise TypeError(
+            f"{kind.__name__} is not JSON, and the task would get a str instead: pass text, "
+            "or binary data base64-encoded"
+        )
+    if isinstance(value, Mapping):
+        return {_json_ready(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_json_ready(v) for v in value]
+    return normalize_json(value)  # a subclass of str, int...; TypeError for other types
 
 
 # How long an idempotency key stands for its first job (while that job's record is kept).
@@ -154,7 +168,10 @@ def decode(body: bytes | None, max_bytes: int) -> Call:
         raise Rejected("message 'args' must be a list and 'kwargs' an object")
     task = lookup(path)
     if task is None:
-        raise Rejected(f"task {path[:200]!r} is not registered in this project")
+        raise Rejected(
+            f"task {path[:200]!r} is not registered in this project (a worker knows the "
+            "tasks of each installed app's tasks module, and what those import)"
+        )
     if error := arguments_error(task, args, kwargs):
         raise Rejected(error)
     return Call(task, args, kwargs)

@@ -15,14 +15,17 @@ import logging
 import random
 import time
 
+from worker.protocol.connection import failing
+
 logger = logging.getLogger("worker")
 
 
 class Outage:
     """One worker's record of its contact with Redis (see the module's docstring)."""
 
-    def __init__(self, doubt: float) -> None:
+    def __init__(self, doubt: float, url: str = "") -> None:
         self.doubt = doubt
+        self.url = url  # of the Redis, named (without its password) in the log lines
         self.since: float | None = None
         self.delay = 0.05
         # A worker just started cannot tell a dead peer from one held up by an outage that
@@ -33,7 +36,7 @@ class Outage:
         """A Redis error met: the outage is logged once, and heartbeats are in doubt."""
         if self.since is None:
             self.since = time.monotonic()
-            logger.error("Redis unreachable or failing (%r); retrying with backoff", error)
+            logger.error("%s; retrying with backoff", failing(self.url, error))
         self._distrust()
 
     async def failed(self, error: BaseException) -> None:

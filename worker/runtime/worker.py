@@ -27,7 +27,7 @@ from django.tasks.signals import task_finished, task_started
 
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
 from worker.protocol import Broker, Queue
-from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT, refuses_writes
+from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT, redacted, refuses_writes
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
 from worker.protocol.queue import Fetched
@@ -56,6 +56,8 @@ CANCEL_POLL = 0.5
 # A lease this worker holds but knows nothing of for this long came from a fetch whose
 # reply was lost (no reply takes longer than SOCKET_TIMEOUT): the job never ran here.
 STRAY_AFTER = SOCKET_TIMEOUT + 5.0
+# Seconds within which a second stop signal is the same stop (see Worker.stop).
+SAME_STOP = 1.0
 # Seconds between recounts of the limit groups' slots from the leases (a safety net: see
 # protocol/lua/recount.lua).
 RECOUNT_EVERY = 60.0
@@ -80,7 +82,9 @@ class Worker:
     ``burst``, ``run()`` returns once no job is ready and none runs, every outcome stored
     (jobs due later, retries included, are left for another run; no periodic job fires).
     Unless ``scheduler`` is off, it fires the ``periodic`` jobs too (the backend's own).
-    Made by ``RedisBackend.worker()``; run by ``manage.py runworker``."""
+    ``slots`` gives each job its thread (by default one of its own: runtime/attempt.py;
+    worker/testing's run the jobs in the caller's). Made by ``RedisBackend.worker()``; run
+    by ``manage.py runworker``."""
 
     def __init__(
         self,
@@ -101,6 +105,7 @@ class Worker:
         burst: bool = False,
         weights: dict[str, int] | None = None,
         strict: bool = False,
+        slots: attempt.Slots | None = None,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -129,12 +134,13 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._attempting: set[str] = set()  # of the running jobs, those still in their attempt
         self._outbox: dict[str, list[Outcome]] = defaultdict(list)
-        self._slots = attempt.Slots()
+        self._slots = attempt.Slots() if slots is None else slots
         self._stopping = asyncio.Event()
+        self._stop_at = 0.0  # when the first stop came (monotonic)
         self._forced = asyncio.Event()
         self._room = asyncio.Event()
         self._outbox_ready = asyncio.Event()
-        self._outage = Outage(doubt=lease / 2)
+        self._outage = Outage(doubt=lease / 2, url=broker.url)
         self._beat_since: float | None = None  # when the heartbeat in flight was sent
         self._beat_at = 0.0  # when the latest heartbeat got through (monotonic)
         self._out_of_memory = False
@@ -152,24 +158,32 @@ class Worker:
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
 
     def stop(self) -> None:
-        """First call: stop fetching and drain within the grace period. Second: stop now."""
+        """First call: stop fetching and drain within the grace period. Second: stop now,
+        unless it comes within SAME_STOP of the first: a process manager that signals the
+        whole process group (systemd's default) reaches a --processes child twice, from
+        itself and through the supervisor, and that is one stop, not two."""
+        now = time.monotonic()
         if self._stopping.is_set():
+            if now - self._stop_at < SAME_STOP:
+                return
             logger.warning("Second stop signal: releasing in-flight jobs now")
             self._forced.set()
         else:
             logger.info("Stopping: no new jobs; waiting up to %.0fs for %d in flight",
                         self.grace, len(self._running))  # fmt: skip
             self._stopping.set()
+            self._stop_at = now
         self._room.set()
 
     async def run(self) -> None:
+        logger.info(
+            "Worker %s started: serving %s, concurrency %d, Redis %s, on %s",
+            self.id, ", ".join(self.queues), self.concurrency, redacted(self.broker.url),
+            loop_name(asyncio.get_running_loop()),
+        )  # fmt: skip
         await self._retrying(self._heartbeat)
         await self._retrying(self._publish_limits)
         await self._tell_skew()
-        logger.info(
-            "Worker %s serving %s, concurrency %d, on %s",
-            self.id, self.queues, self.concurrency, loop_name(asyncio.get_running_loop()),
-        )  # fmt: skip
         background = [
             self._background(self._beat_loop()),
             self._background(self._every(self.lease / 4, self._reap, first=0)),

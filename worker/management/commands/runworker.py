@@ -13,9 +13,11 @@ from django.tasks import task_backends
 
 from worker.backend import RedisBackend
 from worker.checks import redis_warnings
-from worker.config import queue_spec
+from worker.config import queue_spec, unknown_queues_error
+from worker.management import logs
 from worker.ops.api import Ops
 from worker.ops.cli.health import report
+from worker.protocol.connection import REDIS_ERRORS, unreachable, wrong_database
 from worker.runtime.loops import CHOICES, loop_factory
 from worker.runtime.supervisor import PARENT_ENV, supervise
 
@@ -77,6 +79,11 @@ class Command(BaseCommand):
             "(of --queue, default all), else 1, with a one-line reason (a health probe)",
         )  # fmt: skip
         parser.add_argument("--json", dest="as_json", action="store_true", help="--check as JSON")
+        parser.add_argument(
+            "--log-jobs", action="store_true",
+            help="log Django's line at each job's start and end (logger django.tasks, INFO); "
+            "off by default unless LOGGING sets that logger's level",
+        )  # fmt: skip
 
     def handle(
         self,
@@ -104,9 +111,15 @@ class Command(BaseCommand):
         if not isinstance(chosen, RedisBackend):
             raise CommandError(f"TASKS[{backend!r}] is {type(chosen).__name__}, not RedisBackend")
         names, sharing = _sharing(queues or [], options["strict"])
+        if error := unknown_queues_error(backend, names, chosen.queues):
+            raise CommandError(f"--queue: {error}")
         if options["check"]:
             sys.exit(report(Ops(chosen).health(names), options["as_json"]))
-        if not os.environ.get(PARENT_ENV):  # a supervisor logs them, not each of its children
+        logs.configure(options["log_jobs"])
+        answers = _redis_answers(chosen)
+        # The deploy checks' warnings; a supervisor logs them, not each of its children.
+        # Redis down, the worker says so as it starts, and waits for it.
+        if answers and not os.environ.get(PARENT_ENV):
             for warning in redis_warnings(chosen):  # as `manage.py check --deploy` reports
                 if not warning.is_silenced():
                     logger.warning("%s [%s] HINT: %s", warning.msg, warning.id, warning.hint)
@@ -118,6 +131,7 @@ class Command(BaseCommand):
             for queue in queues or ():
                 child += ["--queue", queue]
             child += ["--strict"] if options["strict"] else []
+            child += ["--log-jobs"] if options["log_jobs"] else []
             sys.exit(supervise(processes, child))
         worker = chosen.worker(names, concurrency=concurrency, grace=grace, scheduler=scheduler,
                                inflight_bytes=int(inflight_mb * 1024 * 1024),
@@ -134,6 +148,20 @@ class Command(BaseCommand):
         if unstored:
             raise CommandError(f"--burst: {unstored} outcomes could not be stored; their jobs "
                                "will run again")  # fmt: skip
+
+
+def _redis_answers(backend: RedisBackend) -> bool:
+    """Whether the backend's Redis answers. A URL naming a database the server does not
+    have is a setting to correct, not an outage to wait out: CommandError naming it."""
+    try:
+        backend.broker.info()
+    except REDIS_ERRORS as e:
+        if wrong_database(e):
+            raise CommandError(
+                f"TASKS[{backend.alias!r}]['OPTIONS']['url']: {unreachable(backend.url, e)}"
+            ) from None
+        return False
+    return True
 
 
 def _sharing(specs: list[str], strict: bool | None) -> tuple[list[str], dict[str, Any]]:

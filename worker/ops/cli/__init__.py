@@ -13,6 +13,7 @@ import sys
 
 from worker.ops.cli import health, limits, look, steer, watch
 from worker.ops.cli.app import cli
+from worker.ops.cli.standard import apply_paths, hoisted
 
 for command in (*look.COMMANDS, *steer.COMMANDS, *limits.COMMANDS, watch.watch, health.health):
     cli.add_command(command)
@@ -22,19 +23,22 @@ def main() -> None:
     """The ``django-jobs`` console script: the same commands, run from a project's folder."""
     import django
 
+    args = hoisted(sys.argv[1:])
+    sys.path.insert(0, os.getcwd())  # where the settings module lives, as with manage.py
+    apply_paths(args)  # --settings, --pythonpath
     name = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not name:
         sys.stderr.write(
             "Error: DJANGO_SETTINGS_MODULE is not set; set it to your project's settings "
-            "module (e.g. DJANGO_SETTINGS_MODULE=mysite.settings django-jobs status)\n"
+            "module (e.g. DJANGO_SETTINGS_MODULE=mysite.settings django-jobs status, or "
+            "django-jobs --settings mysite.settings status)\n"
         )
         sys.exit(2)
-    sys.path.insert(0, os.getcwd())  # where the settings module lives, as with manage.py
     try:
         django.setup()
     except ImportError as e:
         sys.exit(f"Error: cannot load Django settings {name!r} ({e}); set DJANGO_SETTINGS_MODULE")
-    cli(prog_name="django-jobs")
+    cli(args=args, prog_name="django-jobs")
 
 
 __all__ = ["cli", "main"]

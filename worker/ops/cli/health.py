@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from worker.ops.api import Health, Ops
-from worker.ops.cli.app import pass_ops
+from worker.ops.cli.app import known_queues, pass_ops
 from worker.ops.cli.output import emit_json
 
 
@@ -21,7 +21,7 @@ def report(health: Health, as_json: bool) -> int:
 
 @click.command()
 @click.option(
-    "--queue", "-q", "queues", multiple=True, metavar="NAME",
+    "--queue", "-q", "queues", multiple=True, metavar="NAME", callback=known_queues,
     help="Queue that must be served (repeatable); default: every queue of the backend.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -3,6 +3,7 @@ task's (or one key's) limits at run time, for every worker at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -11,12 +12,12 @@ import orjson
 
 from worker.limits import LimitError
 from worker.ops.api import UNSET, GroupState, Ops
-from worker.ops.cli.app import pass_ops
-from worker.ops.cli.output import duration, emit_json, table
+from worker.ops.cli.app import known_queues, pass_ops
+from worker.ops.cli.output import at, duration, emit_json, table
 
 
 @click.command()
-@click.option("--queue", "-q", help="Default: every queue.")
+@click.option("--queue", "-q", callback=known_queues, help="Default: every queue.")
 @click.option("--task", help="Only this task (its module path).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ops
@@ -29,7 +30,7 @@ def limits(ops: Ops, queue: str | None, task: str | None, as_json: bool) -> None
     start."""
     found = ops.limits(queue, task)
     if as_json:
-        emit_json(found)
+        emit_json([_json(s) for s in found])
         return
     if not found:
         click.echo("no limit groups")
@@ -37,6 +38,14 @@ def limits(ops: Ops, queue: str | None, task: str | None, as_json: bool) -> None
     headers = ["QUEUE", "TASK", "KEY", "RATE", "CONCURRENCY", "FROM", "RUNNING", "IN WINDOW"]
     headers += ["HELD", "NEXT START"]
     click.echo(table(headers, [_row(s, time.time() * 1000) for s in found]))
+
+
+def _json(s: GroupState) -> dict[str, Any]:
+    """A group as ``limits --json`` writes it: when its held jobs may start as every time
+    of the JSON (``next_start``), not in ms since the epoch."""
+    fields = dataclasses.asdict(s)
+    ms = fields.pop("next_start_ms")
+    return {**fields, "next_start": None if ms is None else at(ms / 1000)}
 
 
 def _row(s: GroupState, now_ms: float) -> list[Any]:
@@ -66,7 +75,8 @@ def _row(s: GroupState, now_ms: float) -> list[Any]:
               "no concurrency limit.")  # fmt: skip
 @click.option("--key", "key_json", help="Only this limit key's group (JSON: 42, '\"acme\"'; "
               "text that is not JSON is taken as a string).")  # fmt: skip
-@click.option("--queue", "-q", "queues", multiple=True, help="Default: every queue.")
+@click.option("--queue", "-q", "queues", multiple=True, callback=known_queues,
+              help="Default: every queue.")  # fmt: skip
 @click.option("--reset", is_flag=True, help="Drop the setting: the task's own limits (or, "
               "with --key, the task's) apply again.")  # fmt: skip
 @pass_ops

@@ -10,8 +10,8 @@ import click
 import orjson
 
 from worker.ops.api import COUNTERS, STATES, Ops, QueueStats, WorkerInfo
-from worker.ops.cli.app import pass_ops
-from worker.ops.cli.output import COLOURS, ago, duration, emit_json, heading, moment, table
+from worker.ops.cli.app import known_queues, pass_ops
+from worker.ops.cli.output import COLOURS, ago, at, duration, emit_json, heading, moment, table
 from worker.periodic import schedules
 from worker.results import JobRecord
 
@@ -30,7 +30,8 @@ def status(ops: Ops, as_json: bool) -> None:
     workers = ops.workers()
     periodic = periodic_schedules(datetime.now(UTC))
     if as_json:
-        emit_json({"queues": queues, "workers": workers, "periodic": periodic})
+        emit_json({"queues": queues, "workers": [worker_json(w) for w in workers],
+                   "periodic": periodic})  # fmt: skip
         return
     click.echo(heading("Queues"))
     click.echo(queue_table(queues))
@@ -65,6 +66,11 @@ def _served(w: WorkerInfo) -> str:
     if w.strict:
         return ">".join(w.queues)
     return ",".join(q if w.weights.get(q, 1) == 1 else f"{q}:{w.weights[q]}" for q in w.queues)
+
+
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    """A worker as ``status --json`` writes it: its times as every time of the JSON."""
+    return {**dataclasses.asdict(w), "started_at": at(w.started_at), "seen_at": at(w.seen_at)}
 
 
 def worker_table(workers: list[WorkerInfo]) -> str:
@@ -103,7 +109,8 @@ def periodic_table(periodic: list[dict[str, Any]]) -> str:
 
 
 @click.command("list")
-@click.option("--queue", "-q", "queues", multiple=True, help="Repeatable; default: every queue.")
+@click.option("--queue", "-q", "queues", multiple=True, callback=known_queues,
+              help="Repeatable; default: every queue.")  # fmt: skip
 @click.option(
     "--status",
     "-s",

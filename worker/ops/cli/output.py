@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -28,13 +28,44 @@ COLOURS = {
 
 
 def emit_json(data: Any) -> None:
-    """Dataclasses, datetimes (ISO 8601) and enums as orjson writes them."""
+    """Dataclasses and enums as orjson writes them; every time in one format, ISO 8601 in
+    UTC ("2026-01-05T10:00:03.250000+00:00"), whatever its time zone (a periodic job's
+    next fire time is in the zone of its schedule)."""
     options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
-    click.echo(orjson.dumps(data, option=options).decode())
+    options |= orjson.OPT_PASSTHROUGH_DATETIME  # to _in_utc
+    click.echo(orjson.dumps(data, default=_in_utc, option=options).decode())
+
+
+def _in_utc(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def at(epoch_seconds: float | None) -> datetime | None:
+    """A time kept as seconds since the epoch, for emit_json to write as the others."""
+    return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC)
 
 
 def on_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+def can_ask() -> bool:
+    """Whether a question can be answered: stdin is a terminal (piped input is not an
+    answer: ``yes | jobs purge`` must not purge)."""
+    return sys.stdin.isatty()
+
+
+def confirm(question: str) -> None:
+    """Ask ``question``: go on if answered yes, else abort (exit 1). With no terminal to
+    answer on, a usage error (exit 2) asking for --yes."""
+    if not can_ask():
+        raise click.UsageError(
+            "this command asks for confirmation and stdin is not a terminal: give --yes to "
+            "run it without asking"
+        )
+    click.confirm(question, abort=True)
 
 
 def table(

@@ -1,5 +1,6 @@
 """Commands that change things: ``retry``, ``cancel``, ``purge`` and ``enqueue``. The bulk
-ones (``retry --dead``, ``purge``) ask first unless ``--yes`` and work in batches."""
+ones (``retry --dead``, ``purge``) ask first unless ``--yes`` (and, with no terminal to
+answer on, refuse to run without it) and work in batches."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import click
 import orjson
 
 from worker.ops.api import Ops
-from worker.ops.cli.app import pass_ops
-from worker.ops.cli.output import progress
+from worker.ops.cli.app import known_queues, pass_ops
+from worker.ops.cli.output import confirm, progress
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
@@ -20,7 +21,8 @@ yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for conf
 @click.command()
 @click.argument("job_ids", nargs=-1)
 @click.option("--dead", "every_dead", is_flag=True, help="Every dead letter (of --queue, --task).")
-@click.option("--queue", "-q", "queues", multiple=True, help="With --dead; default: every queue.")
+@click.option("--queue", "-q", "queues", multiple=True, callback=known_queues,
+              help="With --dead; default: every queue.")  # fmt: skip
 @click.option("--task", help="With --dead: only dead letters of this task (its module path).")
 @yes_option
 @pass_ops
@@ -60,9 +62,7 @@ def retry_every_dead(ops: Ops, queues: list[str], task: str | None, yes: bool) -
         return
     which = f" of task {task}" if task else ""
     if not yes:
-        click.confirm(
-            f"Send back {total} dead letter(s){which} ({_per_queue(counts)})?", abort=True
-        )
+        confirm(f"Send back {total} dead letter(s){which} ({_per_queue(counts)})?")
     sent = 0
     with progress(total, "retrying") as advance:
         for queue in queues:
@@ -96,7 +96,7 @@ def cancel(ops: Ops, job_ids: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("queue")
+@click.argument("queue", callback=known_queues)
 @click.option("--dead", is_flag=True, help="Purge the dead letters too.")
 @yes_option
 @pass_ops
@@ -105,8 +105,9 @@ def purge(ops: Ops, queue: str, dead: bool, yes: bool) -> None:
 
     Every ready, held and delayed job (with --dead, the dead letters too); running jobs
     finish."""
-    if queue not in ops.queues():
-        raise click.ClickException(f"unknown queue {queue!r} (queues: {', '.join(ops.queues())})")
+    if queue not in ops.queues():  # with an empty QUEUES, those found in Redis
+        raise click.BadParameter(f"no queue {queue!r} (queues: {', '.join(ops.queues())})",
+                                 param_hint="QUEUE")  # fmt: skip
     counts = ops.purge_counts(queue)
     if not dead:
         del counts["dead"]
@@ -116,7 +117,7 @@ def purge(ops: Ops, queue: str, dead: bool, yes: bool) -> None:
         return
     if not yes:
         what = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
-        click.confirm(f"Remove {what} job(s) of queue {queue} for good?", abort=True)
+        confirm(f"Remove {what} job(s) of queue {queue} for good?")
     with progress(total, "purging") as advance:
         removed = ops.purge(queue, dead=dead, progress=advance)
     click.echo(f"purged {removed} job(s) from {queue}")
@@ -126,7 +127,7 @@ def purge(ops: Ops, queue: str, dead: bool, yes: bool) -> None:
 @click.argument("task_path", metavar="TASK")
 @click.option("--args", "args_json", default="[]", help="A JSON list.", show_default=True)
 @click.option("--kwargs", "kwargs_json", default="{}", help="A JSON object.", show_default=True)
-@click.option("--queue", "-q", help="Default: the task's.")
+@click.option("--queue", "-q", callback=known_queues, help="Default: the task's.")
 @click.option("--priority", type=int, help="Default: the task's.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it may run.")
 @pass_ops
@@ -152,10 +153,10 @@ def parse_json(option: str, text: str, kind: type) -> Any:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise click.ClickException(f"{option} is not valid JSON ({e})") from None
+        raise click.BadParameter(f"not valid JSON ({e})", param_hint=option) from None
     if not isinstance(value, kind):
         wanted = "list" if kind is list else "object"
-        raise click.ClickException(f"{option} must be a JSON {wanted}, not {text!r}")
+        raise click.BadParameter(f"must be a JSON {wanted}, not {text!r}", param_hint=option)
     return value
 
 
