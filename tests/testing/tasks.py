@@ -148,3 +148,15 @@ async def forever(n: int) -> None:
       rate_limit="5/s", concurrency_limit=1, limit_key="customer")  # fmt: skip
 async def every_option(customer: str) -> str:
     return customer
+
+
+@task()
+def fan_out_in_atomic(n: int) -> int:
+    """Enqueues ``add`` ``n`` times inside an atomic() of its own: the jobs wait for its
+    commit."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        for i in range(n):
+            add.enqueue(i, i)
+    return n

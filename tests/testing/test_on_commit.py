@@ -200,3 +200,18 @@ def test_pytest_django_db_and_the_codes_own_atomic(recording):
 
     assert run_jobs() == 1
     recording.assert_enqueued(tasks.add, count=1)
+
+
+class NotIsolated(TestCase):
+    """A TestCase whose TASKS no isolation of worker.testing covers: its transaction holds
+    the jobs back, as the code's own would (sent at once, they would reach the queues a
+    development worker serves)."""
+
+    def test_an_enqueue_waits_for_a_commit_that_never_comes(self):
+        from worker import pending
+
+        saved, pending.isolations = pending.isolations, 0
+        try:
+            self.assertTrue(pending.in_transaction())
+        finally:
+            pending.isolations = saved

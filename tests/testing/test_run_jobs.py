@@ -117,3 +117,10 @@ def test_run_jobs_from_sync_code_leaves_no_connection_open():
         gc.collect()
 
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+@pytest.mark.django_db
+def test_run_jobs_runs_what_jobs_enqueue_inside_their_own_atomic():
+    tasks.fan_out_in_atomic.enqueue(2)
+    assert run_jobs() == 1 + 2
+    assert run_jobs() == 0

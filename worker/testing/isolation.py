@@ -23,6 +23,7 @@ from django.tasks import task_backends
 from django.test.utils import override_settings
 from django.utils.module_loading import import_string
 
+from worker import pending
 from worker.backend import RedisBackend
 from worker.protocol.connection import REDIS_ERRORS
 
@@ -54,6 +55,7 @@ def isolated_tasks(prefix: str | None = None) -> Iterator[dict[str, Any]]:
     """Run the code inside with TASKS ``isolated``; yields that setting. On the way out,
     each Redis backend that reached Redis meanwhile has its keys deleted."""
     tasks = isolated(getattr(settings, "TASKS", {}), prefix)
+    pending.isolations += 1
     with override_settings(TASKS=tasks):
         # Made now, in this context: made later in a copy of it (an async test's task),
         # a backend would be that copy's alone, and not found here at the end.
@@ -63,6 +65,7 @@ def isolated_tasks(prefix: str | None = None) -> Iterator[dict[str, Any]]:
         try:
             yield tasks
         finally:
+            pending.isolations -= 1
             for backend in task_backends.all(initialized_only=True):
                 if isinstance(backend, RedisBackend) and "broker" in vars(backend):
                     _drop(backend)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from asgiref.sync import sync_to_async
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
@@ -54,9 +55,14 @@ async def arun_jobs(
 def _sent() -> int:
     """Send the jobs waiting for a TestCase's commit; the attempts that ran as they were
     (by an ImmediateBackend)."""
+    return _send()[0]
+
+
+def _send() -> tuple[int, int]:
+    """``_sent``, and how many jobs were sent."""
     before = execution.attempts_run()
-    send_waiting_jobs()
-    return execution.attempts_run() - before
+    sent = send_waiting_jobs()
+    return execution.attempts_run() - before, sent
 
 
 async def _run_on_own_loop(
@@ -83,7 +89,7 @@ async def _run(
             "jobs of worker.backend.RedisBackend and of the worker.testing backends"
         )
     total = 0
-    while True:  # a job of one backend may enqueue jobs to another
+    while True:  # a job of one backend may enqueue jobs to another, or to a commit
         runs = 0
         for backend in ours:
             if isinstance(backend, InProcessBackend):
@@ -91,7 +97,11 @@ async def _run(
             else:
                 runs += await _drain(backend, chosen, concurrency, limit - total - runs)
         total += runs
-        if not runs or len(ours) == 1:
+        # what those jobs enqueued inside their own atomic() (sent from the test's thread:
+        # its transaction holds them)
+        ran, sent = await sync_to_async(_send)() if runs else (0, 0)
+        total += ran
+        if not runs or (len(ours) == 1 and not sent):
             return total
 
 

@@ -48,7 +48,9 @@ class JobsTestMixin(_Base):
         # TestCase calls this once the class's own override_settings (which may name TASKS)
         # are on, and before setUpTestData, which may enqueue. (Django's private hook:
         # without it, the isolation of setUpClass stands.)
-        if cls.isolate_tasks:
+        # Called again before each test (for the test's own atomics): the class is
+        # isolated once, as its atomics are entered (cls_atomics is set after this call).
+        if cls.isolate_tasks and "cls_atomics" not in vars(cls):
             cls.enterClassContext(isolated_tasks())
         return super()._enter_atomics()  # type: ignore[misc]
 
