@@ -50,6 +50,7 @@ ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,test
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "worker",
+    "worker.outbox",
     "jobs",
 ]
 
@@ -80,6 +81,9 @@ TASKS = {
             "url": REDIS_URL,
             "prefix": os.environ.get("TASKS_PREFIX", "tasks"),
             "lease": float(os.environ.get("TASKS_LEASE", "10")),
+            # A job enqueued in a transaction is saved with it (worker.outbox): a Redis
+            # outage at commit delays it, and loses nothing.
+            "outbox": True,
         },
     }
 }

@@ -86,7 +86,7 @@ class RedisBackend(BaseTaskBackend):
         # would stop `manage.py check` at the import of the tasks modules, before it reports).
         wrong = [Error(why, hint="correct the @task(...) options", obj=task.module_path,
                        id="worker.E008") for task, why in refused(self.alias)]  # fmt: skip
-        return [*self.config_errors, *config.app_errors(self.alias), *wrong]
+        return [*self.config_errors, *config.app_errors(self.alias, self.options_), *wrong]
 
     def schedules(self) -> list[Periodic]:
         """The project's periodic jobs whose task is this backend's (Django checked each
@@ -101,7 +101,10 @@ class RedisBackend(BaseTaskBackend):
         # INSTALLED_APPS is asked once the app registry is ready (this runs at first use):
         # Django runs the backends' checks only once django.tasks is imported, which a
         # project without the worker app may not do while `manage.py check` runs.
-        errors = [*self.config_errors, *(config.app_errors(self.alias) if apps.ready else [])]
+        errors = [
+            *self.config_errors,
+            *(config.app_errors(self.alias, self.options_) if apps.ready else []),
+        ]
         if errors:
             raise ImproperlyConfigured(
                 "; ".join(f"{e.obj}: {e.msg} (HINT: {e.hint})" if e.hint else f"{e.obj}: {e.msg}"
@@ -136,6 +139,10 @@ class RedisBackend(BaseTaskBackend):
                 raise ImproperlyConfigured(error)
         options.setdefault("weights", self.options_.queue_weights)
         options.setdefault("strict", self.options_.strict_order)
+        if self.options_.outbox:
+            from worker.outbox.relay import Relay
+
+            options.setdefault("relay", Relay(self))
         return Worker(
             self.broker,
             chosen,
@@ -207,7 +214,7 @@ class RedisBackend(BaseTaskBackend):
                 first_id = self.broker.queue(job.queue).stored_twin(job)
             if first_id is not None:
                 return self.get_result(first_id)
-        pending.on_commit(pending.Send(self, [(result, job)]))
+        self._after_commit([(result, job)])
         return result
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
@@ -222,7 +229,7 @@ class RedisBackend(BaseTaskBackend):
                     first_id = await self.broker.queue(job.queue).astored_twin(job)
                 if first_id is not None:
                     return await self.aget_result(first_id)
-            pending.on_commit(pending.Send(self, [(result, job)]))
+            self._after_commit([(result, job)])
             return result
         with self.reaching_redis(f"enqueue {task.module_path}"):
             first_id = await self.broker.queue(job.queue).aenqueue(job)
@@ -231,6 +238,16 @@ class RedisBackend(BaseTaskBackend):
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
             await signals.asend(task_enqueued, type(self), task_result=result)
         return result
+
+    def _after_commit(self, prepared: list[tuple[Result, NewJob]]) -> None:
+        """Have prepared jobs sent when the open transaction commits: written to the outbox
+        in it (OPTIONS outbox), else kept in memory until then."""
+        if self.options_.outbox:
+            from worker.outbox import relay
+
+            relay.write(self, prepared)
+        else:
+            pending.on_commit(pending.Send(self, prepared))
 
     def send(self, prepared: list[tuple[Result, NewJob]]) -> Result | None:
         """Store prepared jobs (of one task) now; for one unique job whose call is enqueued
@@ -275,9 +292,10 @@ class RedisBackend(BaseTaskBackend):
             return [self.enqueue(task, args, kwargs) for args, kwargs in calls]
         prepared = [self._job_for(task, *call) for call in self._encode_many(task, calls)]
         if prepared:
-            sending = pending.Send(self, prepared)
-            if not pending.on_commit(sending):
-                sending()
+            if pending.in_transaction():
+                self._after_commit(prepared)
+            else:
+                pending.Send(self, prepared)()
         return [result for result, _ in prepared]
 
     async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
@@ -288,7 +306,7 @@ class RedisBackend(BaseTaskBackend):
         if pending.in_transaction():
             prepared = [self._job_for(task, *call) for call in encoded]
             if prepared:
-                pending.on_commit(pending.Send(self, prepared))
+                self._after_commit(prepared)
             return [result for result, _ in prepared]
         results = await self._build_and_send(task, encoded)
         if not signals.unheard(task_enqueued, type(self), logging.DEBUG):
@@ -330,6 +348,10 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = queue.job(result_id)
+        if not fields and self.options_.outbox:
+            from worker.outbox.relay import fields_of
+
+            fields = fields_of(result_id)
         return parse(result_id, fields, self.alias)
 
     async def aget_result(self, result_id: str) -> Result:
@@ -338,6 +360,10 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = await queue.ajob(result_id)
+        if not fields and self.options_.outbox:
+            from worker.outbox.relay import afields_of
+
+            fields = await afields_of(result_id)
         return parse(result_id, fields, self.alias)
 
     def _queue_of(self, result_id: str) -> Queue:

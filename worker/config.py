@@ -43,6 +43,9 @@ class Options:
     # queue -> weight (1 for a queue not named), or strictly in the order it serves them
     queue_weights: dict[str, int] | None = None
     strict_order: bool = False
+    # jobs enqueued inside transaction.atomic() are written to the database in the same
+    # transaction and moved to Redis after it commits (worker.outbox, which must be installed)
+    outbox: bool = False
 
 
 _TYPES: dict[str, tuple[type[Any], ...]] = {
@@ -56,6 +59,7 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "max_connections": (int,),
     "queue_weights": (dict,),
     "strict_order": (bool,),
+    "outbox": (bool,),
 }
 _POSITIVE = ("max_payload_bytes", "lease", "max_connections")
 
@@ -168,20 +172,27 @@ def queue_spec(text: str) -> tuple[str, int | None]:
     return name, int(weight)
 
 
-def app_errors(alias: str) -> list[CheckMessage]:
+def app_errors(alias: str, options: Options) -> list[CheckMessage]:
     """What is wrong with INSTALLED_APPS for a RedisBackend (asked at check time, when the
     app registry is ready)."""
-    if apps.is_installed("worker"):
-        return []
-    return [
-        Error(
+    errors: list[CheckMessage] = []
+    if not apps.is_installed("worker"):
+        errors.append(Error(
             "a RedisBackend is configured but 'worker' is not in INSTALLED_APPS: there is no "
             "`manage.py runworker`, and no app's tasks module is imported at startup",
             hint="add 'worker' to INSTALLED_APPS",
             obj=f"TASKS[{alias!r}]",
             id="worker.E006",
-        )
-    ]
+        ))  # fmt: skip
+    elif options.outbox and not apps.is_installed("worker.outbox"):
+        errors.append(Error(
+            "OPTIONS['outbox'] is on but 'worker.outbox' is not in INSTALLED_APPS: its table "
+            "holds the jobs enqueued in a transaction",
+            hint="add 'worker.outbox' to INSTALLED_APPS and run `manage.py migrate`",
+            obj=f"TASKS[{alias!r}]",
+            id="worker.E010",
+        ))  # fmt: skip
+    return errors
 
 
 def url_error(url: str) -> str | None:

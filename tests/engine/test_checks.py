@@ -77,8 +77,8 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
         ("unknown OPTIONS key 'Lease'", "did you mean 'lease'?"),
         ("unknown OPTIONS key 'prefx'", "did you mean 'prefix'?"),
         ("unknown OPTIONS key 'zz'", "known options: embedded_dir, lease, max_connections, "
-         "max_payload_bytes, prefix, queue_weights, result_memory_share, result_ttl, "
-         "strict_order, url"),
+         "max_payload_bytes, outbox, prefix, queue_weights, result_memory_share, "
+         "result_ttl, strict_order, url"),
     ]  # fmt: skip
     assert {m.obj for m in found} == {"TASKS['default']"}
 
@@ -159,6 +159,16 @@ def test_worker_missing_from_installed_apps_is_e006(tmp_path):
     assert "TASKS['default']: (worker.E006) a RedisBackend is configured but 'worker' is not in " \
            "INSTALLED_APPS" in done.stderr  # fmt: skip
     assert "HINT: add 'worker' to INSTALLED_APPS" in done.stderr
+
+
+def test_the_outbox_without_its_app_is_e010(tmp_path):
+    # The reference settings turn OPTIONS["outbox"] on.
+    done = manage(tmp_path, 'INSTALLED_APPS = ["django.contrib.contenttypes", "worker", "jobs"]\n',
+                  "check")  # fmt: skip
+    assert done.returncode == 1
+    assert "(worker.E010) OPTIONS['outbox'] is on but 'worker.outbox' is not in INSTALLED_APPS" \
+        in done.stderr  # fmt: skip
+    assert "HINT: add 'worker.outbox' to INSTALLED_APPS and run `manage.py migrate`" in done.stderr
 
 
 def test_without_the_worker_app_the_first_enqueue_says_so(tmp_path):

@@ -61,6 +61,10 @@ SAME_STOP = 1.0
 # Seconds between recounts of the limit groups' slots from the leases (a safety net: see
 # protocol/lua/recount.lua).
 RECOUNT_EVERY = 60.0
+# Seconds between a worker's looks at the transactional outbox (worker/outbox): only the
+# jobs of a commit that could not reach Redis wait there, so this bounds how soon they run
+# once Redis is back.
+RELAY_EVERY = 1.0
 # Seconds a background loop waits after an error it did not expect, before it goes on.
 BROKEN_PAUSE = 1.0
 # Recorded after a failed attempt's own error when an operator's cancel request, pending
@@ -106,6 +110,7 @@ class Worker:
         weights: dict[str, int] | None = None,
         strict: bool = False,
         slots: attempt.Slots | None = None,
+        relay: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -156,6 +161,7 @@ class Worker:
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
+        self._relay_outbox = relay  # moves the jobs of the transactional outbox to Redis
 
     def stop(self) -> None:
         """First call: stop fetching and drain within the grace period. Second: stop now,
@@ -192,6 +198,8 @@ class Worker:
             self._background(self._every(self.lease / 4, self._release_strays)),
             self._background(self._every(RECOUNT_EVERY, self._recount)),
         ]
+        if self._relay_outbox is not None:
+            background.append(self._background(self._every(RELAY_EVERY, self._relay, first=0)))
         if self.scheduler and self.periodic:
             scheduler = Scheduler(self.broker, self.alias, self._sender, self.periodic,
                                   self.max_payload_bytes)  # fmt: skip
@@ -845,6 +853,11 @@ class Worker:
                 logger.warning("Released %d leases whose fetch reply was lost", back)
                 for job_id in stale:
                     del self._strays[job_id]
+
+    async def _relay(self) -> None:
+        assert self._relay_outbox is not None
+        if moved := await self._relay_outbox():
+            logger.info("Moved %d job(s) from the outbox to Redis", moved)
 
     async def _drain(self) -> None:
         """Give in-flight jobs the grace period (a second signal cuts it short), then cancel
