@@ -134,6 +134,8 @@ class RedisBackend(BaseTaskBackend):
         from worker.runtime.worker import Worker
 
         chosen = list(queues or sorted(self.queues))
+        if not chosen:
+            raise ImproperlyConfigured(config.no_queues_error(self.alias))
         for queue in chosen:
             if error := config.queue_name_error(queue):
                 raise ImproperlyConfigured(error)

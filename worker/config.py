@@ -160,6 +160,14 @@ def unknown_queues_error(alias: str, chosen: list[str], known: set[str]) -> str 
             f"({', '.join(sorted(known))})")  # fmt: skip
 
 
+def no_queues_error(alias: str) -> str:
+    """Why a worker of a backend whose QUEUES is empty cannot be made without queues."""
+    return (
+        f"TASKS[{alias!r}]['QUEUES'] is empty, which allows any queue name: name the queues "
+        "to serve (runworker --queue NAME, run_jobs(queues=[...]))"
+    )
+
+
 def queue_spec(text: str) -> tuple[str, int | None]:
     """``name`` or ``name:weight`` (as ``runworker --queue`` takes it), or ValueError."""
     name, sep, weight = text.partition(":")

@@ -128,6 +128,21 @@ def test_a_queue_not_in_queues_is_refused(redis_url, tasks_prefix, tmp_path):
         )
 
 
+def test_an_empty_queues_setting_asks_for_the_queues_to_serve(tmp_path, redis_url, tasks_prefix):
+    (tmp_path / "empty_queues.py").write_text(
+        "from project.settings import *\nTASKS['default']['QUEUES'] = []\n"
+    )
+    env = project_env(REDIS_URL=redis_url, TASKS_PREFIX=tasks_prefix,
+                      DJANGO_SETTINGS_MODULE="empty_queues", PYTHONPATH=str(tmp_path))  # fmt: skip
+    done = subprocess.run([sys.executable, "manage.py", "runworker"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        "CommandError: TASKS['default']['QUEUES'] is empty, which allows any queue name: name "
+        "the queues to serve (runworker --queue NAME, run_jobs(queues=[...]))\n"
+    )
+
+
 def test_a_database_redis_does_not_have_is_one_line_naming_the_setting(redis_url, tasks_prefix):
     url = redis_url.rsplit("/", 1)[0] + "/10000"
     env = project_env(REDIS_URL=url, TASKS_PREFIX=tasks_prefix)

@@ -13,7 +13,7 @@ from django.tasks import task_backends
 
 from worker.backend import RedisBackend
 from worker.checks import redis_warnings
-from worker.config import queue_spec, unknown_queues_error
+from worker.config import no_queues_error, queue_spec, unknown_queues_error
 from worker.management import logs
 from worker.ops.api import Ops
 from worker.ops.cli.health import report
@@ -113,6 +113,8 @@ class Command(BaseCommand):
         names, sharing = _sharing(queues or [], options["strict"])
         if error := unknown_queues_error(backend, names, chosen.queues):
             raise CommandError(f"--queue: {error}")
+        if not names and not chosen.queues:
+            raise CommandError(no_queues_error(backend))
         if options["check"]:
             sys.exit(report(Ops(chosen).health(names), options["as_json"]))
         logs.configure(options["log_jobs"])
