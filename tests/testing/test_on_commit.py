@@ -13,6 +13,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from jobs.models import Order
 from tests.testing import tasks
 from tests.testing.conftest import in_process_setting, redis_setting
+from worker.outbox.models import OutboxJob
 from worker.testing import JobsTestMixin, run_jobs
 
 SUCCESSFUL, READY = TaskResultStatus.SUCCESSFUL, TaskResultStatus.READY
@@ -148,6 +149,21 @@ class RedisUnderTestCase(Jobs, TestCase):
         assert await self.arun_jobs() == 2
 
         await result.arefresh()
+        assert result.return_value == 2
+
+
+@override_settings(TASKS=redis_setting(outbox=True))
+class RedisOutboxUnderTestCase(Jobs, TestCase):
+    def test_a_job_of_the_codes_own_transaction_waits_in_the_outbox_until_run_jobs(self):
+        with transaction.atomic():
+            result = tasks.add.enqueue(1, 1)
+        assert OutboxJob.objects.get().job_id == result.id
+        assert default_task_backend.get_result(result.id).status == READY
+
+        assert self.run_jobs() == 1
+
+        assert not OutboxJob.objects.exists()
+        result.refresh()
         assert result.return_value == 2
 
 
