@@ -121,6 +121,13 @@ def take_waiting() -> list[Send]:
     return [send for send in taken if not send.sent]
 
 
+def waiting_count() -> int:
+    """How many jobs wait for the commit of the open transaction (of any backend)."""
+    callbacks = getattr(transaction.get_connection(), "run_on_commit", None) or []
+    sends = [entry[1] for entry in callbacks if isinstance(entry[1], Send)]
+    return sum(len(send.prepared) for send in sends if not send.sent)
+
+
 _warned = False
 
 

@@ -19,4 +19,4 @@ def test_manage_py_test_runs_the_test_classes(redis_url):
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Ran 14 tests" in done.stderr and "OK" in done.stderr
+    assert "Ran 15 tests" in done.stderr and "OK" in done.stderr

@@ -46,6 +46,22 @@ async def test_a_job_waiting_for_a_commit_is_recorded_when_it_is_sent(enqueued_j
     enqueued_jobs.assert_enqueued(tasks.add, count=1)
 
 
+@pytest.mark.django_db
+def test_a_failed_assertion_names_the_jobs_waiting_for_a_commit(enqueued_jobs):
+    with transaction.atomic():  # the code's own, inside the test's, which never commits
+        tasks.add.enqueue(1)
+
+    with pytest.raises(AssertionError) as failed:
+        enqueued_jobs.assert_enqueued(tasks.add, count=1)
+
+    assert str(failed.value) == (
+        "expected 1 job(s) of tests.testing.tasks.add, found 0; enqueued:\n  (none)\n"
+        "1 job(s) more wait for the commit of a transaction, which under a TestCase never "
+        "comes: run_jobs() sends them, as does captureOnCommitCallbacks(execute=True) around "
+        "the code that enqueues"
+    )
+
+
 def test_a_recorder_records_while_it_runs_the_innermost_answering():
     tasks.add.enqueue(0)  # before: not recorded
     with EnqueuedJobs() as outer:

@@ -141,6 +141,9 @@ def test_permanent_failure_fails_at_once(immediate):
     assert (result.status, result.attempts) == (FAILED, 1)
     assert result.errors[0].exception_class_path == "worker.exceptions.PermanentFailure"
     assert tasks.ran("permanent") == [None]
+    # The task's own traceback, not chained to the engine's machinery.
+    assert "During handling" not in result.errors[0].traceback
+    assert "no running event loop" not in result.errors[0].traceback
 
 
 def test_an_async_job_over_its_timeout_fails_with_a_timeout_error(immediate):

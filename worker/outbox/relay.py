@@ -15,14 +15,14 @@ import asyncio
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, transaction
 from django.tasks.signals import task_enqueued
 
 from worker import pending
-from worker.exceptions import BrokerUnavailable
 from worker.outbox.models import OutboxJob
+from worker.protocol.connection import REDIS_DOWN, unreachable
 from worker.protocol.records import NewJob
 
 if TYPE_CHECKING:
@@ -55,12 +55,13 @@ class Relayed(pending.Send):
             return
         self.sent = True
         ids = [job.id for _, job in self.prepared]
+        backend = cast("RedisBackend", self.backend)
         try:
-            moved = _move(self.backend, ids=ids)  # type: ignore[arg-type]
-        except (BrokerUnavailable, DatabaseError) as e:
+            moved = _move(backend, ids=ids)
+        except Exception as e:  # Redis or the database down, Redis refusing writes...
             logger.warning(
                 "%d job(s) kept in the outbox after the commit (%s): a worker sends them "
-                "to Redis once it can", len(ids), e,
+                "to Redis once it can", len(ids), _why(backend, e),
             )  # fmt: skip
             return
         if moved:
@@ -92,6 +93,7 @@ class Relay:
     def __init__(self, backend: RedisBackend) -> None:
         self.backend = backend
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        self._failing = False  # said once, until a turn succeeds
 
     async def __call__(self) -> int:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._turn)
@@ -104,8 +106,19 @@ class Relay:
                 moved += batch
                 if batch < BATCH:
                     break
+        except REDIS_DOWN:
+            raise  # the worker's outage, which it reports once for all its loops
+        except Exception as e:  # the database down, Redis refusing writes...
+            if not self._failing:
+                logger.warning("Cannot move jobs from the outbox (%s); trying again every "
+                               "second", _why(self.backend, e))  # fmt: skip
+                self._failing = True
+            return moved
         finally:
             close_old_connections()
+        if self._failing:
+            logger.info("Moving jobs from the outbox again")
+            self._failing = False
         return moved
 
 
@@ -126,12 +139,18 @@ def _store(backend: RedisBackend, jobs: list[NewJob]) -> None:
     by_queue: dict[str, list[NewJob]] = defaultdict(list)
     for job in jobs:
         by_queue[job.queue].append(job)
-    with backend.reaching_redis(f"move {len(jobs)} job(s) from the outbox", sends=False):
-        for name, of_queue in by_queue.items():
-            queue = backend.broker.queue(name)
-            # A unique job goes alone: its script answers whether the call is stored already.
-            for job in of_queue:
-                if job.unique is not None:
-                    queue.enqueue(job)
-            if plain := [job for job in of_queue if job.unique is None]:
-                queue.enqueue_many(plain, lambda n: None)
+    for name, of_queue in by_queue.items():
+        queue = backend.broker.queue(name)
+        # A unique job goes alone: its script answers whether the call is stored already.
+        for job in of_queue:
+            if job.unique is not None:
+                queue.enqueue(job)
+        if plain := [job for job in of_queue if job.unique is None]:
+            queue.enqueue_many(plain, lambda n: None)
+
+
+def _why(backend: RedisBackend, error: Exception) -> str:
+    """What stopped a move, in one line without Redis's password."""
+    if isinstance(error, REDIS_DOWN):
+        return unreachable(backend.url, error)
+    return f"{type(error).__name__}: {error}"

@@ -170,7 +170,8 @@ def decode(body: bytes | None, max_bytes: int) -> Call:
     if task is None:
         raise Rejected(
             f"task {path[:200]!r} is not registered in this project (a worker knows the "
-            "tasks of each installed app's tasks module, and what those import)"
+            "tasks of each installed app's tasks module, and what those import, as they "
+            "were when it started: restart workers after adding a task)"
         )
     if error := arguments_error(task, args, kwargs):
         raise Rejected(error)

@@ -95,6 +95,10 @@ def run_sync[**P, T](
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:  # (outside the except: a job's failure must not chain to this error)
         return async_to_sync(function)(*args, **kwargs)
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs") as pool:

@@ -17,6 +17,7 @@ from django.tasks import task_backends
 from django.tasks.signals import task_enqueued
 from django.utils.json import normalize_json
 
+from worker import pending
 from worker.task import Task, bound_arguments, lookup
 
 if TYPE_CHECKING:
@@ -160,6 +161,12 @@ def matching(
             what += f" in queue {queue_name!r}"
         expected = "at least 1" if count is None else str(count)
         seen = "\n".join(f"  {_shown(r)}" for r in results) or "  (none)"
+        if waiting := pending.waiting_count():
+            seen += (
+                f"\n{waiting} job(s) more wait for the commit of a transaction, which under a "
+                "TestCase never comes: run_jobs() sends them, as does "
+                "captureOnCommitCallbacks(execute=True) around the code that enqueues"
+            )
         raise AssertionError(
             f"expected {expected} job(s) of {what}, found {len(found)}; enqueued:\n{seen}"
         )
