@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 
 # a call checked and encoded (encode): args, kwargs, message, limit group
 Encoded = tuple[list[Any], dict[str, Any], bytes, str | None]
+
+OUTBOX = "worker.outbox"  # the app of the transactional outbox
 
 # Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
 # while the next is built, large enough that a call's fixed cost stays small.
@@ -141,7 +144,7 @@ class RedisBackend(BaseTaskBackend):
                 raise ImproperlyConfigured(error)
         options.setdefault("weights", self.options_.queue_weights)
         options.setdefault("strict", self.options_.strict_order)
-        if self.options_.outbox:
+        if apps.is_installed(OUTBOX):  # rows may wait there, even with the option off now
             from worker.outbox.relay import Relay
 
             options.setdefault("relay", Relay(self))
@@ -207,6 +210,11 @@ class RedisBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
+        if job.unique is not None and self.options_.outbox:
+            from worker.outbox.relay import twin
+
+            if (first_id := twin(self, job)) is not None:
+                return self.get_result(first_id)
         if not pending.in_transaction():
             return pending.Send(self, [(result, job)]).one()
         if job.unique is not None:
@@ -221,8 +229,14 @@ class RedisBackend(BaseTaskBackend):
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
-        # The loop thread's connection is only in a transaction when sync code opened one
-        # around this call (e.g. async_to_sync inside atomic()); then wait for its commit.
+        if job.unique is not None and self.options_.outbox:
+            from worker.outbox.relay import twin
+
+            if (first_id := await sync_to_async(twin)(self, job)) is not None:
+                return await self.aget_result(first_id)
+        # The loop thread's own connection is in a transaction only if code on this thread
+        # opened one (DJANGO_ALLOW_ASYNC_UNSAFE): a sync atomic() around async_to_sync is
+        # another thread's connection. Then wait for its commit.
         if pending.in_transaction():
             if job.unique is not None:
                 if (first := pending.unique_twin(self, job)) is not None:
@@ -350,10 +364,13 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = queue.job(result_id)
-        if not fields and self.options_.outbox:
+        if not fields and apps.is_installed(OUTBOX):
             from worker.outbox.relay import fields_of
 
             fields = fields_of(result_id)
+            if not fields:  # moved to Redis between the two reads?
+                with self.reaching_redis(f"get result {result_id}", sends=False):
+                    fields = queue.job(result_id)
         return parse(result_id, fields, self.alias)
 
     async def aget_result(self, result_id: str) -> Result:
@@ -362,10 +379,13 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = await queue.ajob(result_id)
-        if not fields and self.options_.outbox:
+        if not fields and apps.is_installed(OUTBOX):
             from worker.outbox.relay import afields_of
 
             fields = await afields_of(result_id)
+            if not fields:
+                with self.reaching_redis(f"get result {result_id}", sends=False):
+                    fields = await queue.ajob(result_id)
         return parse(result_id, fields, self.alias)
 
     def _queue_of(self, result_id: str) -> Queue:

@@ -10,10 +10,12 @@ from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 from django.tasks import task_backends
 from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
 
 from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.engine.helpers import finished
+from worker.outbox import relay
 from worker.outbox.models import OutboxJob
 from worker.protocol.servers import RedisServer
 
@@ -75,7 +77,6 @@ def test_bulk_and_unique_enqueues_go_through_the_outbox(outbox_on):
         assert task_backends["default"].get_result(result.id).status == "READY"
 
 
-@pytest.mark.postgres
 async def test_a_job_committed_while_redis_is_down_runs_once_redis_is_back(
     redis_to_stop, close_thread_connections, run_worker, caplog
 ):
@@ -102,11 +103,18 @@ async def test_a_job_committed_while_redis_is_down_runs_once_redis_is_back(
     assert not await OutboxJob.objects.aexists()
 
 
-@pytest.mark.postgres
 async def test_workers_move_a_backlog_in_batches_each_job_once(
-    redis_to_stop, close_thread_connections, run_worker
+    redis_to_stop, close_thread_connections, run_worker, monkeypatch
 ):
     server = redis_to_stop
+    sent: list[str] = []
+    real_store = relay._store
+
+    def store(backend, jobs):
+        real_store(backend, jobs)
+        sent.extend(job.id for job in jobs)
+
+    monkeypatch.setattr(relay, "_store", store)
 
     @sync_to_async
     def commit_backlog():
@@ -125,3 +133,58 @@ async def test_workers_move_a_backlog_in_batches_each_job_once(
     assert sorted(r.return_value for r in results) == list(range(1200))
     assert all(r.attempts == 1 for r in results)
     assert not await OutboxJob.objects.aexists()
+    if connections["default"].vendor == "postgresql":  # SQLite has no row locks
+        assert sorted(sent) == sorted(r.id for r in results)  # each row sent once
+
+
+async def test_a_job_waiting_in_the_outbox_reads_as_enqueued(
+    redis_to_stop, close_thread_connections
+):
+    @sync_to_async
+    def commit_while_redis_goes_down():
+        with transaction.atomic():
+            result = tasks.add.using(priority=5).enqueue(1, 2)
+            redis_to_stop.stop()
+        return result
+
+    result = await commit_while_redis_goes_down()
+    redis_to_stop.start()
+
+    waiting = await task_backends["default"].aget_result(result.id)
+    assert (waiting.status, waiting.args, waiting.task.priority) == ("READY", [1, 2], 5)
+    same = await sync_to_async(task_backends["default"].get_result)(result.id)
+    assert (same.status, same.task.priority) == ("READY", 5)
+
+
+async def test_a_unique_call_waiting_in_the_outbox_is_not_enqueued_twice(
+    redis_to_stop, close_thread_connections
+):
+    @sync_to_async
+    def commit_while_redis_goes_down():
+        with transaction.atomic():
+            result = tasks.unique_add.enqueue(4)
+            redis_to_stop.stop()
+        return result
+
+    first = await commit_while_redis_goes_down()
+    redis_to_stop.start()
+
+    again = await tasks.unique_add.aenqueue(4)  # before any worker moved the first
+    assert again.id == first.id
+    assert await OutboxJob.objects.acount() == 1
+
+
+def test_task_enqueued_is_sent_once_for_each_job_the_commit_moved(outbox_on):
+    heard: list[str] = []
+
+    def receiver(sender, task_result, **kwargs):
+        heard.append(task_result.id)
+
+    task_enqueued.connect(receiver)
+    try:
+        with transaction.atomic():
+            results = tasks.add.enqueue_many([((1, 1), {}), ((2, 2), {})])
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert heard == [r.id for r in results]

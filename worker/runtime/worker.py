@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from logging import ERROR, INFO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from django.tasks import TaskResultStatus
@@ -76,6 +76,14 @@ CANCELLED_AFTER_FAILURE = error_json(
 )
 
 
+class OutboxRelay(Protocol):
+    """Moves the jobs of the transactional outbox to Redis (worker/outbox/relay.py)."""
+
+    async def __call__(self) -> int: ...  # how many it moved
+
+    async def close(self) -> None: ...
+
+
 class Worker:
     """One worker process's engine: serves ``queues`` of ``broker`` with at most
     ``concurrency`` jobs at once; ``stop()`` drains it within ``grace`` seconds. While
@@ -110,7 +118,7 @@ class Worker:
         weights: dict[str, int] | None = None,
         strict: bool = False,
         slots: attempt.Slots | None = None,
-        relay: Callable[[], Awaitable[int]] | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -217,6 +225,8 @@ class Worker:
             await self._release()
             await self._quietly(self._hand_off())
             self._slots.shutdown()
+            if self._relay_outbox is not None:
+                await self._relay_outbox.close()
             await self._quietly(self.broker.forget(self.id))
             logger.info("Worker %s stopped after %d jobs", self.id, self.processed)
 
