@@ -15,3 +15,7 @@ if extra := int(os.environ.get("BENCH_QUEUES") or 0):
     _default = TASKS["default"]  # noqa: F405
     _queues = [*_default["QUEUES"], *(f"q{i:03d}" for i in range(extra))]
     TASKS = {**TASKS, "default": {**_default, "QUEUES": _queues}}  # noqa: F405
+
+# The benchmarks' jobs are not enqueued in transactions, and their workers' database is not
+# always migrated: no outbox.
+TASKS["default"]["OPTIONS"]["outbox"] = False  # noqa: F405

@@ -5,3 +5,6 @@ run them."""
 from project.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.engine"]  # noqa: F405
+
+# Their database is not migrated (they run the suite's jobs, not the site): no outbox.
+TASKS["default"]["OPTIONS"]["outbox"] = False  # noqa: F405

@@ -57,8 +57,6 @@ if TYPE_CHECKING:
 # a call checked and encoded (encode): args, kwargs, message, limit group
 Encoded = tuple[list[Any], dict[str, Any], bytes, str | None]
 
-OUTBOX = "worker.outbox"  # the app of the transactional outbox
-
 # Jobs per script call of the async bulk enqueue: small enough that Redis stores one slice
 # while the next is built, large enough that a call's fixed cost stays small.
 SLICE = 200
@@ -144,7 +142,7 @@ class RedisBackend(BaseTaskBackend):
                 raise ImproperlyConfigured(error)
         options.setdefault("weights", self.options_.queue_weights)
         options.setdefault("strict", self.options_.strict_order)
-        if apps.is_installed(OUTBOX):  # rows may wait there, even with the option off now
+        if self.options_.outbox:
             from worker.outbox.relay import Relay
 
             options.setdefault("relay", Relay(self))
@@ -364,7 +362,7 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = queue.job(result_id)
-        if not fields and apps.is_installed(OUTBOX):
+        if not fields and self.options_.outbox:
             from worker.outbox.relay import fields_of
 
             fields = fields_of(result_id)
@@ -379,7 +377,7 @@ class RedisBackend(BaseTaskBackend):
         queue = self._queue_of(result_id)
         with self.reaching_redis(f"get result {result_id}", sends=False):
             fields = await queue.ajob(result_id)
-        if not fields and apps.is_installed(OUTBOX):
+        if not fields and self.options_.outbox:
             from worker.outbox.relay import afields_of
 
             fields = await afields_of(result_id)

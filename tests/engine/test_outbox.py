@@ -188,3 +188,19 @@ def test_task_enqueued_is_sent_once_for_each_job_the_commit_moved(outbox_on):
         task_enqueued.disconnect(receiver)
 
     assert heard == [r.id for r in results]
+
+
+def test_a_worker_without_the_outbox_table_says_so_once_and_moves_nothing(
+    outbox_on, monkeypatch, caplog
+):
+    monkeypatch.setattr(OutboxJob._meta, "db_table", "no_such_outbox_table")
+    mover = relay.Relay(task_backends["default"])
+
+    with caplog.at_level(logging.WARNING, logger="worker.outbox"):
+        assert (mover._turn(), mover._turn()) == (0, 0)
+
+    [line] = caplog.messages
+    assert line == (
+        "OPTIONS['outbox'] is on but the table no_such_outbox_table does not exist (run "
+        "`manage.py migrate`): this worker moves no outbox rows until it restarts"
+    )

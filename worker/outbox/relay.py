@@ -124,6 +124,21 @@ class Relay:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
         self._closed = threading.Event()
         self._failing = False  # said once, until a turn succeeds
+        self._missing: bool | None = None  # the table, looked for at the first turn
+
+    def _table_missing(self) -> bool:
+        table = OutboxJob._meta.db_table
+        connection = connections[DEFAULT_DB_ALIAS]
+        try:
+            with connection.cursor() as cursor:
+                found = table in connection.introspection.table_names(cursor)
+        except DatabaseError:
+            return False  # the database down: the turns will say so
+        if not found:
+            logger.warning("OPTIONS['outbox'] is on but the table %s does not exist (run "
+                           "`manage.py migrate`): this worker moves no outbox rows until it "
+                           "restarts", table)  # fmt: skip
+        return not found
 
     async def __call__(self) -> int:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._turn)
@@ -136,6 +151,10 @@ class Relay:
 
     def _turn(self) -> int:
         moved = 0
+        if self._missing is None:
+            self._missing = self._table_missing()
+        if self._missing:
+            return 0
         try:
             for _ in range(TURN):
                 if self._closed.is_set():
