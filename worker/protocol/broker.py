@@ -18,6 +18,7 @@ from worker.protocol.connection import async_client, sync_client
 from worker.protocol.enqueue import EnqueueBatcher
 from worker.protocol.fastredis import FastRedis
 from worker.protocol.keys import Keys, queue_of
+from worker.protocol.listener import Listener
 from worker.protocol.queue import Queue
 
 
@@ -29,6 +30,7 @@ class LoopClients:
     redis: aioredis.Redis
     fast: FastRedis
     batcher: EnqueueBatcher
+    listener: Listener  # connects when a first waiter waits
 
 
 class Broker:
@@ -82,10 +84,12 @@ class Broker:
         found = per_loop.get(self._identity)
         if found is None:
             fast = FastRedis(self.url)
+            client = async_client(self.url, self.max_connections)
             found = per_loop[self._identity] = LoopClients(
-                redis=async_client(self.url, self.max_connections),
+                redis=client,
                 fast=fast,
                 batcher=EnqueueBatcher(fast, self.keys),
+                listener=Listener(client, self.keys),
             )
         return found
 
@@ -98,6 +102,7 @@ class Broker:
             per_loop = self._loops.get(loop, {})
         clients = per_loop.pop(self._identity, None)
         if clients is not None:
+            await clients.listener.close()
             clients.fast.close()
             await clients.redis.aclose(close_connection_pool=True)
 

@@ -105,6 +105,16 @@ class Keys:
     def periodic(self, queue: str) -> str:
         return f"{self.queue(queue)}:periodic"
 
+    def waited(self, queue: str) -> str:
+        """The ids of the queue's jobs some process waits for (lua/tell.lua names it from
+        the job key prefix: keep the two in step)."""
+        return f"{self.queue(queue)}:waited"
+
+    def events(self, queue: str) -> str:
+        """The pub/sub channel on which the processes waiting for a job of the queue hear
+        of its progress and its end (lua/tell.lua)."""
+        return f"{self.queue(queue)}:events"
+
     def unique(self, queue: str, fingerprint: str) -> str:
         return f"{self.queue(queue)}:unique:{fingerprint}"
 

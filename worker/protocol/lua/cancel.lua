@@ -1,4 +1,4 @@
---! uses: ready, job, upgrade
+--! uses: ready, job, upgrade, tell
 -- Cancel a queued job: only the caller whose removal took it from its ready list, from
 -- later or from its limit group's held jobs (or from the previous protocol's sets) marks
 -- it, so a worker's fetch and a cancel never both win. A running job gets a cancel request
@@ -24,6 +24,7 @@ if removed == 0 and f[6] then
 end
 if removed > 0 then
   redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
+  tell(ARGV[5], 'end', {id})
   if tonumber(ARGV[4]) == 0 then
     redis.call('DEL', KEYS[1])
     return 'cancelled'

@@ -1,4 +1,4 @@
---! uses: clock, wake, each, ready, job, upgrade, flow
+--! uses: clock, wake, each, ready, job, upgrade, flow, tell
 -- Put every job leased to one worker back on the queue, at the front of its ready list.
 -- mode 'lost': the worker died; the attempt counts, and its record is written as ACK would
 --   have (attempts, starts, worker ids) with ARGV[4] as its error; a job out of attempts
@@ -17,7 +17,7 @@
 -- ARGV: job_key_prefix, worker_id, mode, error_json[, id...]
 -- Returns {requeued, dead}
 local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
-local back, dead = 0, 0
+local back, dead, over = 0, 0, {}
 local held = {}  -- {id, lease ("attempt started_ms"), or false for a 0.1 lease}
 if #ARGV > 4 then
   for i = 5, #ARGV do
@@ -83,6 +83,7 @@ for _, lease in ipairs(held) do
       redis.call('HSET', key, 's', 'F', 'f', since(id, now))
       redis.call('ZADD', KEYS[4], now, id)
       dead = dead + 1
+      over[#over + 1] = id
     else
       if not value or mode == 'lost' then redis.call('HSET', key, 's', 'Q') end
       local p = tonumber(f[5] or '0')
@@ -98,6 +99,7 @@ if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[7], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[7], 'failed', dead) end
 end
+tell(jobp, 'end', over)  -- dead-lettered: the processes waiting for them are told
 local freed = give_back(flow(jobp, '', KEYS[9], KEYS[10], now), slots)
 if back > 0 or freed then wake(KEYS[6]) end
 return {back, dead}
