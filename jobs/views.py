@@ -1,5 +1,6 @@
 """The JSON API: enqueue jobs (202 + where to watch them) and read a job's result."""
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,11 +16,15 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs.models import Report
 from jobs.tasks import send_report, sync_orders
 from worker import BrokerUnavailable
+from worker.waiting import afinished
 
 logger = logging.getLogger(__name__)
 
 # How long a client should wait before trying again when the job queue is unreachable.
 RETRY_AFTER_SECONDS = 5
+# The longest ?wait= of the job status endpoint: a request held longer ties up a client
+# and a server slot for little gain (the client asks again).
+MAX_WAIT = 30.0
 
 type AsyncView = Callable[..., Awaitable[JsonResponse]]
 
@@ -81,8 +86,21 @@ async def create_report(request: HttpRequest) -> JsonResponse:
 @require_GET
 @broker_unavailable_is_503
 async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
+    """The job's result; with ``?wait=SECONDS`` (at most MAX_WAIT), answered as soon as the
+    job ends, or after that long as it then stands."""
+    wait = request.GET.get("wait")
+    try:
+        seconds = min(float(wait), MAX_WAIT) if wait is not None else 0.0
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # (NaN too)
+        return JsonResponse({"error": f"wait must be a number of seconds, not {wait!r}"},
+                            status=400)  # fmt: skip
     try:
         result = await default_task_backend.aget_result(job_id)
+        if seconds and not result.is_finished:
+            with contextlib.suppress(TimeoutError):
+                await afinished(result, timeout=seconds)
     except TaskResultDoesNotExist:
         return JsonResponse({"error": f"no job {job_id!r}"}, status=404)
     return JsonResponse(task_result_json(result))

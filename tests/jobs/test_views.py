@@ -9,6 +9,7 @@ from jobs.models import Report
 from jobs.tasks import send_report, sync_orders
 from jobs.views import task_result_json
 from tests.conftest import tasks_setting
+from tests.engine import tasks
 from worker.exceptions import BrokerUnavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,6 +53,33 @@ async def test_the_status_url_shows_the_enqueued_job(client):
     assert body["enqueued_at"] is not None and body["started_at"] is None
     assert (body["attempts"], body["worker_ids"], body["errors"]) == (0, [], [])
     assert "return_value" not in body
+
+
+async def test_wait_answers_as_soon_as_the_job_ends(client, run_worker):
+    result = await tasks.sleeper.aenqueue(0.2)
+
+    async with run_worker():
+        body = (await client.get(f"/jobs/{result.id}/?wait=20")).json()
+
+    assert (body["status"], body["return_value"]) == ("SUCCESSFUL", "woke")
+
+
+async def test_wait_answers_with_the_job_as_it_stands_after_that_long(client):
+    result = await tasks.add.aenqueue(1, 2)  # no worker runs it
+
+    body = (await client.get(f"/jobs/{result.id}/?wait=0.1")).json()
+
+    assert body["status"] == "READY"
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan"])
+async def test_a_wait_that_is_not_a_number_of_seconds_is_400(client, wait):
+    result = await tasks.add.aenqueue(1, 2)
+
+    response = await client.get(f"/jobs/{result.id}/?wait={wait}")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"wait must be a number of seconds, not {wait!r}"}
 
 
 async def test_post_reports_creates_a_report_and_enqueues_its_delivery(client, enqueued_jobs):
