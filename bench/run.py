@@ -46,7 +46,7 @@ PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
 WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body",
-             "limit_overhead", "limited_beside", "web")  # fmt: skip
+             "limit_overhead", "limited_beside", "waiting", "web")  # fmt: skip
 GROWTH = ("backlog", "due", "queues", "soak")  # bench/growth.py: with --growth or --only
 PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
 # Seconds each job of bench.tasks.limited (2 at once) awaits: beside no-op jobs, most of
@@ -55,6 +55,8 @@ LIMITED_SECONDS = 0.01
 # limited_beside enqueues this many of one task, then as many of the other, and so on: the
 # queue holds them mixed, as each FETCH meets them.
 MIX_CHUNK = 10
+# Waiters of the wake-up row, on one event loop (and one Redis connection).
+WAITERS = 1000
 
 
 @dataclass(frozen=True)
@@ -548,6 +550,31 @@ class Harness:
         started = {k.decode(): float(v) for k, v in starts.items()}
         return quantiles_ms([started[i] - t for i, t in sent.items()])
 
+    async def waiters(self) -> dict:
+        """WAITERS waiters on this loop (worker.waiting.afinished), one per job, the jobs'
+        ends spread over half a second: from a job's end (its finished_at, which the ACK
+        script stores from Redis's clock) to its waiter's wake-up, the job read."""
+        from worker.waiting import afinished
+
+        await self.clean()
+        calls = [([0.2 + i / (2 * WAITERS)], {}) for i in range(WAITERS)]
+        results = await self.tasks.sleep_io.aenqueue_many(calls)
+        woke: dict[str, float] = {}
+
+        async def wait(result) -> None:
+            await afinished(result, timeout=60)
+            woke[result.id] = time.time()
+
+        waiting = [asyncio.ensure_future(wait(r)) for r in results]
+        await asyncio.sleep(0.5)  # every waiter listening
+        process = self.start_worker("waiters", WAITERS)
+        try:
+            await asyncio.gather(*waiting)
+        finally:
+            self.stop(process)
+        await self.clean()
+        return quantiles_ms([woke[r.id] - r.finished_at.timestamp() for r in results])
+
     def latency_sync_caller(self) -> dict[str, float]:
         """The sync caller's loop (in a thread without an event loop): job id -> time.time()
         just before ``record_start.enqueue()``."""
@@ -959,6 +986,10 @@ def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None 
          "", "", "", "<= 1.5x", met(m("ours", "p50_floor"), lambda v: v <= 1.5)),
         ("latency p50 / floor p50, sync caller", fmt(m("ours", "sync_p50_floor"), "ratio"),
          "", "", "", "<= 1.5x", met(m("ours", "sync_p50_floor"), lambda v: v <= 1.5)),
+        (f"waiter wake-up, job end -> its waiter, {WAITERS} waiters, p50 (ms)",
+         fmt(m("ours", "wake_p50"), "ms"), "", "", "", "", ""),
+        ("waiter wake-up p99 (ms)", fmt(m("ours", "wake_p99"), "ms"), "", "", "", "<= 10",
+         met(m("ours", "wake_p99"), lambda v: v <= 10)),
         ("enqueue, aenqueue one at a time (jobs/s)", fmt(m("ours", "enqueue"), "rate"),
          "", "", "", ">= 8,000", met(m("ours", "enqueue"), lambda v: v >= 8000)),
         ("enqueue, bulk API (jobs/s)", fmt(m("ours", "bulk"), "rate"), "", "", "", ">= 50,000",
@@ -1102,6 +1133,8 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
             ("limited_beside", "limited beside unlimited", partial(harness.limited_beside, run),
              {"beside": "jobs_per_s", "beside_alone": "alone_per_s", "beside_ratio": "ratio",
               "beside_limited": "limited_done"}),
+            ("waiting", "waiter wake-up", harness.waiters,
+             {"wake_p50": "p50_ms", "wake_p99": "p99_ms"}),
         ]  # fmt: skip
         got: dict[str, dict] = {}  # this run's results, by label
         for workload, label, call, keys in ours:
