@@ -40,13 +40,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dashboard import dashboard_pages  # noqa: E402
+from bench.database import CONCURRENCY as DB_CONCURRENCY  # noqa: E402
+from bench.database import POOL_SIZE as DB_POOL_SIZE  # noqa: E402
+from bench.database import pool_workload, postgres_url  # noqa: E402
 from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
 PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
 WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body",
-             "limit_overhead", "limited_beside", "waiting", "web")  # fmt: skip
+             "limit_overhead", "limited_beside", "watchdog", "metrics", "pool", "waiting",
+             "dashboard", "web")  # fmt: skip
 GROWTH = ("backlog", "due", "queues", "soak")  # bench/growth.py: with --growth or --only
 PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
 # Seconds each job of bench.tasks.limited (2 at once) awaits: beside no-op jobs, most of
@@ -77,19 +82,20 @@ class Sizes:
     cpu_ms: float
     redis_memory_jobs: int
     body_jobs: int
+    db_jobs: int
 
 
 FULL = Sizes(
     drain_jobs=20_000, drain_concurrency=200, io_jobs=2_000, io_concurrency=100, io_seconds=0.05,
     latency_jobs=500, enqueue_jobs=5_000, bulk_jobs=20_000, web_seconds=4.0, web_connections=32,
     memory_jobs=1_000, memory_sleep=5.0, cpu_jobs=1_000, cpu_ms=2.0, redis_memory_jobs=100_000,
-    body_jobs=20_000,
+    body_jobs=20_000, db_jobs=5_000,
 )  # fmt: skip
 QUICK = Sizes(
     drain_jobs=5_000, drain_concurrency=200, io_jobs=500, io_concurrency=25, io_seconds=0.05,
     latency_jobs=100, enqueue_jobs=1_000, bulk_jobs=5_000, web_seconds=2.0, web_connections=32,
     memory_jobs=1_000, memory_sleep=3.0, cpu_jobs=300, cpu_ms=2.0, redis_memory_jobs=20_000,
-    body_jobs=5_000,
+    body_jobs=5_000, db_jobs=1_000,
 )  # fmt: skip
 
 
@@ -159,9 +165,11 @@ class Harness:
         processes: int = 1,
         queues: tuple[str, ...] | list[str] = ("default",),
         burst: bool = False,
+        options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen:
         command = [sys.executable, "manage.py", "runworker", "--no-scheduler",
-                   "--concurrency", str(concurrency), "--grace", "5"]  # fmt: skip
+                   "--concurrency", str(concurrency), "--grace", "5", *options]  # fmt: skip
         for queue in queues:
             command += ["--queue", queue]
         if processes > 1:
@@ -169,8 +177,9 @@ class Harness:
         if burst:
             command.append("--burst")
         return subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self.log(name), stderr=subprocess.STDOUT
-        )
+            command, cwd=ROOT, env=env or self.env, stdout=self.log(name),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
     @staticmethod
     def stop(process: subprocess.Popen, wait: float = 15.0) -> None:
@@ -348,13 +357,18 @@ class Harness:
     # Workloads ---------------------------------------------------------------------------
 
     async def drain(
-        self, processes: int = 1, cpu_ms: float = 0.0, body: bool = False, limited: bool = False
+        self,
+        processes: int = 1,
+        cpu_ms: float = 0.0,
+        body: bool = False,
+        limited: bool = False,
+        options: tuple[str, ...] = (),
     ) -> dict:
         """Enqueue the jobs, then time one runworker (of ``processes``) draining them: no-op
         jobs, or with ``cpu_ms`` jobs that keep the CPU busy that long, or with ``body``
         jobs that await one Redis command each (``redis_call``), or with ``limited`` no-op
         jobs of a task with limits they never reach (``noop_limited``; and its rate log
-        as the drain ends, ``rate_log``)."""
+        as the drain ends, ``rate_log``). ``options``: more of runworker's."""
         if cpu_ms:
             task, args, n, kind = self.tasks.spin, [cpu_ms], self.sizes.cpu_jobs, "cpu"
         elif body:
@@ -367,7 +381,8 @@ class Harness:
         await self.enqueue_many(task, args, n)
         popen_at = time.time()
         name = f"{kind}-p{processes}"
-        process = self.start_worker(name, self.sizes.drain_concurrency, processes)
+        process = self.start_worker(name, self.sizes.drain_concurrency, processes,
+                                    options=options)  # fmt: skip
         try:
             elapsed, infos, window = await self.timed_drain(n, process, processes, 120)
             if limited:  # now: it expires a window (1 s) after the last start
@@ -432,6 +447,30 @@ class Harness:
                 "alone_worker_us": without.get("worker_us"),
                 "alone_redis_us": without.get("redis_us"),
                 "log_entries": with_["log_entries"], "log_kb": with_["log_kb"]}  # fmt: skip
+
+    async def overhead(self, run: int, on: tuple[str, ...], off: tuple[str, ...]) -> dict:
+        """The drain of no-op jobs by a runworker given options ``on`` and by one given
+        ``off``, one after the other, the order alternating with the run (a drift in the
+        machine's load cancels out over the runs); ``ratio``: on over off. And the worker's
+        CPU per job of each (less swayed than a rate by a machine busy with other work)."""
+        got = {}
+        for with_on in (True, False) if run % 2 else (False, True):
+            got[with_on] = await self.drain(1, options=on if with_on else off)
+        first, second = got[True], got[False]
+        return {"jobs_per_s": first["jobs_per_s"], "alone_per_s": second["jobs_per_s"],
+                "ratio": first["jobs_per_s"] / second["jobs_per_s"],
+                "worker_us": first.get("worker_us"),
+                "alone_worker_us": second.get("worker_us")}  # fmt: skip
+
+    async def watchdog_overhead(self, run: int) -> dict:
+        """The event-loop watchdog on (the default: lag measured every 50 ms, its thread
+        watching) and off (``--loop-lag-threshold 0``), as ``overhead``."""
+        return await self.overhead(run, (), ("--loop-lag-threshold", "0"))
+
+    async def metrics_overhead(self, run: int) -> dict:
+        """Prometheus metrics on (``--metrics-port``; nothing scrapes them meanwhile, as a
+        scrape every few seconds costs next to nothing) and off, as ``overhead``."""
+        return await self.overhead(run, ("--metrics-port", f"127.0.0.1:{free_port()}"), ())
 
     async def limited_beside(self, run: int) -> dict:
         """The no-op jobs/s of ``mixed_drain`` (no-op jobs beside jobs of a limited task)
@@ -1052,6 +1091,26 @@ def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None 
          "", "", "", ">= 0.90x", met(beside_ratio, lambda v: v >= 0.9)),
         ("limited beside unlimited: limited jobs done meanwhile (not a target)",
          fmt(m("ours", "beside_limited"), "rate"), "", "", "", "", ""),
+        (f"watchdog: drain of {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
+         f"{s.drain_concurrency}, event-loop watchdog on / off (jobs/s)",
+         pair("rate", "watchdog_on", "watchdog_off"), "", "", "", "", ""),
+        ("watchdog: jobs/s, on / off", fmt(m("ours", "watchdog_ratio"), "ratio"), "", "", "",
+         ">= 0.97x", met(m("ours", "watchdog_ratio"), lambda v: v >= 0.97)),
+        ("watchdog: worker CPU per job, on / off (us)",
+         cpu_pair("watchdog_us", "watchdog_off_us"), "", "", "", "", ""),
+        ("dashboard: slowest page to render, 1,000,000 jobs ready (--quick: 100,000) (ms)",
+         fmt(m("ours", "dashboard_ms"), "ms"), "", "", "", "< 200",
+         met(m("ours", "dashboard_ms"), lambda v: v < 200)),
+        (f"metrics: drain of {s.drain_jobs:,} no-op jobs, 1 process, concurrency "
+         f"{s.drain_concurrency}, --metrics-port on / off (jobs/s)",
+         pair("rate", "metrics_on", "metrics_off"), "", "", "", "", ""),
+        ("metrics: jobs/s, on / off", fmt(m("ours", "metrics_ratio"), "ratio"), "", "", "",
+         ">= 0.95x", met(m("ours", "metrics_ratio"), lambda v: v >= 0.95)),
+        (f"PostgreSQL: drain of {s.db_jobs:,} jobs of one read and one write (async ORM), "
+         f"concurrency {DB_CONCURRENCY}, pool of {DB_POOL_SIZE} / a connection per job (jobs/s)",
+         pair("rate", "db_pool", "db_no_pool"), "", "", "", "", ""),
+        ("PostgreSQL: jobs/s, pool / a connection per job", fmt(m("ours", "db_pool_ratio"),
+         "ratio"), "", "", "", "", ""),
         ("worker start: process start to ready (s; not a target)",
          fmt(m("ours", "startup"), "s"), "", "", "", "", ""),
         *(growth or ()),
@@ -1133,8 +1192,21 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
             ("limited_beside", "limited beside unlimited", partial(harness.limited_beside, run),
              {"beside": "jobs_per_s", "beside_alone": "alone_per_s", "beside_ratio": "ratio",
               "beside_limited": "limited_done"}),
+            ("watchdog", "watchdog overhead", partial(harness.watchdog_overhead, run),
+             {"watchdog_on": "jobs_per_s", "watchdog_off": "alone_per_s",
+              "watchdog_ratio": "ratio", "watchdog_us": "worker_us",
+              "watchdog_off_us": "alone_worker_us"}),
+            ("metrics", "metrics overhead", partial(harness.metrics_overhead, run),
+             {"metrics_on": "jobs_per_s", "metrics_off": "alone_per_s",
+              "metrics_ratio": "ratio"}),
             ("waiting", "waiter wake-up", harness.waiters,
              {"wake_p50": "p50_ms", "wake_p99": "p99_ms"}),
+            ("dashboard", "dashboard pages, large backlog",
+             partial(dashboard_pages, harness, 100_000 if args.quick else 1_000_000),
+             {"dashboard_ms": "slowest_ms"}),
+            ("pool", "database job, pool / none",
+             partial(pool_workload, harness, args.postgres_url, sizes.db_jobs, run),
+             {"db_pool": "pool_per_s", "db_no_pool": "no_pool_per_s", "db_pool_ratio": "ratio"}),
         ]  # fmt: skip
         got: dict[str, dict] = {}  # this run's results, by label
         for workload, label, call, keys in ours:
@@ -1294,6 +1366,7 @@ def main() -> None:
         own = own_redis(log_dir)
         redis_url = own.url
         say(f"started redis-server on port {own.port}")
+    args.postgres_url = postgres_url(dict(os.environ))  # before DATABASE_URL is set below
     tmp = tempfile.TemporaryDirectory(prefix="bench-db-")
     db_url = f"sqlite:///{tmp.name}/bench.sqlite3"
     os.environ.update(

@@ -18,4 +18,4 @@ if extra := int(os.environ.get("BENCH_QUEUES") or 0):
 
 # The benchmarks' jobs are not enqueued in transactions, and their workers' database is not
 # always migrated: no outbox.
-TASKS["default"]["OPTIONS"]["outbox"] = False  # noqa: F405
+TASKS["default"]["OPTIONS"]["outbox"] = False

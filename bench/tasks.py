@@ -3,6 +3,7 @@
 import asyncio
 import functools
 import time
+import uuid
 
 from django.conf import settings
 from django.tasks import default_task_backend, task
@@ -105,3 +106,26 @@ async def limited(seconds: float) -> None:
     outcome is stored, so that ``succeeded`` less the count is never above the others'."""
     await asyncio.sleep(seconds)
     await body.call(settings.REDIS_URL, limited_key())
+
+
+@task()
+async def read_write() -> None:
+    """A typical database job: one read and one write (an INSERT), through the async ORM
+    (bench/database.py)."""
+    from jobs.models import WebhookDelivery
+
+    key = f"bench-{uuid.uuid4().hex}"
+    if not await WebhookDelivery.objects.filter(idempotency_key=key).aexists():
+        await WebhookDelivery.objects.acreate(idempotency_key=key, payload={})
+
+
+@task()
+async def mark(token: str) -> None:
+    """The site load test's job, of the token its request answered: a no-op with an
+    argument. Whether it ran, and how many times, is read from its result."""
+
+
+@task(max_attempts=1)
+async def fails() -> None:
+    """Fails for good: a dead letter (the dashboard's benchmark shows a page of them)."""
+    raise RuntimeError("a dead letter for the dashboard's benchmark")

@@ -7,5 +7,7 @@ from bench import views
 urlpatterns = [
     path("bench/noop/", views.noop, name="bench-noop"),
     path("bench/enqueue/", views.enqueue, name="bench-enqueue"),
+    path("bench/accepted/", views.accepted, name="bench-accepted"),
+    path("bench/accepted-enqueue/", views.accepted_enqueue, name="bench-accepted-enqueue"),
     path("", include("project.urls")),
 ]

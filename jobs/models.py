@@ -1,6 +1,14 @@
 import uuid
+from typing import Any
 
 from django.db import models
+
+
+def customer_key(name: str) -> str:
+    """A customer's name as lookups compare it: spaces collapsed, case folded ("Ada
+    LOVELACE" and "ada  lovelace" are one customer). Python's casefold, which SQL's LOWER
+    does not match (ß, ﬁ), hence a column filled in Python."""
+    return " ".join(name.split()).casefold()
 
 
 class Order(models.Model):
@@ -14,6 +22,8 @@ class Order(models.Model):
 
     external_id = models.CharField(max_length=64, unique=True)
     customer = models.CharField(max_length=200)
+    # customer_key(customer); null until the backfill of migration 0004 reaches the row.
+    customer_key = models.CharField(max_length=200, null=True, db_index=True)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     # Set by the notify_new_order job, so whether it ran is visible on the row.
@@ -26,6 +36,13 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.customer_key = customer_key(self.customer)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "customer" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "customer_key"}
+        super().save(*args, **kwargs)
 
 
 class Report(models.Model):

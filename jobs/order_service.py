@@ -7,7 +7,7 @@ OrderServiceError, a PermanentFailure, which fails the job at once.
 """
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -46,15 +46,28 @@ def client_timeout() -> httpx.Timeout:
     return httpx.Timeout(connect=min(read, 5.0), read=read, write=read, pool=None)
 
 
-async def fetch_orders(url: str | None = None) -> list[RemoteOrder]:
+async def fetch_orders(
+    url: str | None = None, on_page: Callable[[int, int], None] | None = None
+) -> list[RemoteOrder]:
     """Every order the service has: page 1 first (it says how many pages), then the rest
-    concurrently. An order listed twice (pages shifting under us) is kept once, last wins."""
+    concurrently. An order listed twice (pages shifting under us) is kept once, last wins.
+    ``on_page(done, pages)`` is called as each page comes in."""
     url = url or settings.ORDER_SERVICE_URL
     limits = httpx.Limits(max_connections=int(getattr(settings, "ORDER_SERVICE_CONNECTIONS", 8)))
+    done = 0
+
+    async def page_of(client: httpx.AsyncClient, page: int) -> dict[str, Any]:
+        nonlocal done
+        body = await _fetch_page(client, url, page)
+        done += 1
+        if on_page is not None:
+            on_page(done, body["pages"])
+        return body
+
     async with httpx.AsyncClient(timeout=client_timeout(), limits=limits) as client:
-        first = await _fetch_page(client, url, 1)
+        first = await page_of(client, 1)
         rest = await _gather_or_cancel(
-            _fetch_page(client, url, page) for page in range(2, first["pages"] + 1)
+            page_of(client, page) for page in range(2, first["pages"] + 1)
         )
     by_id = {}
     for body in (first, *rest):
@@ -100,7 +113,7 @@ def _parse_page(body: Any) -> dict[str, Any]:
     orders = [
         RemoteOrder(
             external_id=str(item["id"]),
-            customer=str(item["customer"]),
+            customer=str(item["customer"]).strip(),  # see migration 0003
             total=_money(item["total"]),
             status=_status(item["status"]),
         )

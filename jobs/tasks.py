@@ -5,22 +5,30 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError
+from django.db.models import QuerySet
 from django.tasks import task
 from django.utils import timezone
 
 from jobs import reports
-from jobs.models import Order, Report
+from jobs.models import Order, Report, customer_key
 from jobs.order_service import RemoteOrder, fetch_orders
+from worker.backfill import backfill
+from worker.context import JobContext
 from worker.periodic import periodic
 
 logger = logging.getLogger(__name__)
 
 
 @periodic(every=300)
-@task(max_attempts=5, timeout=120, backoff=2.0, backoff_max=60)
-async def sync_orders() -> dict[str, int]:
-    """Mirror the order service's orders into Order rows, creating and updating as needed."""
-    remote = await fetch_orders()
+@task(max_attempts=5, timeout=120, backoff=2.0, backoff_max=60, takes_context=True)
+async def sync_orders(context: JobContext) -> dict[str, int]:
+    """Mirror the order service's orders into Order rows, creating and updating as needed;
+    reports the pages fetched as its progress."""
+
+    def fetched(done: int, pages: int) -> None:
+        context.report_progress(done, pages, note="pages fetched")
+
+    remote = await fetch_orders(on_page=fetched)
     summary = await upsert_orders(remote)
     logger.info("synced orders: %s", summary)
     return summary
@@ -34,7 +42,12 @@ async def upsert_orders(remote: list[RemoteOrder]) -> dict[str, int]:
     }
     created = updated = 0
     for order in remote:
-        fields = {"customer": order.customer, "total": order.total, "status": order.status}
+        fields = {
+            "customer": order.customer,
+            "customer_key": customer_key(order.customer),
+            "total": order.total,
+            "status": order.status,
+        }
         current = existing.get(order.external_id)
         if current is None:
             # A plain INSERT rather than update_or_create: the row's post_save enqueues its
@@ -97,3 +110,15 @@ async def notify_new_order(order_id: int) -> dict[str, Any]:
         logger.info("new order %s", order_id)
     # 0 rows: already notified by an earlier run, or the order is gone; nothing to do.
     return {"order_id": order_id, "notified": bool(stamped)}
+
+
+@backfill(Order, chunk_size=1000)
+async def fill_customer_keys(orders: QuerySet[Order]) -> int:
+    """Migration 0004's backfill: customer_key for the orders stored before it existed. The
+    orders of one chunk, customer by customer: one UPDATE per name, however many orders."""
+    unfilled = orders.filter(customer_key__isnull=True)
+    filled = 0
+    names = unfilled.order_by().values_list("customer", flat=True).distinct()
+    for name in [name async for name in names]:
+        filled += await unfilled.filter(customer=name).aupdate(customer_key=customer_key(name))
+    return filled

@@ -7,6 +7,7 @@ app_name = "jobs"
 urlpatterns = [
     path("jobs/sync-orders/", views.enqueue_sync_orders, name="sync-orders"),
     path("jobs/<str:job_id>/", views.job_status, name="job-status"),
+    path("jobs/<str:job_id>/events", views.job_events, name="job-events"),
     path("reports/", views.create_report, name="reports"),
     path("reports/<int:report_id>/", views.report_detail, name="report"),
 ]

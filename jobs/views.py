@@ -1,13 +1,18 @@
 """The JSON API: enqueue jobs (202 + where to watch them) and read a job's result."""
 
+import asyncio
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.tasks import TaskResult, TaskResultStatus, default_task_backend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
@@ -25,8 +30,17 @@ RETRY_AFTER_SECONDS = 5
 # The longest ?wait= of the job status endpoint: a request held longer ties up a client
 # and a server slot for little gain (the client asks again).
 MAX_WAIT = 30.0
+# Seconds between keep-alive comments on an event stream with nothing to say: proxies
+# close a connection that stays silent for long.
+KEEPALIVE = 15.0
+# Seconds an event stream lasts at most, for a job that runs long: then it ends and the
+# client's EventSource connects again (each event carries the whole state), so that no
+# stream holds up a server that is shutting down (uvicorn waits for open connections).
+STREAM_FOR = 60.0
+# The id of a job stream's last event, its final state.
+FINAL = "final"
 
-type AsyncView = Callable[..., Awaitable[JsonResponse]]
+type AsyncView = Callable[..., Awaitable[HttpResponseBase]]
 
 
 def broker_unavailable_is_503(view: AsyncView) -> AsyncView:
@@ -34,7 +48,7 @@ def broker_unavailable_is_503(view: AsyncView) -> AsyncView:
     than a 500: the request was fine, the job queue is down for the moment."""
 
     @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             return await view(request, *args, **kwargs)
         except BrokerUnavailable as e:
@@ -107,6 +121,63 @@ async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
 
 
 @require_GET
+@broker_unavailable_is_503
+async def job_events(request: HttpRequest, job_id: str) -> HttpResponseBase:
+    """Server-Sent Events of the job: its state (as the status endpoint's JSON) now, then at
+    each change of status or progress, until it ends; then the stream closes (or after
+    STREAM_FOR seconds: the client connects again). Each event carries the whole state, so
+    a client that reconnects starts from the state as it then is and misses nothing of the
+    final one. The final state's event has the id FINAL: a client that comes back with it
+    as Last-Event-ID has it all, and gets 204 (which stops a browser's EventSource)."""
+    if request.headers.get("Last-Event-ID") == FINAL:
+        return HttpResponse(status=204)
+    try:
+        result = await default_task_backend.aget_result(job_id)
+    except TaskResultDoesNotExist:
+        return JsonResponse({"error": f"no job {job_id!r}"}, status=404)
+    response = StreamingHttpResponse(_job_events(result), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+async def _job_events(result: TaskResult) -> AsyncIterator[str]:
+    try:
+        async with default_task_backend.broker.loop().listener.watching([result.id]) as events:
+            async for event in _changes(result, events):
+                yield event
+    except BrokerUnavailable:
+        return  # Redis went away since the first read: the client connects again
+
+
+async def _changes(result: TaskResult, events: asyncio.Queue[Any]) -> AsyncIterator[str]:
+    sent, number = None, 0
+    until = time.monotonic() + STREAM_FOR
+    while True:
+        try:
+            await result.arefresh()  # (the first read after the subscription)
+        except BrokerUnavailable:
+            pass  # the listener says when Redis is back; meanwhile keep-alives
+        except TaskResultDoesNotExist:  # deleted, or its result expired
+            yield f"event: gone\ndata: {json.dumps({'id': result.id})}\n\n"
+            return
+        state = task_result_json(result)
+        if state != sent:
+            sent, number = state, number + 1
+            name = FINAL if result.is_finished else number
+            yield f"id: {name}\nevent: job\ndata: {json.dumps(state)}\n\n"
+        if result.is_finished or time.monotonic() >= until:
+            return
+        try:
+            await asyncio.wait_for(events.get(), min(KEEPALIVE, until - time.monotonic()))
+        except TimeoutError:
+            if time.monotonic() < until:
+                yield ": keep-alive\n\n"
+        while not events.empty():  # one read for whatever came meanwhile
+            events.get_nowait()
+
+
+@require_GET
 async def report_detail(request: HttpRequest, report_id: int) -> JsonResponse:
     try:
         report = await Report.objects.aget(pk=report_id)
@@ -148,6 +219,9 @@ def task_result_json(result: TaskResult) -> dict[str, Any]:
             for e in result.errors
         ],
     }
+    progress = getattr(result, "progress", None)  # what the job reported (worker.context)
+    data["progress"] = None if progress is None else dataclasses.asdict(progress)
+    data["metadata"] = getattr(result, "metadata", {})
     # return_value raises unless the job succeeded, and None is a legitimate return value.
     if result.status == TaskResultStatus.SUCCESSFUL:
         data["return_value"] = result.return_value

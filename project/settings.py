@@ -12,6 +12,32 @@ def _env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.lower() in {"1", "true", "yes", "on"}
 
 
+def _env_number[T: (int, float)](name: str, kind: type[T], default: T) -> T:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected a {kind.__name__} >= 0, got {value!r}") from None
+    if not number >= 0:
+        raise ValueError(f"{name}: expected a {kind.__name__} >= 0, got {value!r}")
+    return number
+
+
+def _pool_from_env() -> dict[str, object] | None:
+    """psycopg 3's connection pool, one per process, for PostgreSQL (docs/async-django.md):
+    DB_POOL_MAX_SIZE connections at most (default 10; 0: no pool, a connection per job or
+    request), DB_POOL_MIN_SIZE kept open (default 2), DB_POOL_TIMEOUT seconds a job or a
+    request waits for one before it fails (default 10)."""
+    max_size = _env_number("DB_POOL_MAX_SIZE", int, 10)
+    if max_size == 0:
+        return None
+    min_size = min(_env_number("DB_POOL_MIN_SIZE", int, 2), max_size)
+    return {"min_size": min_size, "max_size": max_size,
+            "timeout": _env_number("DB_POOL_TIMEOUT", float, 10.0)}  # fmt: skip
+
+
 def database_from_url(url: str | None) -> dict[str, object]:
     """Turn DATABASE_URL (postgres://user:pass@host:port/name or sqlite:///path) into a
     DATABASES entry; no URL means the SQLite file beside manage.py."""
@@ -37,6 +63,7 @@ def database_from_url(url: str | None) -> dict[str, object]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {"pool": pool} if (pool := _pool_from_env()) else {},
         }
     raise ValueError(
         f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres:// or sqlite://)"
@@ -48,16 +75,50 @@ DEBUG = _env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",")
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "worker",
     "worker.outbox",
+    "worker.dashboard",
+    "worker.backfill",
     "jobs",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # No CsrfViewMiddleware: the JSON API of jobs/ is called without a token. The admin's
+    # views and the dashboard's (worker.dashboard) check the token themselves.
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+# The admin (/admin/, its login page is the dashboard's) and the dashboard's static files:
+# served by the site itself under DEBUG (project/asgi.py), else collected into STATIC_ROOT.
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+# The dashboard (/tasks/): for staff; TASKS_DASHBOARD_READ_ONLY=1 hides every action.
+TASKS_DASHBOARD = {"read_only": _env_bool("TASKS_DASHBOARD_READ_ONLY", False)}
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"

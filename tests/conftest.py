@@ -15,6 +15,7 @@ from django.db import connection
 from django.tasks import task_backends
 from django.test import SimpleTestCase
 
+from tests.databases import process_database  # noqa: F401 - a fixture for every test
 from worker.protocol.servers import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -33,6 +33,7 @@ from django.tasks.signals import task_enqueued
 
 from worker import config, pending, periodic
 from worker.exceptions import BrokerUnavailable
+from worker.observe import tracing
 from worker.protocol import Broker
 from worker.protocol.connection import (
     REDIS_DOWN,
@@ -142,6 +143,7 @@ class RedisBackend(BaseTaskBackend):
                 raise ImproperlyConfigured(error)
         options.setdefault("weights", self.options_.queue_weights)
         options.setdefault("strict", self.options_.strict_order)
+        options.setdefault("loop_lag_threshold", self.options_.loop_lag_threshold)
         if self.options_.outbox:
             from worker.outbox.relay import Relay
 
@@ -195,7 +197,8 @@ class RedisBackend(BaseTaskBackend):
     def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
         """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
         self._usable(task)
-        return self._job_for(task, *encode(task, args, kwargs, self.max_payload_bytes))
+        encoded = encode(task, args, kwargs, self.max_payload_bytes, tracing.carrier())
+        return self._job_for(task, *encoded)
 
     def _job_for(
         self, task: Task, args: list[Any], kwargs: dict[str, Any], body: bytes, limit: str | None
@@ -206,6 +209,7 @@ class RedisBackend(BaseTaskBackend):
                              enqueued_at=from_ms(job.enqueued_ms))  # fmt: skip
         return result, job
 
+    @tracing.sends
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
         if job.unique is not None and self.options_.outbox:
@@ -225,6 +229,7 @@ class RedisBackend(BaseTaskBackend):
         self._after_commit([(result, job)])
         return result
 
+    @tracing.asends
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> Result:  # type: ignore[override]
         result, job = self.prepare(task, args, kwargs)
         if job.unique is not None and self.options_.outbox:
@@ -291,7 +296,8 @@ class RedisBackend(BaseTaskBackend):
         """Every call checked and encoded before any is sent: bad input enqueues none."""
         self._usable(task)
         limit = self.max_payload_bytes
-        return [encode(task, args, kwargs, limit) for args, kwargs in calls]
+        trace = tracing.carrier()  # one enqueue span for them all
+        return [encode(task, args, kwargs, limit, trace) for args, kwargs in calls]
 
     @staticmethod
     def _one_job_per_key(task: Task) -> None:
@@ -300,6 +306,7 @@ class RedisBackend(BaseTaskBackend):
                 "an idempotency_key stands for one job: enqueue each call with a key of its own"
             )
 
+    @tracing.sends
     def enqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
         self._one_job_per_key(task)
         if task.unique_for is not None:  # each call must be checked against the others
@@ -312,6 +319,7 @@ class RedisBackend(BaseTaskBackend):
                 pending.Send(self, prepared)()
         return [result for result, _ in prepared]
 
+    @tracing.asends
     async def aenqueue_many(self, task: Task, calls: Iterable[Arguments]) -> list[Result]:
         self._one_job_per_key(task)
         if task.unique_for is not None:

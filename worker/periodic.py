@@ -63,6 +63,13 @@ class Every:
     def __str__(self) -> str:
         return f"every {self.seconds}s"
 
+    def in_words(self) -> str:
+        """In words: "every 5 minutes", "every 90 seconds", "every day"."""
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if self.seconds % size == 0:
+                return _every(self.seconds // size, unit)
+        return _every(self.seconds, "second")
+
 
 @dataclass(frozen=True, slots=True)
 class Cron:
@@ -142,6 +149,60 @@ class Cron:
 
     def __str__(self) -> str:
         return f"cron {self.expression} ({self.tz.key})"
+
+    def in_words(self) -> str:
+        """The common shapes of cron in words ("every day at 06:00 (Europe/Paris)"); any
+        other, as the expression itself."""
+        minute, hour, day, month, weekday = self.expression.split()
+        when = None
+        if (day, month) == ("*", "*"):
+            days = "every day" if weekday == "*" else _weekdays(weekday)
+            if days is not None:
+                when = _at(minute, hour, days)
+        elif month == "*" and weekday == "*" and day.isdigit():
+            when = _at(minute, hour, f"on day {day} of every month")
+        if when is None:
+            return f"cron {self.expression} ({self.tz.key})"
+        return f"{when} ({self.tz.key})" if " at " in when else when  # a wall time
+
+
+def _every(n: int, unit: str) -> str:
+    return f"every {unit}" if n == 1 else f"every {n} {unit}s"
+
+
+_DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _weekdays(field: str) -> str | None:
+    """Days in words: "on weekdays", "on Monday, Wednesday"; None: another shape."""
+    if field == "1-5":
+        return "on weekdays"
+    names = []
+    for part in field.split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            return None
+        if int(first) > 7 or (last and int(last) > 7):
+            return None
+        name = _DAY_NAMES[int(first) % 7]
+        names.append(f"{name} to {_DAY_NAMES[int(last) % 7]}" if last else name)
+    return "on " + ", ".join(names)
+
+
+def _at(minute: str, hour: str, days: str) -> str | None:
+    """When in the day, with ``days`` before it; None: a shape not put in words."""
+    if minute == "*" and hour == "*":
+        return "every minute" if days == "every day" else f"every minute {days}"
+    if minute.startswith("*/") and minute[2:].isdigit() and hour == "*":
+        every = _every(int(minute[2:]), "minute")
+        return every if days == "every day" else f"{every} {days}"
+    if not minute.isdigit():
+        return None
+    if hour == "*":
+        return f"every hour at minute {int(minute)}" + ("" if days == "every day" else f" {days}")
+    if hour.isdigit():
+        return f"{days} at {int(hour):02d}:{int(minute):02d}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from django.tasks import TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
+from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.utils import timezone
 
+from worker.context import Progress
 from worker.protocol.keys import enqueued_ms_of, queue_of
 from worker.task import Task, lookup
 
@@ -26,6 +27,32 @@ if TYPE_CHECKING:
 
 def from_ms(value: bytes | int | None) -> datetime | None:
     return datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
+
+
+if TYPE_CHECKING:
+    _TaskResult = TaskResult[Any, Any]
+else:
+    _TaskResult = TaskResult
+
+
+# frozen as Django's own is at run time (its stubs say otherwise)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult(_TaskResult):  # type: ignore[misc]
+    """Django's TaskResult, and what the job reported of itself while it ran
+    (worker/context.py): its progress and its metadata."""
+
+    progress: Progress | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        self._take(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        self._take(await self.task.get_backend().aget_result(self.id))
+
+    def _take(self, refreshed: TaskResult[Any, Any]) -> None:
+        for name in (*TASK_REFRESH_ATTRS, "progress", "metadata"):
+            object.__setattr__(self, name, getattr(refreshed, name, None))
 
 
 def make_result(
@@ -43,13 +70,15 @@ def make_result(
     errors: Iterable[TaskError] = (),
     worker_ids: Iterable[str] = (),
     return_value: Any = None,
+    progress: Progress | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Result:
     """The one way this engine makes a TaskResult, for arguments that are JSON-ready already
     (decoded from a message, or checked by encode): Result's own __init__ would walk
     them again, through abstract-class checks that cost more than the rest of an enqueue's
     Python."""
     if _SETTERS is None:  # a Django whose TaskResult has other fields: its own constructor
-        built: Result = TaskResult(
+        built: Result = JobResult(
             task=task,
             id=job_id,
             status=status,
@@ -62,16 +91,18 @@ def make_result(
             backend=backend,
             errors=list(errors),
             worker_ids=list(worker_ids),
+            progress=progress,
+            metadata={} if metadata is None else metadata,
         )
         object.__setattr__(built, "_return_value", return_value)
         return built
-    result = object.__new__(TaskResult)
+    result = object.__new__(JobResult)
     # One call per field, written out: a loop over the fields costs twice as much, and a
     # bulk enqueue makes one result per job.
     (
         set_task, set_id, set_status, set_enqueued_at, set_started_at, set_finished_at,
         set_last_attempted_at, set_args, set_kwargs, set_backend, set_errors,
-        set_worker_ids, set_return_value,
+        set_worker_ids, set_return_value, set_progress, set_metadata,
     ) = _SETTERS  # fmt: skip
     set_task(result, task)
     set_id(result, job_id)
@@ -86,6 +117,8 @@ def make_result(
     set_errors(result, list(errors))
     set_worker_ids(result, list(worker_ids))
     set_return_value(result, return_value)
+    set_progress(result, progress)
+    set_metadata(result, {} if metadata is None else metadata)
     return result
 
 
@@ -110,6 +143,8 @@ def finished(
         errors=errors,
         worker_ids=result.worker_ids,
         return_value=return_value,
+        progress=getattr(result, "progress", None),
+        metadata=getattr(result, "metadata", None),
     )
 
 
@@ -129,7 +164,8 @@ def _setters() -> tuple[Callable[[Result, Any], None], ...] | None:
             stacklevel=2,
         )
         return None
-    return tuple(vars(TaskResult)[name].__set__ for name in _FIELDS)
+    return (*(vars(TaskResult)[name].__set__ for name in _FIELDS),
+            vars(JobResult)["progress"].__set__, vars(JobResult)["metadata"].__set__)  # fmt: skip
 
 
 _SETTERS = _setters()
@@ -185,6 +221,10 @@ class JobRecord:
     errors: list[TaskError]
     return_value: Any = None
     message_error: str | None = None  # why the message cannot be read, if it cannot
+    progress: Progress | None = None  # as the job last reported it
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # when each failed attempt began and ended, by attempt number (ACK records them)
+    spans: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
@@ -231,6 +271,9 @@ class JobRecord:
             errors=errors_of(fields),
             return_value=orjson.loads(fields[b"v"]) if b"v" in fields else None,
             message_error=message_error,
+            progress=_progress(fields.get(b"g")),
+            metadata=_metadata(fields.get(b"d")),
+            spans=_spans(fields, enqueued),
         )
 
     def to_result(self, backend: str) -> Result:
@@ -255,7 +298,35 @@ class JobRecord:
             errors=self.errors,
             worker_ids=self.worker_ids,
             return_value=self.return_value,
+            progress=self.progress,
+            metadata=self.metadata,
         )
+
+
+def _spans(fields: dict[bytes, bytes], enqueued: int) -> dict[int, tuple[datetime, datetime]]:
+    """The ``at:<n>`` fields: attempt n's start and end, ms after the enqueue."""
+    found = {}
+    for name, value in fields.items():
+        if name.startswith(b"at:"):
+            began, _, ended = value.partition(b" ")
+            at = datetime.fromtimestamp((enqueued + int(began)) / 1000, UTC)
+            found[int(name[3:])] = (at, datetime.fromtimestamp((enqueued + int(ended)) / 1000, UTC))
+    return dict(sorted(found.items()))
+
+
+def _progress(data: bytes | None) -> Progress | None:
+    try:
+        return Progress.from_json(data) if data else None
+    except (orjson.JSONDecodeError, TypeError, ValueError):  # not what REPORT writes
+        return None
+
+
+def _metadata(data: bytes | None) -> dict[str, Any]:
+    try:
+        found = orjson.loads(data) if data else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def parse(job_id: str, fields: dict[bytes, bytes], backend: str) -> Result:

@@ -9,20 +9,19 @@
 
 The results given are refreshed in place (as ``refresh()`` does) and returned. A wait that
 outlasts ``timeout`` seconds raises ``TimeoutError``; the jobs go on. Waiters on one event
-loop share one Redis connection (worker/protocol/listener.py). See docs/workflows.md.
+loop share one Redis connection (worker/protocol/listener.py). See docs/waiting.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from asgiref.sync import async_to_sync
-
 from worker.exceptions import BrokerUnavailable
-from worker.protocol.connection import async_client
-from worker.protocol.listener import AGAIN, Listener
+from worker.protocol.listener import AGAIN
 
 if TYPE_CHECKING:
     from worker.backend import RedisBackend
@@ -56,41 +55,39 @@ async def afirst_finished(results: Iterable[Result], timeout: float) -> Result:
 
 def finished(result: Result, timeout: float) -> Result:
     """``afinished`` from sync code."""
-    async_to_sync(_on_own_listener)([result], timeout, True)
+    _on_own_loop([result], timeout, True)
     return result
 
 
 def all_finished(results: Iterable[Result], timeout: float) -> list[Result]:
     results = list(results)
-    async_to_sync(_on_own_listener)(results, timeout, True)
+    _on_own_loop(results, timeout, True)
     return results
 
 
 def first_finished(results: Iterable[Result], timeout: float) -> Result:
     results = list(results)
-    async_to_sync(_on_own_listener)(results, timeout, False)
+    _on_own_loop(results, timeout, False)
     return next(result for result in results if result.is_finished)
 
 
-async def _on_own_listener(results: list[Result], timeout: float, every: bool) -> None:
-    # A sync caller's loop may be made for this call alone: a listener of its own, closed
-    # here, leaves no connection behind with it.
-    backend = _backend(results)
-    if backend is None:
-        await _wait(results, timeout, every)
-        return
-    client = async_client(backend.broker.url, 2)  # its subscription, and its commands
-    listener = Listener(client, backend.broker.keys)
+def _on_own_loop(results: list[Result], timeout: float, every: bool) -> None:
+    """Wait on an event loop of its own, in a thread of its own (this thread may run a loop
+    already), whose connections close with it."""
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="waiting") as pool:
+        pool.submit(context.run, asyncio.run, _closing(results, timeout, every)).result()
+
+
+async def _closing(results: list[Result], timeout: float, every: bool) -> None:
     try:
-        await _wait(results, timeout, every, listener)
+        await _wait(results, timeout, every)
     finally:
-        await listener.close()
-        await client.aclose(close_connection_pool=True)
+        if (backend := _backend(results)) is not None:
+            await backend.broker.close_loop()
 
 
-async def _wait(
-    results: list[Result], timeout: float, every: bool, listener: Listener | None = None
-) -> None:
+async def _wait(results: list[Result], timeout: float, every: bool) -> None:
     if not results:
         return
     if _ended(results, every):
@@ -101,8 +98,7 @@ async def _wait(
         if not _ended(results, every):
             raise TimeoutError(_not_ended(results, timeout))
         return
-    if listener is None:
-        listener = backend.broker.loop().listener
+    listener = backend.broker.loop().listener
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):

@@ -79,6 +79,20 @@ def test_show_a_job_in_each_state(jobs):
     assert "Traceback" in text.stdout
 
 
+def test_show_says_what_the_job_reported_of_itself(jobs, backend):
+    key = backend.broker.keys.job(jobs.running)
+    backend.broker.sync.hset(key, mapping={"g": b'[3,4,"page 3"]', "d": b'{"source":"api"}'})
+
+    shown = run_json("show", jobs.running)
+    assert (shown["progress"], shown["metadata"]) == (
+        {"done": 3, "total": 4, "note": "page 3"},
+        {"source": "api"},
+    )
+    text = run("show", jobs.running).stdout
+    assert "progress  3 of 4 (page 3)" in text
+    assert 'metadata  {"source":"api"}' in text
+
+
 def test_unknown_job_id_is_one_line_and_exit_1(jobs):
     for job_id in ("default:0000", "not-an-id"):
         result = run("show", job_id)

@@ -2,30 +2,24 @@
 (``manage.py runworker``) as subprocesses, on a real Redis, with the fake order service and
 report webhook served by the site itself.
 
-The processes get a database of their own, migrated before they start: a temporary SQLite
-file, or a fresh PostgreSQL database when the suite runs on PostgreSQL (pytest-django's
-in-memory SQLite test database is invisible to other processes). The test observes over
-HTTP (status endpoint, report, webhook counters), and reads that database with plain SQL
-only where no endpoint tells (the orders' notified_at), never through the ORM.
+The processes get a database of their own (tests/databases.py), migrated before they
+start. The test observes over HTTP (status endpoint, report, webhook counters), and reads
+that database with plain SQL only where no endpoint tells (the orders' notified_at), never
+through the ORM.
 """
 
 from __future__ import annotations
 
+import json
 import socket
-import sqlite3
 import subprocess
-import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from jobs.fake_services import PAGE_SIZE, PAGES
 from tests.processes import project_env, runworker, start, stop, wait_until
@@ -34,72 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 TOTAL = PAGES * PAGE_SIZE
 FINISHED = {"SUCCESSFUL", "FAILED"}
-
-
-# -- the processes' database ---------------------------------------------------------------
-
-
-class SqliteFile:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.url = f"sqlite:///{quote(str(path))}"
-
-    def scalar(self, query: str) -> Any:
-        with closing(sqlite3.connect(self.path, timeout=20)) as db:
-            return db.execute(query).fetchone()[0]
-
-
-class PostgresDatabase:
-    """A database created for the test on the suite's PostgreSQL server, dropped after it."""
-
-    def __init__(self) -> None:
-        import psycopg
-        from psycopg import sql
-
-        self._sql = sql
-        conf = settings.DATABASES["default"]
-        self._params = {
-            "user": conf.get("USER") or None,
-            "password": conf.get("PASSWORD") or None,
-            "host": conf.get("HOST") or None,
-            "port": conf.get("PORT") or None,
-        }
-        self.name = f"e2e_{uuid.uuid4().hex[:12]}"
-        # Any database of the server will do to create another: the test database exists.
-        self._admin = psycopg.connect(dbname=conf["NAME"], autocommit=True, **self._params)
-        self._admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-        self._reader = None
-        user = quote(conf.get("USER") or "", safe="")
-        password = f":{quote(conf['PASSWORD'], safe='')}" if conf.get("PASSWORD") else ""
-        credentials = f"{user}{password}@" if user else ""
-        port = f":{conf['PORT']}" if conf.get("PORT") else ""
-        self.url = f"postgres://{credentials}{conf.get('HOST') or ''}{port}/{self.name}"
-
-    def scalar(self, query: str) -> Any:
-        import psycopg
-
-        if self._reader is None:
-            self._reader = psycopg.connect(dbname=self.name, autocommit=True, **self._params)
-        return self._reader.execute(query).fetchone()[0]
-
-    def drop(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-        statement = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
-        self._admin.execute(self._sql.SQL(statement).format(self._sql.Identifier(self.name)))
-        self._admin.close()
-
-
-@pytest.fixture
-def process_database(tmp_path) -> Iterator[SqliteFile | PostgresDatabase]:
-    if connection.vendor == "postgresql":
-        database = PostgresDatabase()
-        try:
-            yield database
-        finally:
-            database.drop()
-    else:
-        yield SqliteFile(tmp_path / "e2e.sqlite3")
 
 
 # -- the processes ---------------------------------------------------------------------------
@@ -196,6 +124,18 @@ def follow(client: httpx.Client, status_url: str, timeout: float = 15) -> dict[s
     return wait_until(finished, timeout, f"the job at {status_url} to finish")
 
 
+def stream(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> list[dict]:
+    """The states a job's event stream sent, to its end (it ends when the job does)."""
+    states = []
+    with client.stream("GET", url, headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                states.append(json.loads(line.removeprefix("data: ")))
+    return states
+
+
 def test_a_request_enqueues_and_the_worker_runs_the_jobs(system, process_database):
     with httpx.Client(base_url=system.base_url, timeout=5) as client:
         # Sync the orders: 202 with a status URL the worker's outcome shows up at.
@@ -205,8 +145,18 @@ def test_a_request_enqueues_and_the_worker_runs_the_jobs(system, process_databas
         assert accepted["status"] == "READY"
         assert response.headers["Location"] == accepted["status_url"]
 
-        job = follow(client, accepted["status_url"])
+        # Its event stream follows it to its end, then closes; the last event says it all.
+        states = stream(client, f"{accepted['status_url']}events")
+        job = states[-1]
         assert job["status"] == "SUCCESSFUL", job["errors"]
+        assert job["progress"] == {"done": PAGES, "total": PAGES, "note": "pages fetched"}
+        assert [s["status"] for s in states[:-1]] == sorted(
+            (s["status"] for s in states[:-1]), key=["READY", "RUNNING"].index
+        )  # each state once, in order (a state changes only with status or progress)
+        # Reconnecting (Last-Event-ID) gives the final state again, and the stream ends.
+        again = stream(client, f"{accepted['status_url']}events", {"Last-Event-ID": "1"})
+        assert again == [job]
+        assert client.get(f"{accepted['status_url']}?wait=10").json() == job
         assert job["task"] == "jobs.tasks.sync_orders" and job["attempts"] == 1
         assert job["return_value"] == {
             "fetched": TOTAL,

@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 from django.tasks import TaskResult
 
@@ -21,3 +22,13 @@ async def waiting_for_work(worker, timeout: float = 5.0) -> None:
             if worker._waiter is not None:
                 return
             await asyncio.sleep(0.005)
+
+
+async def eventually(condition, timeout: float = 5.0, what: str = "the condition"):
+    """Poll ``condition`` until it is true (its value) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if value := condition():
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)

@@ -43,6 +43,12 @@ async def permanent() -> None:
     raise PermanentFailure("the order service said 404")
 
 
+@task(max_attempts=2, backoff=600, backoff_max=600)
+async def fails_then_waits() -> None:
+    """Fails; its retry is due ten minutes later (a job that stays retrying)."""
+    raise ConnectionError("the retry waits")
+
+
 @task(max_attempts=1, timeout=0.2)
 async def slow_async(seconds: float) -> str:
     await asyncio.sleep(seconds)
@@ -290,3 +296,59 @@ def flow_forget(group: str) -> None:
     """Forget the running count of ``group`` and its highest: the attempts of a killed
     worker never counted themselves out."""
     default_task_backend.broker.sync.hdel(flow_key("running"), group, f"max:{group}")
+
+
+@task(max_attempts=1)
+async def fails_with(message: str) -> None:
+    """Fails for good, with ``message`` as its error (user data in a traceback)."""
+    raise PermanentFailure(message)
+
+
+@task(takes_context=True, max_attempts=2, backoff=0)
+async def reports_progress(context, pages: int, fail_first: bool = False) -> int:
+    """Reports each page as done, in a tight loop, and counts its attempts in its
+    metadata; with ``fail_first``, its first attempt fails once its metadata is set."""
+    context.metadata["attempts"] = context.metadata.get("attempts", 0) + 1
+    for page in range(pages):
+        context.report_progress(page + 1, pages, note=f"page {page + 1}")
+    if fail_first and context.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return pages
+
+
+@task(takes_context=True)
+def reports_progress_sync(context, pages: int) -> int:
+    for page in range(pages):
+        context.report_progress(page + 1, pages)
+    context.metadata["from"] = "a thread"
+    context.save_metadata()
+    return pages
+
+
+@task(takes_context=True)
+async def reports_too_much(context) -> None:
+    context.metadata["blob"] = "x" * 10_000
+
+
+@task(takes_context=True, timeout=None)
+async def reports_then_waits(context, key: str) -> None:
+    """Reports half done, then waits until ``key`` is set in Redis."""
+    await context.areport_progress(1, 2, note="halfway")
+    client = default_task_backend.broker.aclient()
+    while True:
+        if await client.exists(key):
+            return
+        await asyncio.sleep(0.01)
+
+
+@task(takes_context=True)
+async def checkpoints(context) -> dict:
+    """Saves a checkpoint, then asks to run again later (RateLimited) once: its rerun, the
+    same attempt, starts from the checkpoint."""
+    from worker import RateLimited
+
+    if "cursor" not in context.metadata:
+        context.metadata["cursor"] = 5
+        await context.asave_metadata()
+        raise RateLimited(retry_after=0.1)
+    return dict(context.metadata)

@@ -223,13 +223,15 @@ async def test_a_task_result_with_other_fields_is_built_by_its_own_constructor(
         setters = results._setters()
     monkeypatch.setattr(results, "_SETTERS", setters)
 
+    # Built by the constructor of our subclass (worker.results.JobResult), which a later
+    # Django's TaskResult would be the base of.
     result = await tasks.add.aenqueue(2, 3)
-    assert type(result) is TaskResultWithAnotherField
+    assert type(result) is results.JobResult
     assert (result.status, result.args, result.kwargs) == (TaskResultStatus.READY, [2, 3], {})
     async with run_worker() as worker:
         await finished(result)
     stored = await tasks.add.aget_result(result.id)
-    assert type(stored) is TaskResultWithAnotherField
+    assert type(stored) is results.JobResult
     assert (stored.id, stored.status, stored.return_value) == (result.id, "SUCCESSFUL", 5)
     assert stored.worker_ids == [worker.id] and stored.backend == "default"
     assert stored.enqueued_at <= stored.started_at <= stored.finished_at

@@ -88,7 +88,8 @@ async def test_the_late_success_of_a_job_taken_for_dead_is_no_dead_letter(backen
     ops, queue = Ops(backend), backend.broker.queue("default")
     result = await tasks.slow_async.aenqueue(0)  # max_attempts=1
     await queue.fetch(10, "w1:1:a")
-    assert await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead")) == (0, 1)
+    lost = await queue.requeue("w1:1:a", "lost", error_json("x.Lost", "looked dead"))
+    assert lost == (0, 1, [], [tasks.slow_async.module_path])  # the task: for the metrics
     assert ops.dead_count("default") == 1
 
     ok = [Outcome(result.id, 1, OutcomeKind.SUCCEEDED, b'"done"')]

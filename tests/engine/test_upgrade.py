@@ -50,7 +50,7 @@ async def test_a_new_worker_runs_what_the_previous_version_queued_leased_and_del
     assert Ops(backend).stats("default").delayed == 1
     # What a worker's reaper does once that worker's heartbeat has run out.
     lost = error_json("worker.exceptions.WorkerLost", "old:1:a stopped heartbeating")
-    assert await backend.broker.queue("default").requeue("old:1:a", "lost", lost) == (1, 0)
+    assert (await backend.broker.queue("default").requeue("old:1:a", "lost", lost))[:2] == (1, 0)
 
     async with run_worker():
         results = [await finished(backend.get_result(i)) for i in (ready, delayed, leased)]

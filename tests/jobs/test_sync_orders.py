@@ -26,18 +26,20 @@ def expected() -> list[tuple[str, str, Decimal, str]]:
     return [(o["id"], o["customer"], Decimal(o["total"]), o["status"]) for o in orders]
 
 
-async def test_timeout_then_503_then_success_stores_each_order_once(order_service, enqueued_jobs):
+async def test_timeout_then_503_then_success_stores_each_order_once(
+    order_service, enqueued_jobs, context
+):
     # Attempt 1: page 1 never answers in time. Attempt 2: page 1 fine, page 3 a 503.
     order_service.faults[1] = ["stall"]
     order_service.faults[3] = [503]
 
     with pytest.raises(httpx.ReadTimeout):
-        await sync_orders.acall()
+        await sync_orders.acall(context)
     with pytest.raises(httpx.HTTPStatusError, match="503"):
-        await sync_orders.acall()
+        await sync_orders.acall(context)
     assert await Order.objects.acount() == 0  # nothing is written until every page is in
 
-    summary = await sync_orders.acall()
+    summary = await sync_orders.acall(context)
 
     assert summary == {"fetched": ALL, "created": ALL, "updated": 0, "unchanged": 0}
     assert await stored() == expected()
@@ -45,45 +47,45 @@ async def test_timeout_then_503_then_success_stores_each_order_once(order_servic
     assert notified == sorted([pk async for pk in Order.objects.values_list("pk", flat=True)])
 
 
-async def test_running_twice_stores_nothing_twice(order_service, enqueued_jobs):
-    await sync_orders.acall()
+async def test_running_twice_stores_nothing_twice(order_service, enqueued_jobs, context):
+    await sync_orders.acall(context)
     first = {o.external_id: o.updated_at async for o in Order.objects.all()}
 
-    summary = await sync_orders.acall()
+    summary = await sync_orders.acall(context)
 
     assert summary == {"fetched": ALL, "created": 0, "updated": 0, "unchanged": ALL}
     assert {o.external_id: o.updated_at async for o in Order.objects.all()} == first
     enqueued_jobs.assert_enqueued(notify_new_order, count=ALL)
 
 
-async def test_changed_orders_are_updated(order_service):
-    await sync_orders.acall()
+async def test_changed_orders_are_updated(order_service, context):
+    await sync_orders.acall(context)
     changed = order_service.pages[2]["orders"][0]
     changed.update(total="1234.50", status="cancelled")
 
-    summary = await sync_orders.acall()
+    summary = await sync_orders.acall(context)
 
     assert summary == {"fetched": ALL, "created": 0, "updated": 1, "unchanged": ALL - 1}
     order = await Order.objects.aget(external_id=changed["id"])
     assert (order.total, order.status) == (Decimal("1234.50"), "cancelled")
 
 
-async def test_pages_after_the_first_are_fetched_concurrently(order_service):
+async def test_pages_after_the_first_are_fetched_concurrently(order_service, context):
     for page in range(2, PAGES + 1):
         order_service.faults[page] = ["slow"]
 
-    await sync_orders.acall()
+    await sync_orders.acall(context)
 
     assert order_service.requests[0] == 1
     assert sorted(order_service.requests) == list(range(1, PAGES + 1))
     assert order_service.max_in_flight == PAGES - 1
 
 
-async def test_a_4xx_is_a_permanent_failure_naming_status_and_url(order_service, settings):
+async def test_a_4xx_is_a_permanent_failure_naming_status_and_url(order_service, settings, context):
     order_service.faults[2] = [404]
 
     with pytest.raises(OrderServiceError) as caught:
-        await sync_orders.acall()
+        await sync_orders.acall(context)
 
     assert isinstance(caught.value, PermanentFailure)
     message = str(caught.value)
@@ -92,14 +94,14 @@ async def test_a_4xx_is_a_permanent_failure_naming_status_and_url(order_service,
     assert await Order.objects.acount() == 0
 
 
-async def test_429_is_retried_not_permanent(order_service):
+async def test_429_is_retried_not_permanent(order_service, context):
     order_service.faults[1] = [429]
 
     with pytest.raises(httpx.HTTPStatusError) as caught:
-        await sync_orders.acall()
+        await sync_orders.acall(context)
 
     assert not isinstance(caught.value, PermanentFailure)
-    assert (await sync_orders.acall())["created"] == ALL
+    assert (await sync_orders.acall(context))["created"] == ALL
 
 
 @pytest.mark.parametrize(
@@ -112,11 +114,17 @@ async def test_429_is_retried_not_permanent(order_service):
         ["not", "a", "page"],
     ],
 )
-async def test_a_malformed_page_is_a_permanent_failure(order_service, page):
+async def test_a_malformed_page_is_a_permanent_failure(order_service, page, context):
     order_service.pages = {1: page}
 
     with pytest.raises(OrderServiceError, match="malformed page"):
-        await sync_orders.acall()
+        await sync_orders.acall(context)
+
+
+async def test_progress_is_reported_page_by_page(order_service, context):
+    await sync_orders.acall(context)
+
+    assert context.reporter == [(n, PAGES, "pages fetched") for n in range(1, PAGES + 1)]
 
 
 async def test_an_order_created_by_a_racing_run_is_updated_not_duplicated():

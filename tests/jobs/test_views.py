@@ -1,3 +1,6 @@
+import asyncio
+import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -5,12 +8,15 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.test import AsyncClient
 
+from jobs import views
 from jobs.models import Report
 from jobs.tasks import send_report, sync_orders
 from jobs.views import task_result_json
 from tests.conftest import tasks_setting
 from tests.engine import tasks
 from worker.exceptions import BrokerUnavailable
+from worker.ops import Ops
+from worker.waiting import afinished
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,3 +211,89 @@ def _result(status: TaskResultStatus, moment: datetime) -> TaskResult:
         errors=[TaskError(exception_class_path="httpx.ReadTimeout", traceback="tb")],
         worker_ids=["w1", "w2"],
     )
+
+
+async def events_of(response) -> list[tuple[str, dict]]:
+    """The (id, data) of each event of a text/event-stream response, to its end."""
+    text = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    found = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            found.append((fields["id"], json.loads(fields["data"])))
+    return found
+
+
+async def test_the_event_stream_follows_the_job_to_its_end(client, run_worker, backend):
+    result = await tasks.reports_then_waits.aenqueue("test-events-go")
+    try:
+        async with run_worker():
+            response = await client.get(f"/jobs/{result.id}/events")
+            assert response["Content-Type"] == "text/event-stream"
+            stream = response.streaming_content
+            first = await anext(stream)  # READY, or RUNNING already
+            assert b"event: job" in first
+            seen = [first]
+            async for chunk in stream:
+                seen.append(chunk)
+                if b'"halfway"' in chunk:
+                    await backend.broker.aclient().set("test-events-go", 1)
+    finally:
+        await backend.broker.aclient().delete("test-events-go")
+
+    states = [json.loads(c.decode().split("data: ", 1)[1]) for c in seen if b"data: " in c]
+    assert [s["progress"] for s in states if s["status"] == "RUNNING"][-1] == {
+        "done": 1,
+        "total": 2,
+        "note": "halfway",
+    }
+    assert states[-1]["status"] == "SUCCESSFUL"  # and the stream ended there
+
+
+async def test_the_event_stream_of_a_long_job_ends_after_a_while_for_the_client_to_reconnect(
+    client, run_worker, backend, monkeypatch
+):
+    monkeypatch.setattr(views, "STREAM_FOR", 1.0)
+    result = await tasks.reports_then_waits.aenqueue("test-events-long")
+    try:
+        async with run_worker():
+            response = await client.get(f"/jobs/{result.id}/events")
+            began = time.monotonic()
+            async with asyncio.timeout(5):  # a job that runs on: the stream ends all the same
+                events = await events_of(response)
+            assert 0.9 < time.monotonic() - began < 3
+            assert events and events[-1][1]["status"] in ("READY", "RUNNING")
+            await backend.broker.aclient().set("test-events-long", 1)
+            await afinished(result, timeout=10)
+    finally:
+        await backend.broker.aclient().delete("test-events-long")
+
+
+async def test_a_stream_opened_after_the_end_gives_the_final_state_and_closes(client, run_worker):
+    result = await tasks.add.aenqueue(1, 2)
+    async with run_worker():
+        await afinished(result, timeout=10)
+
+    [(event_id, state)] = await events_of(await client.get(f"/jobs/{result.id}/events"))
+
+    assert (event_id, state["status"], state["return_value"]) == ("final", "SUCCESSFUL", 3)
+    # A client back with the final event's id has it all: 204 stops its EventSource.
+    again = await client.get(f"/jobs/{result.id}/events", headers={"Last-Event-ID": "final"})
+    assert again.status_code == 204
+
+
+async def test_a_stream_says_when_its_job_is_gone(client, backend):
+    result = await tasks.add.aenqueue(1, 2)
+    response = await client.get(f"/jobs/{result.id}/events")
+    stream = response.streaming_content
+    assert b"event: job" in await anext(stream)
+
+    assert await asyncio.to_thread(Ops(backend).delete, result.id) == 1  # its waiters told
+    rest = b"".join([chunk async for chunk in stream])
+
+    assert rest.startswith(b"event: gone")
+
+
+async def test_the_event_stream_of_an_unknown_job_is_404(client):
+    response = await client.get("/jobs/default:00000000000deadbeefdeadbeef/events")
+    assert response.status_code == 404

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 
+from worker.observe import logs as structured
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOBS_LOGGER = "django.tasks"  # Django's task_started/task_finished receivers log here
 
 
-def configure(log_jobs: bool) -> None:
+def configure(log_jobs: bool, log_format: str = "text") -> None:
     """Set up the worker's logging for this process (see the module's docstring): the
     ``worker`` logger at INFO unless the project set its level; ``django.tasks`` at
     WARNING (failures still logged) unless the project set its level, or at INFO with
-    ``log_jobs``."""
+    ``log_jobs``. With ``log_format`` "json", the lines reaching the terminal are JSON
+    (worker/observe/logs.py)."""
     worker = logging.getLogger("worker")
     if not worker.hasHandlers():
         worker.addHandler(_console())
@@ -35,6 +38,8 @@ def configure(log_jobs: bool) -> None:
     elif per_job.level == logging.NOTSET:
         # At thousands of jobs a second, two INFO lines per job drown everything else.
         per_job.setLevel(logging.WARNING)
+    if log_format == "json":
+        structured.use_json()
 
 
 def _console() -> logging.Handler:

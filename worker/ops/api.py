@@ -5,6 +5,7 @@ Synchronous, through the backend's broker (worker/protocol)."""
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,16 @@ from django.utils import timezone
 from worker.backend import RedisBackend
 from worker.exceptions import Cancelled, UnknownTask
 from worker.limits import LimitError, Limits, group, parse_rate
+from worker.ops import browse
+from worker.ops.browse import JobFilter, Page, Step
+from worker.periodic import Periodic, schedules
+from worker.protocol import history
+from worker.protocol.backfills import Backfills, BackfillState
 from worker.protocol.connection import REDIS_ERRORS, unreachable
 from worker.protocol.flow import DECLARED, SET, GroupState, applying
+from worker.protocol.history import Point, TaskFigures
 from worker.protocol.keys import queue_of
-from worker.protocol.queue import COUNTERS, QueueStats
+from worker.protocol.queue import COUNTERS, QueueGauges, QueueStats
 from worker.protocol.records import class_path, error_json
 from worker.results import JobRecord, from_ms
 from worker.task import lookup, registered
@@ -34,17 +41,25 @@ __all__ = [
     "COUNTERS",
     "STATES",
     "UNSET",
+    "BackfillState",
     "GroupState",
     "Health",
+    "JobFilter",
+    "LiveQueue",
     "Ops",
     "Place",
+    "Point",
     "QueueStats",
+    "Schedule",
+    "Snapshot",
+    "TaskFigures",
     "WorkerInfo",
 ]
 
 # Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
 STATES = ("running", "ready", "held", "delayed", "dead", "successful")
 CANCELLED = class_path(Cancelled)
+CANCEL_REASON = "Cancelled by an operator."
 # Ids read per round trip when listing with a task filter or purging.
 PAGE = 500
 # The sort time of a running job whose hash records no time at all: listed last.
@@ -66,6 +81,10 @@ class WorkerInfo:
     processed: int = 0
     started_at: float = 0.0  # seconds since the epoch
     seen_at: float = 0.0
+    loop_lag: float | None = None  # its event loop's worst lag of the last minute (seconds)
+    failed: int = 0  # of the processed, attempts that failed
+    rss: int | None = None  # its memory (resident set, bytes); None: not measured
+    quiet: bool = False  # told to fetch no more (Ops.quiet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,40 @@ class Health:
     ok: bool
     reason: str
     queues: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A periodic schedule as operators see it."""
+
+    periodic: Periodic
+    words: str  # its schedule in words
+    last_fire: datetime | None  # the latest fire time handled (run, skipped or paused)
+    next_fire: datetime | None  # None: paused
+    paused_since: datetime | None
+    runs: list[tuple[str, JobRecord | None]]  # its latest jobs, newest first (None: gone)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveQueue:
+    """A queue's figures of the moment, read in two round trips whatever its size."""
+
+    gauges: QueueGauges
+    counters: dict[str, int]
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every queue and live worker, as the dashboard's live view shows them."""
+
+    at: float  # seconds since the epoch
+    queues: dict[str, LiveQueue]
+    workers: list[WorkerInfo]
+
+
+# How long an order to a worker waits to be taken (it takes them every second).
+ORDER_TTL = 60.0
 
 
 class _Unset(Enum):
@@ -116,12 +169,45 @@ class Ops:
 
     def workers(self) -> list[WorkerInfo]:
         """Every worker whose heartbeat is current, by host and pid."""
-        known = set(WorkerInfo.__slots__)
-        found = []
-        for beat in self.broker.heartbeats():
-            info = orjson.loads(beat)
-            found.append(WorkerInfo(**{k: v for k, v in info.items() if k in known}))
-        return sorted(found, key=lambda w: (w.host, w.pid, w.id))
+        return _workers(self.broker.heartbeats())
+
+    async def asnapshot(self, queues: list[str] | None = None) -> Snapshot:
+        """The figures of ``queues`` (default: ``queues()``) and the live workers, in 2
+        round trips a queue and 2 for the workers, whatever the number of jobs."""
+        found = {}
+        for name in self.queues() if queues is None else queues:
+            queue = self.broker.queue(name)
+            counters, paused = await queue.acounters()
+            found[name] = LiveQueue(await queue.gauges(), counters, paused)
+        workers = _workers(await self.broker.live_heartbeats())
+        return Snapshot(time.time(), found, workers)
+
+    def running(self, worker: WorkerInfo | str) -> list[JobRecord]:
+        """The jobs a worker is running (its leases, in every queue it serves): a worker of
+        ``workers()``, or a live worker's id (its heartbeat is read)."""
+        if isinstance(worker, str):
+            found = [w for w in self.workers() if w.id == worker]
+            if not found:
+                return []
+            worker = found[0]
+        records: list[JobRecord] = []
+        for name in worker.queues:
+            records += self._records(self.broker.queue(name).leased_by(worker.id))
+        return sorted(records, key=lambda r: r.last_attempted_at or r.enqueued_at or _NEVER)
+
+    def server(self) -> dict[str, Any]:
+        """Facts about the Redis server: INFO's fields (version, memory, clients, policy)."""
+        return self.broker.info()
+
+    def backfills(self) -> list[BackfillState]:
+        """Every backfill planned (worker/backfill), its latest run, the one planned first
+        first: chunks done of all, rows processed, when planned and finished."""
+        return Backfills(self.broker).states()
+
+    def backfill(self, name: str) -> BackfillState | None:
+        """One backfill's progress, of its latest run planned; None until a plan job of
+        it has run."""
+        return Backfills(self.broker).state(name)
 
     def health(self, queues: list[str] | None = None) -> Health:
         """Whether Redis answers and at least one live worker serves each of ``queues``
@@ -188,6 +274,33 @@ class Ops:
             start += page
         return found[:limit]
 
+    def records(self, ids: list[str]) -> list[JobRecord]:
+        """The records of ``ids`` (all of one queue) that still exist."""
+        return self._records(ids)
+
+    def browse(
+        self, chosen: JobFilter, cursor: str | None = None, limit: int = 50, budget: int = 2000
+    ) -> Page:
+        """A page of the jobs a filter matches (worker/ops/browse.py): at most ``limit``,
+        reading at most ``budget`` ids, from ``cursor`` on."""
+        return browse.page(self, chosen, cursor, limit, budget)
+
+    def act(self, action: str, job_ids: list[str], reason: str = CANCEL_REASON) -> int:
+        """Retry, cancel or delete jobs by id: how many it took effect on."""
+        return browse.act(self, action, job_ids, reason)
+
+    def bulk_step(
+        self,
+        action: str,
+        chosen: JobFilter,
+        cursor: str | None = None,
+        batch: int = 500,
+        reason: str = CANCEL_REASON,
+    ) -> Step:
+        """One batch of an action on every job a filter matches; go on from the cursor
+        returned until it is None."""
+        return browse.step(self, action, chosen, cursor, batch, reason)
+
     def _records(self, ids: list[str]) -> list[JobRecord]:
         """The records of ``ids`` (all of one queue) that still exist."""
         if not ids:
@@ -243,7 +356,15 @@ class Ops:
             allowances.append((record.id, task.max_attempts if task else 1))
         return self.broker.queue(queue).retry(allowances)
 
-    def cancel(self, job_id: str, reason: str = "Cancelled by an operator.") -> str:
+    def cancel_quietly(self, job_id: str, reason: str = CANCEL_REASON) -> bool:
+        """Cancel a job if it waits or runs: whether it did (a finished or missing job is
+        left as it is, without an error)."""
+        try:
+            return self.cancel(job_id, reason) in ("cancelled", "requested")
+        except TaskResultDoesNotExist:
+            return False
+
+    def cancel(self, job_id: str, reason: str = CANCEL_REASON) -> str:
         """Cancel a job. Returns "cancelled" for a queued (ready or delayed) job, now FAILED
         with a worker.exceptions.Cancelled error and never to run; "requested" for a running
         one, whose worker is asked to stop it; otherwise the status of the finished job, left
@@ -280,6 +401,123 @@ class Ops:
                 if progress:
                     progress(n)
         return removed
+
+    def delete(self, *job_ids: str) -> int:
+        """Delete jobs for good wherever they wait or lie finished, with their data;
+        running ones are left (cancel them). Returns how many went."""
+        by_queue: dict[str, list[str]] = {}
+        for job_id in job_ids:
+            by_queue.setdefault(queue_of(job_id), []).append(job_id)
+        return sum(self.broker.queue(queue).delete(ids) for queue, ids in by_queue.items())
+
+    # Pausing queues, ordering workers
+
+    def pause(self, queue: str) -> bool:
+        """Pause a queue: workers lease none of its jobs (from their next fetch; at most
+        their poll interval, 1 s, for an idle one) until it is resumed; jobs go on being
+        enqueued, running ones finish. False if it was paused already."""
+        return self.broker.queue(self._known(queue)).pause()
+
+    def resume(self, queue: str) -> bool:
+        """Resume a paused queue (its idle workers are woken at once); False if it ran."""
+        serving = sum(queue in w.queues for w in self.workers())
+        return self.broker.queue(self._known(queue)).resume(serving)
+
+    def paused(self) -> dict[str, datetime]:
+        """The paused queues, each with when it was paused."""
+        found = {}
+        for name in self.queues():
+            if (since := self.broker.queue(name).paused_since()) is not None:
+                found[name] = datetime.fromtimestamp(since / 1000, UTC)
+        return found
+
+    def quiet(self, worker_id: str) -> None:
+        """Tell a live worker to fetch no more jobs and finish those it runs (it lives on
+        until stopped); it hears within a second. LookupError for no such live worker."""
+        self._order(worker_id, "quiet")
+
+    def stop_worker(self, worker_id: str) -> None:
+        """Tell a live worker to stop as on SIGTERM (under ``runworker --processes``, the
+        supervisor starts another in its place)."""
+        self._order(worker_id, "stop")
+
+    def _order(self, worker_id: str, order: str) -> None:
+        if worker_id not in {w.id for w in self.workers()}:
+            raise LookupError(f"no live worker {worker_id!r}")
+        self.broker.give_order(worker_id, order, ORDER_TTL)
+
+    def _known(self, queue: str) -> str:
+        if self.backend.queues and queue not in self.backend.queues:
+            raise ValueError(f"no queue {queue!r} (queues: {', '.join(self.queues())})")
+        return queue
+
+    # Periodic schedules
+
+    def schedules(self, now: datetime | None = None) -> list[Schedule]:
+        """Every periodic schedule this project declares, with its state in Redis."""
+        now = now or datetime.now(UTC)
+        declared = schedules()
+        by_queue: dict[str, list[Periodic]] = {}
+        for periodic in declared:
+            by_queue.setdefault(periodic.task.queue_name, []).append(periodic)
+        found: dict[str, Schedule] = {}
+        for queue, periodics in by_queue.items():
+            q = self.broker.queue(queue)
+            states = q.schedules([p.name for p in periodics])
+            run_ids = [i for _, _, runs in states for i in runs]
+            records = {r.id: r for r in self._records(run_ids)}
+            for periodic, (last, paused, runs) in zip(periodics, states, strict=True):
+                found[periodic.name] = Schedule(
+                    periodic=periodic,
+                    words=periodic.schedule.in_words(),
+                    last_fire=from_ms(last),
+                    next_fire=None if paused else periodic.next_fire(now),
+                    paused_since=from_ms(paused),
+                    runs=[(i, records.get(i)) for i in runs],
+                )
+        return [found[p.name] for p in declared]
+
+    def run_schedule(self, name: str) -> Result:
+        """Enqueue a schedule's job now, besides its fire times (recorded among its runs)."""
+        periodic = self._schedule(name)
+        task = periodic.task.using(backend=self.backend.alias)
+        result = task.enqueue(*periodic.args, **periodic.kwargs)
+        self.broker.queue(periodic.task.queue_name).ran(name, result.id)
+        return result
+
+    def pause_schedule(self, name: str) -> bool:
+        """Pause a schedule: its fire times pass without a job (not caught up when it is
+        resumed). False if it was paused already."""
+        periodic = self._schedule(name)
+        return self.broker.queue(periodic.task.queue_name).pause_schedule(name)
+
+    def resume_schedule(self, name: str) -> bool:
+        """Resume a paused schedule from its next fire time; False if it was not paused."""
+        periodic = self._schedule(name)
+        return self.broker.queue(periodic.task.queue_name).resume_schedule(name)
+
+    def _schedule(self, name: str) -> Periodic:
+        for periodic in schedules():
+            if periodic.name == name:
+                return periodic
+        known = ", ".join(p.name for p in schedules()) or "none"
+        raise LookupError(f"no periodic schedule {name!r} (schedules: {known})")
+
+    # What the workers did (written by them: protocol/history.py)
+
+    def history(self, per: str = "minute") -> list[Point]:
+        """Attempts ended and failed per minute over the last day (``per`` "minute") or
+        per hour over the last 30 days ("hour"), oldest first."""
+        if per not in ("minute", "hour"):
+            raise ValueError(f"per must be 'minute' or 'hour', not {per!r}")
+        return history.points(self.broker, per)
+
+    def task_figures(self, window: str = "hour") -> list[TaskFigures]:
+        """Per task over the last ``window`` ("hour" or "day"): attempts, failures, mean
+        and p95 run time, mean and p95 wait (enqueue to first start)."""
+        if window not in ("hour", "day"):
+            raise ValueError(f"window must be 'hour' or 'day', not {window!r}")
+        return history.task_figures(self.broker, window)
 
     # Flow control
 
@@ -364,6 +602,15 @@ class Ops:
             queue_name=queue, priority=priority, run_after=run_after, backend=self.backend.alias
         )
         return chosen.enqueue(*args, **kwargs)
+
+
+def _workers(beats: list[bytes]) -> list[WorkerInfo]:
+    known = set(WorkerInfo.__slots__)
+    found = []
+    for beat in beats:
+        info = orjson.loads(beat)
+        found.append(WorkerInfo(**{k: v for k, v in info.items() if k in known}))
+    return sorted(found, key=lambda w: (w.host, w.pid, w.id))
 
 
 def _queues(names: list[str]) -> str:

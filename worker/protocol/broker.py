@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,6 +21,10 @@ from worker.protocol.fastredis import FastRedis
 from worker.protocol.keys import Keys, queue_of
 from worker.protocol.listener import Listener
 from worker.protocol.queue import Queue
+from worker.protocol.scripts import HEARTBEAT
+
+# A worker whose heartbeat is older than this (ms) leaves the list of those that heartbeat.
+UNLISTED_AFTER_MS = 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +120,11 @@ class Broker:
         possible (the heartbeat's content is stale). A heartbeat that is gone cannot be
         renewed so: the refusal is raised, and the worker must not fetch meanwhile."""
         key = self.keys.heartbeat(worker_id)
-        client = self.aclient()
+        argv = [worker_id, info, ttl_ms, UNLISTED_AFTER_MS]
         try:
-            await client.set(key, info, px=ttl_ms)
+            await self.loop().fast.run(HEARTBEAT, [key, self.keys.heartbeats()], argv)
         except redis.OutOfMemoryError:
-            if not await client.pexpire(key, ttl_ms):
+            if not await self.aclient().pexpire(key, ttl_ms):
                 raise
             return False
         return True
@@ -130,28 +135,66 @@ class Broker:
         return seconds + micros / 1e6
 
     async def forget(self, worker_id: str) -> None:
-        await self.aclient().delete(self.keys.heartbeat(worker_id))
+        async with self.aclient().pipeline(transaction=False) as pipe:
+            pipe.delete(self.keys.heartbeat(worker_id))
+            pipe.zrem(self.keys.heartbeats(), worker_id)
+            await pipe.execute()
+
+    async def live_heartbeats(self) -> list[bytes]:
+        """The heartbeat of every live worker (as ``heartbeats``), in two commands however
+        many keys Redis holds: the workers listed as they heartbeat, then their heartbeats."""
+        client = self.aclient()
+        ids = cast("list[bytes]", await client.zrange(self.keys.heartbeats(), 0, -1))
+        if not ids:
+            return []
+        beats = await client.mget([self.keys.heartbeat(i.decode()) for i in ids])
+        return [beat for beat in cast("list[bytes | None]", beats) if beat is not None]
 
     def waiting_connection(self) -> FastRedis:
         """A connection of its own for a worker's blocking waits for work (a blocked
         command holds up every command behind it on its connection)."""
-        return FastRedis(self.url)
+        return FastRedis(self.url, blocking=True)
 
     async def wait_for_work(
-        self, connection: FastRedis, queues: list[str], timeout: float
+        self,
+        connection: FastRedis,
+        queues: list[str],
+        timeout: float,
+        paused: Collection[str] = (),
     ) -> str | None:
         """Block until a job may be ready in one of ``queues`` or ``timeout`` seconds pass:
-        the queue whose wake-up token came, or None."""
-        notify = {self.keys.notify(q).encode(): q for q in queues}
-        reply = await connection.execute("BLPOP", *notify, timeout)
-        return notify.get(reply[0]) if reply else None
+        the queue whose wake-up token came, or None. Of a queue known to be ``paused``, only
+        its resume wakes the worker (``Queue.wait_then_fetch`` says why)."""
+        lists = {
+            (self.keys.resumed(q) if q in paused else self.keys.notify(q)).encode(): q
+            for q in queues
+        }
+        reply = await connection.execute("BLPOP", *lists, timeout)
+        return lists.get(reply[0]) if reply else None
 
     def heartbeats(self) -> list[bytes]:
-        """The heartbeat of every live worker (JSON, as the worker wrote it)."""
+        """The heartbeat of every live worker (JSON, as the worker wrote it), in two
+        commands however many keys Redis holds (as ``live_heartbeats``)."""
         client = self.sync
-        keys = list(client.scan_iter(match=self.keys.glob("worker:*"), count=1000))
-        beats = cast("list[bytes | None]", client.mget(keys) if keys else [])
+        ids = cast("list[bytes]", client.zrange(self.keys.heartbeats(), 0, -1))
+        if not ids:
+            return []
+        beats = cast(
+            "list[bytes | None]", client.mget([self.keys.heartbeat(i.decode()) for i in ids])
+        )
         return [beat for beat in beats if beat is not None]
+
+    # Operators' orders to one worker, wherever it runs: it takes them once a second.
+
+    def give_order(self, worker_id: str, order: str, ttl: float) -> None:
+        """Leave ``order`` ("quiet" or "stop") for a worker; it lapses after ``ttl``
+        seconds untaken (the worker is gone)."""
+        self.sync.set(self.keys.order(worker_id), order, px=int(ttl * 1000))
+
+    async def take_order(self, worker_id: str) -> str | None:
+        """The order left for this worker, if any (taken: it is not seen twice)."""
+        found = await self.aclient().getdel(self.keys.order(worker_id))
+        return found.decode() if isinstance(found, bytes) else None
 
     def queue_names(self) -> list[str]:
         """Every queue that has keys in Redis under this prefix."""

@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
 
 import hiredis
 import redis
@@ -38,10 +41,12 @@ TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timed: bool = True) -> None:
         self.reader = hiredis.Reader()
+        self.timed = timed  # whether FastRedis.timer hears of its round trips
         # Callers waiting for a reply, in the order their commands went out, each with the
-        # loop time it went out at: the oldest is the one a watchdog times.
+        # time.monotonic() it went out at: the oldest is the one a watchdog times (uvloop's
+        # loop time is cached per turn of the loop, in whole ms: too coarse for a round trip).
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
@@ -59,7 +64,7 @@ class _Protocol(asyncio.Protocol):
         """Write one command; the future gets its reply."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.waiting.append((future, loop.time()))
+        self.waiting.append((future, time.monotonic()))
         self.transport.write(hiredis.pack_command(args))  # type: ignore[union-attr]
         if self._watchdog is None:
             self._watchdog = loop.call_later(SOCKET_TIMEOUT, self._check)
@@ -90,7 +95,7 @@ class _Protocol(asyncio.Protocol):
         if not self.waiting or self.transport is None:
             return
         loop = asyncio.get_running_loop()
-        late = loop.time() - self.waiting[0][1]
+        late = time.monotonic() - self.waiting[0][1]
         if late >= SOCKET_TIMEOUT:
             # No answer in time: the connection cannot be trusted to stay in step.
             self.lost = redis.TimeoutError(f"no answer from Redis in {SOCKET_TIMEOUT}s")
@@ -100,8 +105,12 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
+        timer = FastRedis.timer if self.timed else None
+        now = time.monotonic() if timer is not None else 0.0
         while (reply := self.reader.gets()) is not False:
-            future, _ = self.waiting.popleft()
+            future, sent = self.waiting.popleft()
+            if timer is not None:
+                timer(now - sent)
             if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -147,9 +156,14 @@ def _error(message: str) -> redis.RedisError:
 
 class FastRedis:
     """One pipelined connection to the Redis at ``url``, opened on first use and again
-    after it is lost. ValueError if the URL is not one redis-py reads."""
+    after it is lost. ValueError if the URL is not one redis-py reads. ``timer``, when set
+    (worker/observe/metrics.py), is given the seconds of each round trip, but on a
+    ``blocking`` connection (whose replies wait for work, not for Redis)."""
 
-    def __init__(self, url: str) -> None:
+    timer: ClassVar[Callable[[float], None] | None] = None
+
+    def __init__(self, url: str, blocking: bool = False) -> None:
+        self.blocking = blocking
         pool = redis.asyncio.ConnectionPool.from_url(url)  # opens nothing
         self.options: dict[str, Any] = pool.connection_kwargs
         self.unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
@@ -232,11 +246,12 @@ class FastRedis:
         protocol: _Protocol
         try:
             async with asyncio.timeout(5):
+                made = partial(_Protocol, not self.blocking)
                 if self.unix:
-                    _, protocol = await loop.create_unix_connection(_Protocol, options["path"])
+                    _, protocol = await loop.create_unix_connection(made, options["path"])
                 else:
                     _, protocol = await loop.create_connection(
-                        _Protocol, options.get("host", "localhost"), options.get("port", 6379),
+                        made, options.get("host", "localhost"), options.get("port", 6379),
                         ssl=self._tls_context() if self.tls else None,
                     )  # fmt: skip
         except (OSError, TimeoutError) as e:

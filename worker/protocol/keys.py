@@ -105,6 +105,28 @@ class Keys:
     def periodic(self, queue: str) -> str:
         return f"{self.queue(queue)}:periodic"
 
+    def periodic_paused(self, queue: str) -> str:
+        """The queue's paused periodic schedules: name -> when paused (ms)."""
+        return f"{self.queue(queue)}:periodic:paused"
+
+    def periodic_runs(self, queue: str, name: str) -> str:
+        """The ids of a schedule's latest jobs, newest first."""
+        return f"{self.queue(queue)}:periodic:runs:{name}"
+
+    def paused(self, queue: str) -> str:
+        """Present while an operator has paused the queue: FETCH leases nothing from it."""
+        return f"{self.queue(queue)}:paused"
+
+    def resumed(self, queue: str) -> str:
+        """Wake-up tokens for the workers that wait while the queue is paused (they do not
+        wait on ``notify`` then: every enqueue leaves a token there): a resume leaves them."""
+        return f"{self.queue(queue)}:resumed"
+
+    def cancelled(self, queue: str) -> str:
+        """The ids of the latest cancelled jobs, newest first (lua/cancel.lua and ack.lua
+        name it from the job key prefix: keep the two in step)."""
+        return f"{self.queue(queue)}:cancelled"
+
     def waited(self, queue: str) -> str:
         """The ids of the queue's jobs some process waits for (lua/tell.lua names it from
         the job key prefix: keep the two in step)."""
@@ -142,6 +164,29 @@ class Keys:
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+    def order(self, worker_id: str) -> str:
+        """An operator's order to one worker ("quiet" or "stop"), taken by the worker."""
+        return f"{self.prefix}:order:{worker_id}"
+
+    def history(self, name: str) -> str:
+        """A bucket of the figures workers write (protocol/history.py): ``name`` says which."""
+        return f"{self.prefix}:history:{name}"
+
+    def heartbeats(self) -> str:
+        """The workers that heartbeat lately: member = worker id, score = its latest
+        heartbeat (ms, Redis's clock): where their heartbeats are found without a SCAN."""
+        return f"{self.prefix}:heartbeats"
+
+    def backfill(self, name: str) -> str:
+        """A backfill's progress (worker/backfill): a hash of its latest run's totals, and
+        a field ``c:<first pk>`` per chunk done. One key: the scripts that plan a run and
+        mark a chunk done touch one slot."""
+        return f"{self.prefix}:backfill:{name}"
+
+    def backfills(self) -> str:
+        """Every backfill planned: member = name, score = when it was planned (ms)."""
+        return f"{self.prefix}:backfills"
 
     def glob(self, rest: str) -> str:
         """A SCAN pattern for keys under this prefix: the prefix glob-escaped, then ``rest``."""

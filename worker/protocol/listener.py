@@ -5,9 +5,11 @@ so thousands of waiters in a site process cost one connection.
 A waiter ``watching`` some jobs is subscribed to their queues' events channels (confirmed
 by Redis) before the jobs are marked as waited for, and reads their state only after that:
 an end stored before the mark is seen by the read, one stored after it is published to a
-subscribed connection. When the connection breaks, the listener connects again, subscribes
-again, and tells every waiter to read its jobs' state again: what was published meanwhile
-is not lost, only heard as a re-read.
+subscribed connection. When the connection breaks (an error, or a ping unanswered for
+HEALTH_EVERY: a half-open connection), the listener connects again, subscribes again, and
+tells every waiter to read its jobs' state again: what was published meanwhile is not
+lost, only heard as a re-read. While jobs are watched, their marks are renewed before they
+expire.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from worker.exceptions import BrokerUnavailable
 from worker.protocol.connection import REDIS_ERRORS
 from worker.protocol.keys import queue_of
 
@@ -31,9 +34,12 @@ logger = logging.getLogger("worker")
 # What a waiter hears: ("end" | "progress", job id), or ("again", "") after a reconnection.
 Event = tuple[str, str]
 AGAIN: Event = ("again", "")
-# How long the set of waited jobs outlives its latest waiter: ids of waiters that died are
-# not kept for good.
+# How long a mark of a waited job lasts: renewed at half that while it is watched, so the
+# ids of waiters that died are not kept for good.
 WAITED_TTL_MS = 3600 * 1000
+# Seconds of silence after which the connection is pinged; a ping unanswered for as long
+# means the connection is gone without having said so.
+HEALTH_EVERY = 30.0
 # Seconds between attempts to connect again (doubling up to RECONNECT_MAX).
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0
 
@@ -44,28 +50,28 @@ class Listener:
         self._keys = keys
         self._watchers: dict[str, set[asyncio.Queue[Event]]] = {}  # job id -> waiters
         self._channels: dict[str, asyncio.Event] = {}  # channel -> subscribed (confirmed)
-        self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        # Subscriptions are made under this lock, on a connection already connected: two
+        # made at once on a new one would each open a connection of their own.
+        self._lock = asyncio.Lock()
+        self._pubsub: Any = None  # set once connected and subscribed
+        self._tasks: list[asyncio.Task[None]] = []  # the reader, the renewer of marks
         self._again = False  # waiters read again once the reconnection is subscribed
 
     @contextlib.asynccontextmanager
     async def watching(self, ids: Iterable[str]) -> AsyncIterator[asyncio.Queue[Event]]:
-        """The events of jobs ``ids`` while the block runs; read their state inside it."""
+        """The events of jobs ``ids`` while the block runs; read their state inside it.
+        BrokerUnavailable if Redis cannot be reached to start watching."""
         ids = list(ids)
         events: asyncio.Queue[Event] = asyncio.Queue()
         for job_id in ids:
             self._watchers.setdefault(job_id, set()).add(events)
-        by_queue: dict[str, list[str]] = {}
-        for job_id in ids:
-            by_queue.setdefault(queue_of(job_id), []).append(job_id)
         try:
-            for queue in by_queue:
-                await self._subscribed(self._keys.events(queue))
-            async with self._client.pipeline(transaction=False) as pipe:
-                for queue, of_queue in by_queue.items():
-                    pipe.sadd(self._keys.waited(queue), *of_queue)
-                    pipe.pexpire(self._keys.waited(queue), WAITED_TTL_MS)
-                await pipe.execute()
+            try:
+                for queue in {queue_of(job_id) for job_id in ids}:
+                    await self._subscribed(self._keys.events(queue))
+                await self._mark(ids)
+            except REDIS_ERRORS as e:
+                raise BrokerUnavailable(f"cannot watch jobs: {e}") from e
             yield events
         finally:
             for job_id in ids:
@@ -78,55 +84,103 @@ class Listener:
             # waiter may wait for one, and a published end costs nothing when none listens.
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+                await task
+        self._tasks = []
         await self._drop_connection()
 
+    async def _mark(self, ids: list[str]) -> None:
+        by_queue: dict[str, list[str]] = {}
+        for job_id in ids:
+            by_queue.setdefault(queue_of(job_id), []).append(job_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for queue, of_queue in by_queue.items():
+                pipe.sadd(self._keys.waited(queue), *of_queue)
+                pipe.pexpire(self._keys.waited(queue), WAITED_TTL_MS)
+            await pipe.execute()
+
     async def _subscribed(self, channel: str) -> None:
+        if not self._tasks or any(task.done() for task in self._tasks):
+            for task in self._tasks:
+                task.cancel()
+            self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._renew())]
         confirmed = self._channels.get(channel)
         if confirmed is None:
-            confirmed = self._channels[channel] = asyncio.Event()
-            if self._pubsub is not None:
-                with contextlib.suppress(*REDIS_ERRORS):  # the reader connects again
-                    await self._pubsub.subscribe(channel)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read())
+            async with self._lock:
+                confirmed = self._channels[channel] = asyncio.Event()
+                if self._pubsub is not None:  # else the reader subscribes it as it connects
+                    try:
+                        await self._pubsub.subscribe(channel)
+                    except REDIS_ERRORS:
+                        await self._drop_connection()  # the reader connects again, and all
         await confirmed.wait()
 
     async def _read(self) -> None:
         pause = RECONNECT_FIRST
-        first = True
+        again = False
         while True:
             try:
-                await self._connect(again=not first)
-                first, pause = False, RECONNECT_FIRST
-                while True:
-                    message = await self._pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._hear(message)
-            except REDIS_ERRORS as e:
-                logger.info("Listening for job events again after: %s", e)
+                await self._connect(again)
+                pause, again = RECONNECT_FIRST, True
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a Redis error; anything else is logged, not fatal
+                if isinstance(e, REDIS_ERRORS):
+                    logger.info("Listening for job events again after: %s", e)
+                else:
+                    logger.exception("The listener for job events failed; it starts again")
                 await self._drop_connection()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RECONNECT_MAX)
 
+    async def _listen(self) -> None:
+        unanswered = False
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None:
+                raise ConnectionError("the listener's connection was dropped")
+            message = await pubsub.get_message(timeout=HEALTH_EVERY)
+            if message is not None:
+                unanswered = False
+                self._hear(message)
+            elif unanswered:
+                raise ConnectionError(f"no answer to a ping in {HEALTH_EVERY:.0f}s")
+            else:
+                await pubsub.ping()
+                unanswered = True
+
     async def _connect(self, again: bool) -> None:
         """A new connection subscribed to every channel; after a broken one (``again``),
         every waiter reads again once all are confirmed."""
-        for confirmed in self._channels.values():
-            confirmed.clear()
-        self._again = again
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-        await self._pubsub.subscribe(*self._channels)
+        async with self._lock:
+            for confirmed in self._channels.values():
+                confirmed.clear()
+            self._again = again
+            pubsub: Any = self._client.pubsub(ignore_subscribe_messages=False)
+            try:
+                await pubsub.subscribe(*self._channels)
+            except BaseException:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()
+                raise
+            self._pubsub = pubsub
 
     async def _drop_connection(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*REDIS_ERRORS):
                 await pubsub.aclose()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(WAITED_TTL_MS / 2000)
+            if self._watchers:
+                with contextlib.suppress(*REDIS_ERRORS):  # the next turn, or a reconnection
+                    await self._mark(list(self._watchers))
 
     def _hear(self, message: dict[str, Any]) -> None:
         if message["type"] == "subscribe":

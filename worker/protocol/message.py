@@ -1,8 +1,9 @@
 """The job message: what enqueue writes and the worker reads back, and its checks.
 
-A message is JSON ({"task": path, "args": [...], "kwargs": {...}}, empty args and kwargs
-left out: every queued job keeps its message in Redis). Decoding never imports anything:
-the task path is looked up in the registry of this project's tasks.
+A message is JSON ({"task": path, "args": [...], "kwargs": {...}, "trace": {...}}, empty
+args and kwargs left out, and the trace context only when the enqueue was traced: every
+queued job keeps its message in Redis). Decoding never imports anything: the task path is
+looked up in the registry of this project's tasks.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from worker.task import Task, arguments_error, bound_arguments, lookup
 
 
 def encode(
-    task: Task, args: Any, kwargs: Any, max_bytes: int
+    task: Task, args: Any, kwargs: Any, max_bytes: int, trace: dict[str, str] | None = None
 ) -> tuple[list[Any], dict[str, Any], bytes, str | None]:
     """The message for a call of ``task``, with its arguments made JSON-ready (lists,
     dicts, scalars), and its limit group (worker/limits.py), or InvalidArguments naming
-    what is wrong."""
+    what is wrong. ``trace``: the W3C trace context of the enqueue (worker/observe/
+    tracing.py), carried to the worker."""
     try:
         args, kwargs = _json_ready(list(args)), _json_ready(dict(kwargs))
     except (TypeError, ValueError) as e:
@@ -43,6 +45,8 @@ def encode(
         message["args"] = args
     if kwargs:
         message["kwargs"] = kwargs
+    if trace:
+        message["trace"] = trace
     try:
         body = orjson.dumps(message)
     except TypeError as e:  # e.g. an integer wider than 64 bits
@@ -147,6 +151,7 @@ class Call:
     task: Task
     args: list[Any]
     kwargs: dict[str, Any]
+    trace: dict[str, str] | None = None  # the W3C trace context of its enqueue
 
 
 def decode(body: bytes | None, max_bytes: int) -> Call:
@@ -175,4 +180,14 @@ def decode(body: bytes | None, max_bytes: int) -> Call:
         )
     if error := arguments_error(task, args, kwargs):
         raise Rejected(error)
-    return Call(task, args, kwargs)
+    return Call(task, args, kwargs, _trace_of(data.get("trace")))
+
+
+def _trace_of(value: Any) -> dict[str, str] | None:
+    """The trace context a message carries. One that is not an object of strings is
+    ignored, as W3C Trace Context asks of a malformed header: the job runs untraced."""
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return value or None
+    return None

@@ -20,14 +20,18 @@ from worker.protocol.keys import Keys, enqueued_ms_of
 from worker.protocol.records import Lease, NewJob, Outcome, now_ms
 from worker.protocol.scripts import (
     ACK,
+    AFTER,
     CANCEL,
+    DELETE,
     ENQUEUE,
     ENQUEUE_MANY,
     FETCH,
     FIRE,
+    GAUGES,
     HAND_OFF,
     PURGE,
     READ,
+    REPORT,
     REQUEUE,
     RETRY,
     UNIQUE,
@@ -37,18 +41,28 @@ if TYPE_CHECKING:
     from worker.protocol.broker import Broker
     from worker.protocol.fastredis import FastRedis
 
-# How many of the latest successful job ids a queue remembers (for listing them).
+# How many of the latest successful (and cancelled) job ids a queue remembers (for listing
+# them).
 HISTORY = 10_000
+# How many of each periodic schedule's latest job ids are kept.
+RUNS_KEPT = 10
 # Delayed jobs are split into scheduled and retrying by reading each one's attempts; a
 # queue with more than this many delayed jobs is not split (stats stay one round trip).
 SPLIT_LIMIT = 1000
+# How long the wake-up tokens of a resume wait for the workers that were waiting while the
+# queue was paused (ms): one not taken lapses rather than wake a worker at the next pause.
+RESUMED_TTL_MS = 10_000
 # A queue's outcome counters (its `stats` hash), each since the queue began.
 # deferred: attempts that raised RateLimited (not counted against max_attempts).
 COUNTERS = ("succeeded", "retried", "failed", "lost", "cancelled", "deferred")
 # Where a job id can wait, by the name operators use: the ready lists, the lists of jobs a
-# limit holds, the sorted sets of delayed jobs and dead letters, the list of the latest
-# successes.
-SETS = ("ready", "held", "delayed", "dead", "successful")
+# limit holds, the sorted sets of delayed jobs and dead letters, the lists of the latest
+# successes and cancellations.
+SETS = ("ready", "held", "delayed", "dead", "successful", "cancelled")
+
+# The SETS that are lists kept newest first (the others: lists in the order jobs will run,
+# sorted sets by time).
+_NEWEST_FIRST = ("successful", "cancelled")
 
 Fields = dict[bytes, bytes]  # a job hash as Redis returns it
 
@@ -65,12 +79,35 @@ class QueueStats:
     counters: dict[str, int]  # COUNTERS, and any other the engine keeps
 
 
+@dataclass(frozen=True, slots=True)
+class QueueGauges:
+    """A queue as the metrics view shows it, read in one call whatever the number of jobs."""
+
+    ready: int
+    delayed: int
+    retrying: int | None  # of the delayed, those waiting to retry; None: too many to count
+    dead: int
+    running: int
+    oldest_ready_ms: int | None  # how long the longest-waiting ready job has; None: none
+
+
 class Fetched(NamedTuple):
     """What a FETCH leased, and what it saw of the rest of the queue."""
 
     leases: list[Lease]
     due_in_ms: int | None  # until the next delayed job is due, on Redis's clock
     held_back: int  # ready jobs left in place for the byte budget
+    paused: bool = False  # the queue is paused: nothing was looked at
+
+
+class Requeued(NamedTuple):
+    """What a REQUEUE put back and dead-lettered; of a lost worker's jobs (mode "lost"),
+    the task path of each, as its message names it ("" for one that does not)."""
+
+    back: int
+    dead: int
+    tasks_back: list[str]
+    tasks_dead: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +150,8 @@ class Queue:
         self.notify, self.stats_key, self.done = k.notify(name), k.stats(name), k.done(name)
         self.workers, self.cancels = k.workers(name), k.cancel(name)
         self.limits, self.running, self.gates = k.limits(name), k.running(name), k.gates(name)
+        self.paused, self.resumed = k.paused(name), k.resumed(name)
+        self.cancelled = k.cancelled(name)
         self.flow = Flow(self)  # its flow-control commands (protocol/flow.py)
         # What the previous protocol (0.1) left: jobs FETCH takes over, leases REQUEUE
         # puts back (docs/protocol.md, "Upgrading").
@@ -162,10 +201,11 @@ class Queue:
     async def fire(self, job: NewJob, schedule: str, fire_ms: int, mode: str) -> int:
         """Enqueue a periodic job for one fire time, once however many schedulers ask; the
         FIRE script's answer (0 handled already, 1 missed, 2 enqueued, 3 a new schedule's
-        first, late, fire time, 4 a fire time still ahead on Redis's clock)."""
+        first, late, fire time, 4 a fire time still ahead on Redis's clock, 5 paused)."""
         keys, argv = enqueue_arguments(self.keys, job._replace(unique=None))
-        keys.append(self.keys.periodic(self.name))
-        argv += [schedule, fire_ms, mode]
+        keys += [self.keys.periodic(self.name), self.keys.periodic_paused(self.name)]
+        keys.append(self.keys.periodic_runs(self.name, schedule))
+        argv += [schedule, fire_ms, mode, RUNS_KEPT]
         return int(await self.broker.loop().fast.run(FIRE, keys, argv))
 
     # The worker's side: leases and outcomes.
@@ -186,6 +226,7 @@ class Queue:
         worker_id: str,
         byte_budget: int,
         idle: bool,
+        paused: bool = False,
     ) -> Fetched | None:
         """Block on this queue's wake-up list for up to ``seconds``, then fetch (as
         ``fetch``) the moment it returns: the FETCH goes out with the BLPOP, so Redis runs
@@ -193,12 +234,13 @@ class Queue:
         two, between an enqueue and the start of its job). It runs whether a token came or
         the time ran out, and what it leased is the caller's either way. None when Redis
         had lost the FETCH script (flushed since this connection loaded it): it is loaded
-        again; fetch again. ``connection``
+        again; fetch again. A worker that knows the queue ``paused`` blocks on the list a
+        resume wakes instead: the enqueues' tokens would wake it for nothing. ``connection``
         is blocked meanwhile: one of the caller's own, not the loop's shared one."""
         keys, argv = self._fetch_command(count, worker_id, byte_budget, idle)
         try:
             _, reply = await connection.pipeline(
-                ("BLPOP", self.notify, seconds),
+                ("BLPOP", self.resumed if paused else self.notify, seconds),
                 ("EVALSHA", FETCH.sha, len(keys), *keys, *argv),
                 script=FETCH,
             )
@@ -212,12 +254,12 @@ class Queue:
     ) -> tuple[list[str], list[Any]]:
         keys = [self.ready, self.priorities, self.delayed, self.keys.wip(self.name, worker_id)]
         keys += [self.workers, self.notify, self.legacy_ready, self.legacy_delayed]
-        keys += [self.limits, self.running, self.gates]
+        keys += [self.limits, self.running, self.gates, self.paused]
         return keys, [count, worker_id, self.job_prefix, byte_budget, int(idle)]
 
     @staticmethod
     def _fetched(reply: list[Any]) -> Fetched:
-        rows, due_in, now, held_back = reply
+        rows, due_in, now, held_back, paused = reply
         leases = []
         for row in rows:
             job_id = row[0].decode()
@@ -231,7 +273,8 @@ class Queue:
             leases.append(
                 Lease(job_id, row[1], int(row[2]), int(row[5] or 1), wids, enqueued, started, now)
             )
-        return Fetched(leases, int(due_in) if due_in is not None else None, int(held_back))
+        due_in_ms = int(due_in) if due_in is not None else None
+        return Fetched(leases, due_in_ms, int(held_back), bool(paused))
 
     async def ack(
         self, worker_id: str, outcomes: list[Outcome], result_ttl_ms: int, cancelled: bytes = b""
@@ -251,18 +294,30 @@ class Queue:
         stopped = await self.broker.loop().fast.run(ACK, keys, args)
         return [i.decode() for i in stopped]
 
+    async def report(self, reports: list[tuple[str, bytes, bytes]]) -> None:
+        """Store what running jobs reported: (id, progress JSON, metadata JSON), b"" for
+        what did not change (lua/report.lua)."""
+        args: list[Any] = [self.job_prefix]
+        for report in reports:
+            args += report
+        await self.broker.loop().fast.run(REPORT, [self.keys.waited(self.name)], args)
+
+    async def metadata(self, job_id: str) -> bytes | None:
+        """The metadata a job's earlier attempts stored, as JSON."""
+        found = await self.broker.aclient().hget(self.keys.job(job_id), "d")
+        return cast("bytes | None", found)
+
     async def requeue(
         self, worker_id: str, mode: str, error: bytes = b"", ids: list[str] | None = None
-    ) -> tuple[int, int]:
+    ) -> Requeued:
         """Put a worker's leased jobs back (only ``ids``, if given): ``mode`` is "lost" (it
-        died) or "released" (not run: shutting down, or never started). Returns
-        (requeued, dead-lettered)."""
+        died) or "released" (not run: shutting down, or never started)."""
         keys = [self.keys.wip(self.name, worker_id), self.ready, self.priorities, self.dead]
         keys += [self.workers, self.notify, self.stats_key, self._legacy_wip(worker_id)]
         keys += [self.running, self.gates]
         argv = [self.job_prefix, worker_id, mode, error, *(ids or ())]
-        back, dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
-        return int(back), int(dead)
+        back, dead, tasks_back, tasks_dead = await self.broker.loop().fast.run(REQUEUE, keys, argv)
+        return Requeued(int(back), int(dead), _text(tasks_back), _text(tasks_dead))
 
     async def hand_off(self) -> None:
         """Leave a wake-up token for an idle worker (one at most waits in the list)."""
@@ -275,6 +330,11 @@ class Queue:
         """The ids ``worker_id`` holds leases on in this queue."""
         found = await self.broker.aclient().hkeys(self.keys.wip(self.name, worker_id))
         return set(_text(cast("list[bytes]", found)))
+
+    def leased_by(self, worker_id: str) -> list[str]:
+        """The ids ``worker_id`` holds leases on in this queue (for operators)."""
+        found = self.broker.sync.hkeys(self.keys.wip(self.name, worker_id))
+        return sorted(_text(cast("list[bytes]", found)))
 
     async def cancel_requests(self) -> list[str]:
         """Ids of running jobs an operator asked to cancel."""
@@ -370,6 +430,17 @@ class Queue:
             | {name.decode(): int(n) for name, n in counters.items()},
         )
 
+    async def gauges(self) -> QueueGauges:
+        """What ``stats`` counts but held jobs, in one script call (lua/gauges.lua): the
+        retrying are counted with SPLIT_LIMIT delayed jobs at most, as there. The age of the
+        oldest ready job is that of the heads of the ready lists (the next to run)."""
+        keys = [self.ready, self.priorities, self.delayed, self.dead, self.workers]
+        keys += [self.legacy_ready, self.legacy_delayed]
+        argv = [self.job_prefix, self.keys.wip(self.name, ""), SPLIT_LIMIT]
+        reply = await self.broker.loop().fast.run(GAUGES, keys, argv)
+        ready, delayed, retrying, dead, running, oldest = reply
+        return QueueGauges(ready, delayed, retrying, dead, running, oldest)
+
     def kept_results(self, latest: int = 1000, sample: int = 20) -> KeptResults | None:
         """The rate and cost of this queue's kept results, from its ``latest`` successes
         (None with fewer than 100 of them, or all in one second: too few to judge)."""
@@ -408,8 +479,8 @@ class Queue:
                 if name in lists:
                     for key in lists[name]:
                         pipe.llen(key)
-                elif name == "successful":
-                    pipe.llen(self.done)
+                elif name in _NEWEST_FIRST:
+                    pipe.llen(self._set(name))
                 else:
                     pipe.zcard(self._set(name))
             replies = pipe.execute()
@@ -424,15 +495,41 @@ class Queue:
         """Ids of one of SETS by rank (inclusive ``stop``, as ZRANGE): ready ones in the
         order they will run, the others oldest first (or ``newest_first``)."""
         client = self.broker.sync
-        if name == "successful":  # the list is newest first
+        if name in _NEWEST_FIRST:  # lists kept newest first
+            key = self._set(name)
             if newest_first:
-                return _text(cast("list[bytes]", client.lrange(self.done, start, stop)))
-            found = client.lrange(self.done, -stop - 1, -start - 1)
+                return _text(cast("list[bytes]", client.lrange(key, start, stop)))
+            found = client.lrange(key, -stop - 1, -start - 1)
             return _text(reversed(cast("list[bytes]", found)))
         if name in ("ready", "held"):
             return self._list_ids(self._lists(name), start, stop, newest_first)
         ranked = client.zrange(self._set(name), start, stop, desc=newest_first)
         return _text(cast("list[bytes]", ranked))
+
+    def after(
+        self, name: str, anchor: str | None, score: int | None, count: int
+    ) -> list[tuple[str, int | None]]:
+        """Up to ``count`` ids of one of SETS after ``anchor`` (an id; ``score``, its score
+        in a sorted set), in the order an action on every job of the set goes through it:
+        ready and held jobs in the order they will run, the latest successes and
+        cancellations oldest first, delayed jobs by due time, dead letters newest first
+        (those that die meanwhile come before: a retried job that fails again is not met
+        twice). In one call, unshifted by the workers' fetches (lua/after.lua). Each id
+        with its score, in a sorted set."""
+        order = "desc" if name in ("dead", *_NEWEST_FIRST) else "asc"
+        if name in ("delayed", "dead"):
+            kind, keys = "zset", [self._set(name)]
+        elif name == "ready":
+            kind, keys = name, [self.ready, self.priorities]
+        elif name == "held":
+            kind, keys = name, [self.gates]
+        else:
+            kind, keys = "list", [self._set(name)]
+        argv = [kind, order, count, anchor or "", score or 0, self.job_prefix]
+        reply = AFTER.run_sync(self.broker.sync, keys, argv)
+        if kind != "zset":
+            return [(job_id, None) for job_id in _text(reply)]
+        return [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(0, len(reply), 2)]
 
     def _lists(self, name: str) -> list[str]:
         """The lists "ready" or "held" jobs wait in, in the order they will run (held: per
@@ -507,12 +604,93 @@ class Queue:
         finished job (left alone)."""
         keys = [self.job_key(job_id), self.ready, self.priorities, self.delayed, self.cancels]
         keys += [self.stats_key, self.legacy_ready, self.legacy_delayed, self.gates]
-        argv = [job_id, now_ms(), error, result_ttl_ms, self.job_prefix]
+        argv = [job_id, now_ms(), error, result_ttl_ms, self.job_prefix, HISTORY]
         return str(CANCEL.run_sync(self.broker.sync, keys, argv).decode())
+
+    def delete(self, ids: list[str]) -> int:
+        """Delete jobs for good wherever they wait or lie finished (running ones are left):
+        how many went."""
+        if not ids:
+            return 0
+        keys = [self.ready, self.delayed, self.dead, self.done, self.cancelled, self.gates]
+        return int(DELETE.run_sync(self.broker.sync, keys, [self.job_prefix, *ids]))
+
+    # Pausing: FETCH leases nothing from a paused queue (lua/fetch.lua).
+
+    def pause(self) -> bool:
+        """Pause the queue; False if it was paused already."""
+        return bool(self.broker.sync.set(self.paused, now_ms(), nx=True))
+
+    def resume(self, workers: int = 1) -> bool:
+        """Resume the queue, waking at once up to ``workers`` workers that wait while it is
+        paused (a token each, on ``resumed``; those not taken lapse) and an idle worker
+        that does not know it was paused; False if it was not paused."""
+        tokens = max(workers, 1)
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            pipe.delete(self.paused)  # first: a worker woken finds the queue running
+            pipe.rpush(self.resumed, *[1] * tokens)
+            pipe.ltrim(self.resumed, 0, tokens - 1)
+            pipe.pexpire(self.resumed, RESUMED_TTL_MS)
+            pipe.rpush(self.notify, 1)
+            pipe.ltrim(self.notify, 0, 0)  # at most one token, as lua/wake.lua leaves
+            deleted, *_ = pipe.execute()
+        return bool(deleted)
+
+    def paused_since(self) -> int | None:
+        """When the queue was paused (epoch ms), or None: it runs."""
+        found = self.broker.sync.get(self.paused)
+        return int(found) if found is not None else None
+
+    async def acounters(self) -> tuple[dict[str, int], bool]:
+        """The queue's outcome counters (COUNTERS), and whether it is paused: one round trip."""
+        async with self.broker.aclient().pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.stats_key)
+            pipe.exists(self.paused)
+            counters, paused = await pipe.execute()
+        found = {name.decode(): int(n) for name, n in counters.items()}
+        return dict.fromkeys(COUNTERS, 0) | found, bool(paused)
+
+    # Periodic schedules whose jobs go to this queue: operators' view and controls.
+
+    def schedules(self, names: list[str]) -> list[tuple[int | None, int | None, list[str]]]:
+        """Per schedule name: its latest fire time handled (ms), when it was paused (ms;
+        None: it runs), and its latest jobs' ids, newest first; one round trip."""
+        if not names:
+            return []
+        periodic, paused = self.keys.periodic(self.name), self.keys.periodic_paused(self.name)
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            pipe.hmget(periodic, names)
+            pipe.hmget(paused, names)
+            for name in names:
+                pipe.lrange(self.keys.periodic_runs(self.name, name), 0, -1)
+            fired, stopped, *runs = pipe.execute()
+        return [
+            (_int(last), _int(since), _text(ids))
+            for last, since, ids in zip(fired, stopped, runs, strict=True)
+        ]
+
+    def pause_schedule(self, name: str) -> bool:
+        """Pause a schedule (its fire times pass without a job); False if it was paused."""
+        paused = self.keys.periodic_paused(self.name)
+        return bool(self.broker.sync.hsetnx(paused, name, now_ms()))
+
+    def resume_schedule(self, name: str) -> bool:
+        """Resume a schedule from its next fire time; False if it was not paused."""
+        return bool(self.broker.sync.hdel(self.keys.periodic_paused(self.name), name))
+
+    def ran(self, name: str, job_id: str) -> None:
+        """Record a job of a schedule that an operator ran by hand among its latest runs."""
+        runs = self.keys.periodic_runs(self.name, name)
+        with self.broker.sync.pipeline(transaction=False) as pipe:
+            pipe.lpush(runs, job_id)
+            pipe.ltrim(runs, 0, RUNS_KEPT - 1)
+            pipe.execute()
 
     def purge(self, name: str, batch: int) -> int:
         """Remove up to ``batch`` jobs of one of SETS, with their hashes."""
-        kind = {"ready": "ready", "held": "held", "successful": "list"}.get(name, "zset")
+        kind = {"ready": "ready", "held": "held"}.get(
+            name, "list" if name in _NEWEST_FIRST else "zset"
+        )
         keys = [self.gates if name == "held" else self._set(name), self.priorities]
         return int(PURGE.run_sync(self.broker.sync, keys, [self.job_prefix, batch, kind]))
 
@@ -537,6 +715,10 @@ def _with_lease(job_id: str, fields: Fields, worker_id: str, lease: bytes) -> Fi
         b"t": fields.get(b"t", since),
         b"w": wids + b"," + worker if wids else worker,
     }
+
+
+def _int(value: bytes | None) -> int | None:
+    return int(value) if value is not None else None
 
 
 def _id(reply: bytes | None) -> str | None:

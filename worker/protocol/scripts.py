@@ -2,9 +2,10 @@
 from ``lua/*.lua``: the one place a script's text comes from.
 
 A script file may start with ``--! uses: wake, each``: the helper files it needs, prepended
-in that order (each helper's own needs first). Every script touches one queue's keys only,
-all under its {queue} hash tag; job hashes are reached from ids through the key prefix in
-ARGV, which stays inside the same hash slot.
+in that order (each helper's own needs first). Every script about a queue touches that
+queue's keys only, all under its {queue} hash tag; job hashes are reached from ids through
+the key prefix in ARGV, which stays inside the same hash slot. The others touch keys of the
+whole prefix, without a hash tag (HEARTBEAT: a worker's heartbeat and the list of them).
 """
 
 from __future__ import annotations
@@ -77,8 +78,13 @@ ACK = load("ack")
 REQUEUE = load("requeue")
 RETRY = load("retry")
 CANCEL = load("cancel")
+DELETE = load("delete")
+AFTER = load("after")
 PURGE = load("purge")
 UNIQUE = load("unique")
 READ = load("read")
+REPORT = load("report")
 LIMITS = load("limits")
 RECOUNT = load("recount")
+GAUGES = load("gauges")
+HEARTBEAT = load("heartbeat")

@@ -9,8 +9,8 @@ import random
 import traceback
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar, Token
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextvars import ContextVar, Token, copy_context
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResultStatus
 from django.utils.json import normalize_json
 
+from worker.db.pool import explained
 from worker.exceptions import PermanentFailure, RateLimited
 from worker.protocol.message import Call
 from worker.protocol.records import (
@@ -75,6 +76,16 @@ _takes_executor = _context_takes_executor()
 _registered = _choose()
 
 
+def thread_context(executor: Executor) -> ThreadSensitiveContext:
+    """asgiref's context manager sending the sync_to_async calls made inside it to
+    ``executor`` (one thread), even inside another ThreadSensitiveContext or an async_to_sync
+    call. An asgiref before 3.13 cannot: a context of its own then, which takes effect only
+    where no other is entered already."""
+    if _takes_executor:
+        return ThreadSensitiveContext(executor=executor)
+    return ThreadSensitiveContext()
+
+
 class Slot(ThreadPoolExecutor):
     """The thread of one in-flight job. An async job's sync_to_async calls (the async ORM)
     and a sync job's body run here, so every job has its own database connection, as every
@@ -101,9 +112,7 @@ class Slot(ThreadPoolExecutor):
     def own_context(self) -> ThreadSensitiveContext:
         """For one async job, when the slot is not registered: asgiref's public context
         manager, sending the job's sync_to_async calls here if this asgiref can."""
-        if _takes_executor:
-            return ThreadSensitiveContext(executor=self)
-        return ThreadSensitiveContext()
+        return thread_context(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if not self.used:
@@ -113,6 +122,11 @@ class Slot(ThreadPoolExecutor):
         else:
             self.last = super().submit(fn, *args, **kwargs)
         return self.last
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run a sync job's body here, in a copy of the job's context (its log fields, its
+        trace span), as sync_to_async does."""
+        return self.submit(copy_context().run, fn, *args, **kwargs)
 
     @property
     def busy(self) -> bool:
@@ -183,13 +197,15 @@ def running_result(call: Call, lease: Lease, backend: str) -> Result:
     )
 
 
-async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, BaseException | None]:
-    """Run the task once: (return value, None) or (None, the error). ``result`` is needed
-    for a task that takes the context. Cancellation (a forced shutdown, or an operator's
-    cancel) propagates, for the caller to tell apart."""
+async def run(
+    call: Call, result: Result | None, slots: Slots, context: TaskContext[Any, Any] | None = None
+) -> tuple[Any, BaseException | None]:
+    """Run the task once: (return value, None) or (None, the error). ``result`` (or the
+    ``context`` made of it) is needed for a task that takes the context. Cancellation (a
+    forced shutdown, or an operator's cancel) propagates, for the caller to tell apart."""
     task = call.task
     if task.takes_context:  # the caller built ``result`` for it
-        args = [TaskContext(task_result=cast("Result", result)), *call.args]
+        args = [context or TaskContext(task_result=cast("Result", result)), *call.args]
     else:
         args = call.args
     deadline = asyncio.timeout(task.timeout)
@@ -203,7 +219,7 @@ async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, Bas
             entered = slot.enter()
             async with deadline:
                 return await task.func(*args, **call.kwargs), None
-        future = slot.submit(task.func, *args, **call.kwargs)
+        future = slot.call(task.func, *args, **call.kwargs)
         async with deadline:
             return await asyncio.shield(asyncio.wrap_future(future)), None
     except asyncio.CancelledError:
@@ -212,7 +228,7 @@ async def run(call: Call, result: Result | None, slots: Slots) -> tuple[Any, Bas
         if isinstance(e, TimeoutError) and deadline.expired():
             error = TimeoutError(f"{task.module_path} ran over its timeout of {task.timeout}s")
             return None, error.with_traceback(e.__traceback__)
-        return None, e
+        return None, explained(e)  # the database pool's timeout, said plainly
     finally:
         if entered is not None:
             SyncToAsync.thread_sensitive_context.reset(entered)

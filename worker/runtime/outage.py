@@ -15,6 +15,7 @@ import logging
 import random
 import time
 
+from worker.observe import metrics
 from worker.protocol.connection import failing
 
 logger = logging.getLogger("worker")
@@ -37,6 +38,7 @@ class Outage:
         if self.since is None:
             self.since = time.monotonic()
             logger.error("%s; retrying with backoff", failing(self.url, error))
+            metrics.count_outage()
         self._distrust()
 
     async def failed(self, error: BaseException) -> None:

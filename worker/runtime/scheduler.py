@@ -122,6 +122,9 @@ class Scheduler:
         elif answer == 1:
             logger.warning("Periodic %s: fire time %s passed while no worker ran; skipped",
                            job.name, fire.isoformat())  # fmt: skip
+        elif answer == 5:
+            logger.debug("Periodic %s is paused: fire time %s passed without a job",
+                         job.name, fire.isoformat())  # fmt: skip
         elif answer == 4:
             logger.warning("Periodic %s: fire time %s is still ahead on Redis's clock; not "
                            "fired", job.name, fire.isoformat())  # fmt: skip

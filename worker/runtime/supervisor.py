@@ -14,6 +14,8 @@ import sys
 import time
 from types import FrameType
 
+from worker.observe import multiprocess
+
 logger = logging.getLogger("worker")
 
 PARENT_ENV = "WORKER_PARENT_PID"
@@ -26,9 +28,16 @@ def child_command(options: list[str]) -> list[str]:
     return [sys.executable, "-m", "django", "runworker", *options]
 
 
-def supervise(processes: int, options: list[str]) -> int:
+def supervise(
+    processes: int, options: list[str], metrics: multiprocess.Children | None = None
+) -> int:
+    """Keep ``processes`` children running ``options``, until a stop signal. With
+    ``metrics``, the children write their metrics where it sums them (one port serves
+    them all), and the counts of a child that exits are kept."""
     command = child_command(options)
     env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    if metrics is not None:
+        env[multiprocess.DIR_ENV] = metrics.directory
     children: dict[int, subprocess.Popen[bytes]] = {}
     started: dict[int, float] = {}
     signals: list[int] = []
@@ -57,6 +66,8 @@ def supervise(processes: int, options: list[str]) -> int:
             code = child.poll()
             if code is None:
                 continue
+            if metrics is not None:
+                metrics.exited(child.pid)
             if signals:
                 del children[slot]
             elif time.monotonic() - started[slot] < 1.0:

@@ -18,30 +18,35 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from logging import ERROR, INFO
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 
+from worker.context import JobContext, metadata_json
 from worker.exceptions import Cancelled, MessageRejected, WorkerLost
-from worker.protocol import Broker, Queue
+from worker.observe import context, tracing
+from worker.observe.watchdog import THRESHOLD, Watchdog
+from worker.protocol import Broker, Queue, history
 from worker.protocol.connection import REDIS_ERRORS, SOCKET_TIMEOUT, redacted, refuses_writes
 from worker.protocol.keys import queue_of
 from worker.protocol.message import Call, decode
 from worker.protocol.queue import Fetched
 from worker.protocol.records import Lease, Outcome, OutcomeKind, class_path, error_json
 from worker.results import errors_of, finished, parse
-from worker.runtime import attempt, signals
+from worker.runtime import attempt, process, signals
 from worker.runtime.loops import loop_name
 from worker.runtime.outage import Outage
+from worker.runtime.reports import AttemptReports, Reports
 from worker.runtime.scheduler import Scheduler, tell_skew
 from worker.task import registered
 
 if TYPE_CHECKING:
     from django.dispatch import Signal
 
+    from worker.observe.metrics import Meter, Series
     from worker.periodic import Periodic
     from worker.task import Result
 
@@ -65,6 +70,11 @@ RECOUNT_EVERY = 60.0
 # jobs of a commit that could not reach Redis wait there, so this bounds how soon they run
 # once Redis is back.
 RELAY_EVERY = 1.0
+# Seconds between a worker's writes of what its jobs did (protocol/history.py), each with a
+# look for an operator's order (quiet, stop) to it.
+REPORT_EVERY = 1.0
+# What an operator may order a worker, through Redis (Ops.quiet / Ops.stop_worker).
+ORDERS = ("quiet", "stop")
 # Seconds a background loop waits after an error it did not expect, before it goes on.
 BROKEN_PAUSE = 1.0
 # Recorded after a failed attempt's own error when an operator's cancel request, pending
@@ -95,8 +105,9 @@ class Worker:
     (jobs due later, retries included, are left for another run; no periodic job fires).
     Unless ``scheduler`` is off, it fires the ``periodic`` jobs too (the backend's own).
     ``slots`` gives each job its thread (by default one of its own: runtime/attempt.py;
-    worker/testing's run the jobs in the caller's). Made by ``RedisBackend.worker()``; run
-    by ``manage.py runworker``."""
+    worker/testing's run the jobs in the caller's). ``meter``, when the process exports
+    metrics, counts each attempt (worker/observe/metrics.py). Made by
+    ``RedisBackend.worker()``; run by ``manage.py runworker``."""
 
     def __init__(
         self,
@@ -118,7 +129,9 @@ class Worker:
         weights: dict[str, int] | None = None,
         strict: bool = False,
         slots: attempt.Slots | None = None,
+        loop_lag_threshold: float | None = THRESHOLD,
         relay: OutboxRelay | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -138,6 +151,11 @@ class Worker:
         self.scheduler = scheduler and not burst
         self.periodic = list(periodic)  # fired by this worker's scheduler (if it runs one)
         self.burst = burst
+        # Seconds the loop may be blocked before the watchdog names the job; 0/None: no
+        # watchdog (and no lag measured).
+        self.loop_lag_threshold = loop_lag_threshold
+        self._watchdog: Watchdog | None = None
+        self._tracer = tracing.tracer()  # None unless a tracer provider is set up
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lease_ms = int(lease * 1000)
         self.result_ttl_ms = int(result_ttl * 1000)
@@ -164,12 +182,20 @@ class Worker:
         self._due_now = False  # the fetch loop woke for a delayed job, the wait pending
         self._sweeps = 0  # fetches from several queues so far (which queue goes first)
         self._woken: str | None = None  # the queue whose wake-up token ended the wait
+        self._paused: set[str] = set()  # queues FETCH found paused: waited on for a resume
         self._due: dict[str, float] = {}  # queue -> when its next delayed job is due
         self._wait_backoff = 0.05  # seconds before waiting again, after a failed wait
         self._cancelled: set[str] = set()  # running jobs being cancelled at an operator's word
         self._adopted: dict[str, int] = {}  # running job -> the later attempt it answers for
         self._strays: dict[str, float] = {}  # leased ids unknown here, since when (monotonic)
         self._relay_outbox = relay  # moves the jobs of the transactional outbox to Redis
+        self._reports = Reports(broker)  # the running jobs' progress and metadata
+        self._meter = meter  # the process's metrics (worker/observe), when it exports them
+        # job -> its series and what its attempt came to, until its outcome is stored
+        self._settling: dict[str, tuple[Series, OutcomeKind]] = {}
+        self._tally = history.Tally()  # what its jobs did, until the next report
+        self._history_refused = False  # Redis refused the last write of the tally
+        self.quiet = False  # an operator's order: fetch no more, finish what runs
 
     def stop(self) -> None:
         """First call: stop fetching and drain within the grace period. Second: stop now,
@@ -195,6 +221,7 @@ class Worker:
             self.id, ", ".join(self.queues), self.concurrency, redacted(self.broker.url),
             loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
+        self._reports.attach(asyncio.get_running_loop())
         await self._retrying(self._heartbeat)
         await self._retrying(self._publish_limits)
         await self._tell_skew()
@@ -205,6 +232,7 @@ class Worker:
             self._background(self._every(CANCEL_POLL, self._cancel_requested)),
             self._background(self._every(self.lease / 4, self._release_strays)),
             self._background(self._every(RECOUNT_EVERY, self._recount)),
+            self._background(self._every(REPORT_EVERY, self._report)),
         ]
         if self._relay_outbox is not None:
             background.append(self._background(self._every(RELAY_EVERY, self._relay, first=0)))
@@ -212,6 +240,8 @@ class Worker:
             scheduler = Scheduler(self.broker, self.alias, self._sender, self.periodic,
                                   self.max_payload_bytes)  # fmt: skip
             background.append(self._background(scheduler.run()))
+        if self.loop_lag_threshold:
+            self._watchdog = Watchdog(self.loop_lag_threshold).start()
         try:
             await self._fetch_loop()
             await asyncio.gather(self._drain(), self._end_wait())
@@ -222,18 +252,24 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.unwritten = await self._flush(give_up_after=self.lease)
+            await self._quietly(self._write_history())  # the attempts since the last report
             await self._release()
             await self._quietly(self._hand_off())
             self._slots.shutdown()
             if self._relay_outbox is not None:
                 await self._relay_outbox.close()
             await self._quietly(self.broker.forget(self.id))
+            if self._watchdog is not None:
+                self._watchdog.stop()
             logger.info("Worker %s stopped after %d jobs", self.id, self.processed)
 
     # Fetching
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.quiet:
+                await self._quiet_wait()
+                continue
             woken = self._take_woken()
             if woken is not None:
                 got, due_in, held, emptied = woken
@@ -315,7 +351,8 @@ class Worker:
         now = time.monotonic()
         order = sorted(
             (q for q in rotated if q != woken),
-            key=lambda q: self._due.get(q, now + 1) > now,  # due ones first (a stable sort)
+            # due ones first, paused ones last (they lease nothing): a stable sort
+            key=lambda q: (q in self._paused, self._due.get(q, now + 1) > now),
         )
         if left <= 0 or budget <= 0 or not order:
             return got, self._soonest(due_in), held, False
@@ -391,7 +428,12 @@ class Worker:
 
     def _note_due(self, queue: str, fetched: Fetched) -> None:
         """When the queue's next delayed job is due (monotonic), for a worker serving
-        several queues to ask that one first then."""
+        several queues to ask that one first then; and whether it is paused (its waits are
+        then for its resume, not for its enqueues)."""
+        if fetched.paused:
+            self._paused.add(queue)
+        else:
+            self._paused.discard(queue)
         if fetched.due_in_ms is None or fetched.held_back or fetched.leases:
             # a backlog ahead of the due job: asking first would not start it sooner
             self._due.pop(queue, None)
@@ -447,16 +489,18 @@ class Worker:
                 # Asked in turn from a rotating first queue: BLPOP takes the first list
                 # that has a token, and no queue should always come last.
                 order = self._rotated()
-                self._woken = await self.broker.wait_for_work(self._wait_connection, order, seconds)
+                self._woken = await self.broker.wait_for_work(
+                    self._wait_connection, order, seconds, self._paused
+                )
                 fetched = None
             else:
                 room = min(self.concurrency - len(self._running), max(1, self.concurrency // 2))
                 budget = (self.inflight_bytes - self._inflight) // 2
                 self._reserved = (room, budget)
                 queue = self._queues[self.queues[0]]
-                fetched = await queue.wait_then_fetch(
-                    self._wait_connection, seconds, room, self.id, budget, not self._running
-                )
+                fetched = await queue.wait_then_fetch(self._wait_connection, seconds, room,
+                                                      self.id, budget, not self._running,
+                                                      queue.name in self._paused)  # fmt: skip
         except REDIS_ERRORS as e:
             self._reserved = (0, 0)
             logger.debug("Waiting for work failed (%r); waiting %.2fs", e, self._wait_backoff)
@@ -480,6 +524,7 @@ class Worker:
         asked, self._reserved = self._reserved[0], (0, 0)
         if waiter.cancelled() or (fetched := waiter.result()) is None:
             return None
+        self._note_due(self.queues[0], fetched)
         got = self._start_all(self.queues[0], fetched)
         emptied = got < asked and not fetched.held_back
         return got, fetched.due_in_ms, fetched.held_back, emptied
@@ -573,6 +618,8 @@ class Worker:
 
     async def _execute(self, queue: str, lease: Lease) -> None:
         stored = False
+        series: Series | None = None  # the job's metrics, when the process exports them
+        began = 0.0
         try:
             try:
                 call = decode(lease.payload, self.max_payload_bytes)
@@ -580,16 +627,31 @@ class Worker:
                 logger.error("Job %s dead-lettered: %s", lease.id, e)
                 self._store(queue, attempt.failure(e, lease))
                 stored = True
+                self._tally.add(None, True, 0.0, None)
+                if self._meter is not None:
+                    self._meter.rejected(queue)
                 return
+            context.enter(lease, queue, call.task)
+            began = time.perf_counter()
+            if self._meter is not None:
+                series = self._meter.started(call.task, queue, lease)
             result = None  # built only when a receiver or the task itself will look at it
             if call.task.takes_context or not signals.unheard(task_started, self._sender, INFO):
                 result = attempt.running_result(call, lease, self.alias)
             value: Any = None
+            error: BaseException | None = None
+            job: JobContext | None = None  # what the task reports of itself, if it may
+            saved = b"{}"  # its metadata as the attempt began
+            if call.task.takes_context:
+                job, saved = await self._job_context(queue, lease, result)
+            traced, released = None, False
+            if self._tracer is not None:
+                traced = tracing.consuming(self._tracer, call, lease, queue)
             self._attempting.add(lease.id)
             try:
                 if result is not None:
                     await self._signal(task_started, result)
-                value, error = await attempt.run(call, result, self._slots)
+                value, error = await attempt.run(call, result, self._slots, job)
                 outcome, error = attempt.outcome_of(call, lease, value, error)
             except asyncio.CancelledError as e:
                 current = asyncio.current_task()
@@ -600,15 +662,23 @@ class Worker:
                     error = Cancelled("Cancelled by an operator while it ran.")
                     outcome = attempt.failure(error, lease, OutcomeKind.CANCELLED)
                 elif current.cancelling():
+                    released = True
                     raise  # a forced shutdown: the job is released, not failed
                 else:  # raised by the task itself: an error like any other
                     outcome, error = attempt.outcome_of(call, lease, None, e)
             finally:
                 self._attempting.discard(lease.id)
+                if traced is not None:
+                    tracing.end(traced, error, released)
+            if job is not None:
+                self._save_metadata(job, saved)
             if call.task.result_ttl is not None:
                 outcome = outcome._replace(keep_ms=int(call.task.result_ttl * 1000))
             self._store(queue, outcome)
             stored = True
+            if series is not None:
+                self._count(series, lease, outcome, time.perf_counter() - began)
+            self._tally_attempt(call, lease, outcome.kind, time.perf_counter() - began)
             await self._report_finished(call, lease, result, outcome, value, error)
         except Exception as e:
             # A fault of the worker's own around the attempt (the task's errors are
@@ -616,12 +686,70 @@ class Worker:
             # Left leased, the job would be released uncounted and could come back forever.
             logger.exception("Job %s: the worker failed around its attempt", lease.id)
             if not stored:
-                self._store(queue, attempt.failure(e, lease, OutcomeKind.FAILED, FAULT_RETRY))
+                outcome = attempt.failure(e, lease, OutcomeKind.FAILED, FAULT_RETRY)
+                self._store(queue, outcome)
+                stored = True
+                if series is not None:
+                    self._count(series, lease, outcome, time.perf_counter() - began)
         finally:
+            if series is not None and not stored:
+                series.ended(None, 0.0)  # released unfinished (a forced shutdown)
             self._running.pop(lease.id, None)
             self._inflight -= len(lease.payload or b"")
             self.processed += 1
             self._room.set()
+
+    def _count(self, series: Series, lease: Lease, outcome: Outcome, seconds: float) -> None:
+        """Count an attempt's end in its metrics. A retry or a deferral is counted once
+        its outcome is stored (``_settle``): the ACK ends the job as cancelled instead when
+        an operator's cancel is pending. The ACK dead-letters an error on a job's last
+        attempt (a fault of the worker's own, stored as one to retry)."""
+        kind = outcome.kind
+        if kind is not OutcomeKind.FAILED and kind is not OutcomeKind.DEFERRED:
+            series.ended(kind, seconds)
+            return
+        if kind is OutcomeKind.FAILED and lease.last_attempt:
+            kind = OutcomeKind.FATAL
+        self._settling[outcome.job_id] = (series, kind)
+        series.ended(kind, seconds, settling=True)
+
+    def _settle(self, outcomes: list[Outcome], stopped: list[str]) -> None:
+        """Count the settling attempts among ``outcomes``, just stored: those the ACK
+        ended as cancelled (``stopped``) as such."""
+        for outcome in outcomes:
+            if (settling := self._settling.pop(outcome.job_id, None)) is not None:
+                series, kind = settling
+                series.settled(OutcomeKind.CANCELLED if outcome.job_id in stopped else kind)
+
+    async def _job_context(
+        self, queue: str, lease: Lease, result: Result | None
+    ) -> tuple[JobContext, bytes]:
+        """The context of a task that takes it, and its metadata as JSON: as earlier runs
+        saved it (a retry's, a run after RateLimited or after a release at shutdown)."""
+        saved = b"{}"
+        with contextlib.suppress(*REDIS_ERRORS):  # then it starts afresh
+            saved = await self._queues[queue].metadata(lease.id) or saved
+        try:
+            metadata = orjson.loads(saved)
+        except orjson.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            metadata, saved = {}, b"{}"
+        job = JobContext(task_result=cast("Result", result), metadata=metadata,
+                         reporter=self._reports.of_attempt(lease.id))  # fmt: skip
+        return job, saved
+
+    def _save_metadata(self, job: JobContext, saved: bytes) -> None:
+        """Store the metadata the attempt changed (before its outcome: see Reports); what
+        its handler reports from now on is dropped."""
+        cast("AttemptReports", job.reporter).closed = True
+        try:
+            data = metadata_json(job.metadata)
+        except ValueError as e:
+            logger.warning("Job %s: its metadata is not saved: %s", job.task_result.id, e)
+            return
+        if data != saved:
+            self._reports.report(job.task_result.id, None, data)
 
     async def _report_finished(
         self,
@@ -638,8 +766,8 @@ class Worker:
                            lease.id, lease.attempt, lease.max_attempts, delay, error)  # fmt: skip
             return  # task_finished is for the end of a job, not of one attempt
         if outcome.kind == OutcomeKind.DEFERRED:
-            logger.info("Job %s rate limited: runs again in %.1fs (not counted as an attempt)",
-                        lease.id, outcome.retry_delay_ms / 1000)  # fmt: skip
+            logger.info("Job %s rate limited: runs again in %.1fs (not counted as an attempt): %s",
+                        lease.id, outcome.retry_delay_ms / 1000, error)  # fmt: skip
             return
         succeeded = outcome.kind == OutcomeKind.SUCCEEDED
         if signals.unheard(task_finished, self._sender, INFO if succeeded else ERROR):
@@ -705,6 +833,7 @@ class Worker:
             queue, outcomes = next(iter(self._outbox.items()))
             del self._outbox[queue]
             try:
+                await self._reports.write()  # a job's last reports before its end
                 stopped = await self._queues[queue].ack(
                     self.id, outcomes, self.result_ttl_ms, CANCELLED_AFTER_FAILURE
                 )
@@ -722,6 +851,8 @@ class Worker:
                     return unwritten
                 await self._outage.failed(e)
                 continue
+            if self._settling:
+                self._settle(outcomes, stopped)
             for job_id in stopped:
                 logger.warning("Job %s cancelled by an operator: its attempt failed before "
                                "it could be stopped, and it is not retried", job_id)  # fmt: skip
@@ -780,6 +911,11 @@ class Worker:
             "processed": self.processed,
             "started_at": self.started_at,
             "seen_at": time.time(),
+            # the worst lag of the event loop over the last minute (seconds; None: unmeasured)
+            "loop_lag": None if self._watchdog is None else round(self._watchdog.worst(), 4),
+            "failed": self._tally.failed,
+            "rss": process.rss(),
+            "quiet": self.quiet,
         }
         self._beat_since = time.monotonic()
         try:
@@ -818,9 +954,13 @@ class Worker:
             for worker_id in await queue.dead_workers():
                 if worker_id == self.id or not self._sure_of_heartbeats():
                     continue
-                back, dead = await queue.requeue(worker_id, "lost", lost)
-                logger.warning("Worker %s is gone: %d of its jobs requeued, %d dead-lettered "
-                               "(out of attempts)", worker_id, back, dead)  # fmt: skip
+                requeued = await queue.requeue(worker_id, "lost", lost)
+                if self._meter is not None:
+                    self._meter.lost(queue.name, requeued.tasks_back, requeued.tasks_dead)
+                logger.warning(
+                    "Worker %s is gone: %d of its jobs requeued, %d dead-lettered (out of "
+                    "attempts)", worker_id, requeued.back, requeued.dead,
+                )  # fmt: skip
 
     async def _recount(self) -> None:
         for queue in self._queues.values():
@@ -859,10 +999,79 @@ class Worker:
                     del self._strays[job_id]  # it arrived, or was acked meanwhile
             stale = [i for i in unknown if now - self._strays.setdefault(i, now) > STRAY_AFTER]
             if stale:
-                back, _ = await queue.requeue(self.id, "released", ids=stale)
-                logger.warning("Released %d leases whose fetch reply was lost", back)
+                requeued = await queue.requeue(self.id, "released", ids=stale)
+                logger.warning("Released %d leases whose fetch reply was lost", requeued.back)
                 for job_id in stale:
                     del self._strays[job_id]
+
+    async def _report(self) -> None:
+        """Carry out an operator's order ("quiet", or "stop" as SIGTERM), then write what
+        this worker's jobs did (protocol/history.py). The order first: a Redis that refuses
+        writes (out of memory) still hands it over (GETDEL may not grow memory)."""
+        order = await self.broker.take_order(self.id)
+        if order is not None:
+            self.order(order)
+        await self._write_history()
+
+    async def _write_history(self) -> None:
+        """Write the tally. Redis refusing writes (out of memory, say) is no outage: taken
+        for one, it would put every heartbeat in doubt, and a dead worker's jobs would wait
+        for the end of it. Said once; the tally waits, within bounds, until Redis takes it."""
+        try:
+            await history.write(self.broker, self._tally)
+        except REDIS_ERRORS as e:
+            if not refuses_writes(e):
+                raise
+            if not self._history_refused:
+                self._history_refused = True
+                logger.warning("Redis refuses writes (%s): this worker's figures for the "
+                               "dashboard wait until it takes them", e)  # fmt: skip
+            if dropped := self._tally.bound():
+                logger.warning("Dropped the figures of %d attempts Redis refused", dropped)
+            return
+        self._history_refused = False
+
+    def order(self, order: str) -> None:
+        """Carry out an operator's ``order``: "quiet" (fetch no more jobs, finish those
+        running, live on until stopped) or "stop" (as SIGTERM)."""
+        if order not in ORDERS:
+            logger.error("Ignored an order this worker does not know: %r", order)
+        elif order == "stop":
+            logger.info("Stopping at an operator's order")
+            self.stop()
+        elif not self.quiet:
+            logger.info("Quiet at an operator's order: no new jobs; %d running finish",
+                        len(self._running))  # fmt: skip
+            self.quiet = True
+            self._room.set()
+
+    async def _quiet_wait(self) -> None:
+        """Quiet: let a pending wait end (it cannot be cut short: see ``_end_wait``) and
+        put back, uncounted, what its FETCH leased; then fetch nothing until the worker
+        stops."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        waiter = self._waiter
+        try:
+            await asyncio.wait({stopping, *([waiter] if waiter else [])},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            stopping.cancel()
+        if waiter is None or not waiter.done():
+            return
+        self._waiter, self._reserved = None, (0, 0)
+        fetched = None if waiter.cancelled() else waiter.result()
+        if fetched is not None and fetched.leases:
+            ids = [lease.id for lease in fetched.leases]
+            await self._quietly(self._queues[self.queues[0]].requeue(self.id, "released", ids=ids))
+
+    def _tally_attempt(self, call: Call, lease: Lease, kind: OutcomeKind, ran: float) -> None:
+        if kind == OutcomeKind.DEFERRED:
+            return  # not an attempt
+        wait = None
+        if lease.attempt == 1 and lease.started_ms is not None and lease.enqueued_ms is not None:
+            wait = max(lease.started_ms - lease.enqueued_ms, 0)
+        failed = kind in (OutcomeKind.FAILED, OutcomeKind.FATAL)
+        self._tally.add(call.task.module_path, failed, ran, wait)
 
     async def _relay(self) -> None:
         assert self._relay_outbox is not None

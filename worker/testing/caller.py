@@ -54,6 +54,14 @@ class CallerSlot(Slot):
         self.last = done
         return done
 
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run a sync job's body: ``submit``'s sync_to_async carries the job's context
+        there, and hands asgiref's Locals on to the caller's thread with it (Django's
+        TASKS backends among them: the job enqueues into the test's backend). Run in a
+        copy of the context taken here instead, as a worker's slot does, the Locals would
+        be the event loop thread's, which asgiref hides from any other."""
+        return self.submit(fn, *args, **kwargs)
+
 
 def _settle(future: Future[Any], ended: asyncio.Future[Any]) -> None:
     if ended.cancelled():

@@ -13,21 +13,24 @@ deciding between success, retry and failure), recorded as the worker's ACK recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from logging import ERROR, INFO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import orjson
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 
+from worker.context import JobContext, metadata_json
 from worker.exceptions import MessageRejected
 from worker.protocol.message import decode
 from worker.protocol.records import Lease, Outcome, OutcomeKind, now_ms
 from worker.runtime import attempt, signals
 
 if TYPE_CHECKING:
+    from worker.task import Result
     from worker.testing.local import InProcessBackend
     from worker.testing.store import Job
 
@@ -65,7 +68,14 @@ async def run(backend: InProcessBackend, job: Job) -> int:
             result = attempt.running_result(call, lease, backend.alias)
             await signals.asend(task_started, sender, task_result=result)
         try:
-            value, error = await attempt.run(call, result, backend.slots)
+            context = None
+            if call.task.takes_context:
+                context = JobContext(task_result=cast("Result", result),
+                                     metadata=dict(job.metadata), reporter=job)  # fmt: skip
+            value, error = await attempt.run(call, result, backend.slots, context)
+            if context is not None:  # stored as the attempt ends, as a worker does
+                with contextlib.suppress(ValueError):  # (a worker logs it, and stores none)
+                    job.report(job.id, None, metadata_json(context.metadata))
             outcome, error = attempt.outcome_of(call, lease, value, error)
         except asyncio.CancelledError as e:
             current = asyncio.current_task()

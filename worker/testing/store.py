@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 
+from worker.context import Progress
 from worker.protocol.records import NewJob, now_ms
 from worker.results import from_ms, make_result
 
@@ -45,6 +47,8 @@ class Job:
     retry_delays: list[float] = field(default_factory=list)
     deferrals: int = 0  # RateLimited in a row, in its latest run
     kept_until: float | None = None  # when its finished record goes (time.time()); None: kept
+    progress: Progress | None = None  # as the job last reported it (worker/context.py)
+    metadata: dict[str, Any] = field(default_factory=dict)
     order: int = field(default_factory=lambda: next(_order))
 
     @property
@@ -75,7 +79,16 @@ class Job:
             errors=self.errors,
             worker_ids=self.worker_ids,
             return_value=self.return_value,
+            progress=self.progress,
+            metadata=self.metadata,
         )
+
+    def report(self, job_id: str, progress: bytes | None, metadata: bytes | None) -> None:
+        """What the job reported of itself (a Reporter: worker/context.py), at once."""
+        if progress is not None:
+            self.progress = Progress.from_json(progress)
+        if metadata is not None:
+            self.metadata = orjson.loads(metadata)
 
     def due(self, now: int) -> bool:
         """Whether it is ready to run at ``now`` (epoch ms): not deferred beyond it."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -13,8 +12,17 @@ from django.tasks import task_backends
 
 from worker.backend import RedisBackend
 from worker.checks import redis_warnings
-from worker.config import no_queues_error, queue_spec, unknown_queues_error
+from worker.commands import run
+from worker.config import (
+    metrics_address,
+    no_queues_error,
+    queue_spec,
+    threshold_error,
+    unknown_queues_error,
+)
 from worker.management import logs
+from worker.observe.export import Export
+from worker.observe.logs import FORMATS
 from worker.ops.api import Ops
 from worker.ops.cli.health import report
 from worker.protocol.connection import REDIS_ERRORS, unreachable, wrong_database
@@ -84,6 +92,23 @@ class Command(BaseCommand):
             help="log Django's line at each job's start and end (logger django.tasks, INFO); "
             "off by default unless LOGGING sets that logger's level",
         )  # fmt: skip
+        parser.add_argument(
+            "--log-format", choices=FORMATS, default=None,
+            help="text, or json: one object a line, with the job's id, task, queue and attempt "
+            "inside a job (default: OPTIONS['log_format'], else text)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--loop-lag-threshold", type=float, default=None, metavar="SECONDS",
+            help="log a WARNING naming the job and the line of its code that block the event "
+            "loop longer than this; 0: no watchdog (default: OPTIONS['loop_lag_threshold'], "
+            "else 0.1)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--metrics-port", metavar="[HOST:]PORT",
+            help="serve Prometheus metrics at http://HOST:PORT/metrics (every interface without "
+            "a HOST); with --processes, one port serves them all (default: "
+            "OPTIONS['metrics_port'], else none)",
+        )  # fmt: skip
 
     def handle(
         self,
@@ -117,7 +142,13 @@ class Command(BaseCommand):
             raise CommandError(no_queues_error(backend))
         if options["check"]:
             sys.exit(report(Ops(chosen).health(names), options["as_json"]))
-        logs.configure(options["log_jobs"])
+        lag = options["loop_lag_threshold"]
+        if lag is None:
+            lag = chosen.options_.loop_lag_threshold
+        elif problem := threshold_error(lag):
+            raise CommandError(f"--loop-lag-threshold {problem}")
+        log_format = options["log_format"] or chosen.options_.log_format
+        logs.configure(options["log_jobs"], log_format)
         answers = _redis_answers(chosen)
         # The deploy checks' warnings; a supervisor logs them, not each of its children.
         # Redis down, the worker says so as it starts, and waits for it.
@@ -125,6 +156,7 @@ class Command(BaseCommand):
             for warning in redis_warnings(chosen):  # as `manage.py check --deploy` reports
                 if not warning.is_silenced():
                     logger.warning("%s [%s] HINT: %s", warning.msg, warning.id, warning.hint)
+        export = _export(chosen, options["metrics_port"], concurrency, processes > 1)
         if processes > 1:
             child = ["--concurrency", str(concurrency), "--grace", str(grace), "--backend", backend]
             child += ["--inflight-mb", str(inflight_mb)]
@@ -134,11 +166,20 @@ class Command(BaseCommand):
                 child += ["--queue", queue]
             child += ["--strict"] if options["strict"] else []
             child += ["--log-jobs"] if options["log_jobs"] else []
-            sys.exit(supervise(processes, child))
+            child += ["--log-format", log_format]
+            child += ["--loop-lag-threshold", str(lag or 0)]
+            try:
+                sys.exit(supervise(processes, child, export.children))
+            finally:
+                export.close()
         worker = chosen.worker(names, concurrency=concurrency, grace=grace, scheduler=scheduler,
                                inflight_bytes=int(inflight_mb * 1024 * 1024),
-                               burst=options["burst"], **sharing)  # fmt: skip
-        asyncio.run(_serve(worker), loop_factory=factory)
+                               burst=options["burst"], loop_lag_threshold=lag,
+                               meter=export.meter, **sharing)  # fmt: skip
+        try:
+            run(_serve(worker), factory, on_signal=worker.stop)
+        finally:
+            export.close()
         unstored = options["burst"] and worker.unwritten  # a burst promises every outcome stored
         if hung := [t.name for t in threading.enumerate() if t.name.startswith("job")]:
             # Threads of sync jobs past their timeout cannot be stopped, and the interpreter
@@ -150,6 +191,19 @@ class Command(BaseCommand):
         if unstored:
             raise CommandError(f"--burst: {unstored} outcomes could not be stored; their jobs "
                                "will run again")  # fmt: skip
+
+
+def _export(
+    backend: RedisBackend, given: str | None, concurrency: int, supervising: bool
+) -> Export:
+    """This process's metrics: at ``--metrics-port`` (``given``), else OPTIONS'."""
+    value = given if given is not None else backend.options_.metrics_port
+    try:
+        return Export(None if value is None else metrics_address(value), concurrency, supervising)
+    except (ValueError, ImportError) as e:
+        raise CommandError(f"--metrics-port: {e}") from None
+    except OSError as e:
+        raise CommandError(f"--metrics-port {value}: cannot serve there ({e})") from None
 
 
 def _redis_answers(backend: RedisBackend) -> bool:
@@ -185,9 +239,6 @@ def _sharing(specs: list[str], strict: bool | None) -> tuple[list[str], dict[str
 
 
 async def _serve(worker: Worker) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
     orphan_watch = None
     if parent := os.environ.get(PARENT_ENV):
         orphan_watch = asyncio.create_task(_stop_when_orphaned(worker, int(parent)))

@@ -1,8 +1,8 @@
 """The ops CLI: ``python manage.py jobs ...`` or the ``django-jobs`` console script.
 
 See docs/operations.md. Each module holds one kind of command: ``look`` (status, list,
-show), ``steer`` (retry, cancel, purge, enqueue), ``limits`` (limits, limit), ``watch``,
-``health`` (the probe); ``app``
+show), ``steer`` (retry, cancel, purge, enqueue), ``control`` (pause, resume, quiet, stop,
+schedule), ``limits`` (limits, limit), ``watch``, ``health`` (the probe); ``app``
 the group and its error handling, ``output`` tables, colours and JSON.
 """
 
@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import health, limits, look, steer, watch
+from worker.ops.cli import control, health, limits, look, steer, watch
 from worker.ops.cli.app import cli
 from worker.ops.cli.standard import apply_paths, hoisted
 
-for command in (*look.COMMANDS, *steer.COMMANDS, *limits.COMMANDS, watch.watch, health.health):
-    cli.add_command(command)
+for group in (look.COMMANDS, steer.COMMANDS, control.COMMANDS, limits.COMMANDS):
+    for command in group:
+        cli.add_command(command)
+cli.add_command(watch.watch)
+cli.add_command(health.health)
 
 
 def main() -> None:

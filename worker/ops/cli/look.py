@@ -11,6 +11,7 @@ import orjson
 
 from worker.ops.api import COUNTERS, STATES, Ops, QueueStats, WorkerInfo
 from worker.ops.cli.app import known_queues, pass_ops
+from worker.ops.cli.backfills import backfill_json, backfill_table
 from worker.ops.cli.output import COLOURS, ago, at, duration, emit_json, heading, moment, table
 from worker.periodic import schedules
 from worker.results import JobRecord
@@ -22,16 +23,18 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable
 @as_json
 @pass_ops
 def status(ops: Ops, as_json: bool) -> None:
-    """Queues, live workers and periodic schedules.
+    """Queues, live workers, periodic schedules and backfills.
 
     Per queue: jobs ready, held by a rate or concurrency limit, running, delayed (of which
     retrying after a failure) and dead, and the outcome counters since the queue began."""
     queues = [ops.stats(q) for q in ops.queues()]
     workers = ops.workers()
     periodic = periodic_schedules(datetime.now(UTC))
+    backfills = ops.backfills()
     if as_json:
         emit_json({"queues": queues, "workers": [worker_json(w) for w in workers],
-                   "periodic": periodic})  # fmt: skip
+                   "periodic": periodic,
+                   "backfills": [backfill_json(b) for b in backfills]})  # fmt: skip
         return
     click.echo(heading("Queues"))
     click.echo(queue_table(queues))
@@ -39,6 +42,9 @@ def status(ops: Ops, as_json: bool) -> None:
     click.echo(worker_table(workers) if workers else "no live workers")
     click.echo("\n" + heading("Periodic jobs"))
     click.echo(periodic_table(periodic) if periodic else "no periodic jobs")
+    if backfills:  # worker/backfill: shown once one was planned
+        click.echo("\n" + heading("Backfills"))
+        click.echo(backfill_table(backfills))
 
 
 def queue_table(queues: list[QueueStats]) -> str:
@@ -75,16 +81,21 @@ def worker_json(w: WorkerInfo) -> dict[str, Any]:
 
 def worker_table(workers: list[WorkerInfo]) -> str:
     now = datetime.now(UTC).timestamp()
-    headers = ["HOST", "PID", "QUEUES", "CONCURRENCY", "IN FLIGHT", "PROCESSED", "UPTIME"]
-    headers += ["HEARTBEAT", "ID"]
+    headers = ["HOST", "PID", "QUEUES", "CONCURRENCY", "IN FLIGHT", "PROCESSED", "LOOP LAG"]
+    headers += ["UPTIME", "HEARTBEAT", "ID"]
     rows = [
         [
-            *(w.host, w.pid, _served(w), w.concurrency, w.in_flight, w.processed),
+            *(w.host, w.pid, _served(w), w.concurrency, w.in_flight, w.processed, _lag(w)),
             *(duration(now - w.started_at), f"{duration(now - w.seen_at)} ago", w.id),
         ]
         for w in workers
     ]
     return table(headers, rows)
+
+
+def _lag(w: WorkerInfo) -> str:
+    """Its loop's worst lag of the last minute, in ms; "-" when it measures none."""
+    return "-" if w.loop_lag is None else f"{w.loop_lag * 1000:.0f}ms"
 
 
 def periodic_schedules(now: datetime) -> list[dict[str, Any]]:
@@ -193,6 +204,12 @@ def show(ops: Ops, job_id: str, as_json: bool) -> None:
         ("finished", moment(record.finished_at)),
         ("workers", ", ".join(record.worker_ids) or "-"),
     ]
+    if record.progress is not None:
+        done, total, note = record.progress.done, record.progress.total, record.progress.note
+        said = f"{done:g}" if total is None else f"{done:g} of {total:g}"
+        fields.append(("progress", f"{said}{f' ({note})' if note else ''}"))
+    if record.metadata:
+        fields.append(("metadata", _json(record.metadata)))
     if record.status == "SUCCESSFUL":
         fields.append(("return value", _json(record.return_value)))
     for name, value in fields:

@@ -1,7 +1,8 @@
 --! uses: clock, each, wake, ready, job, flow, tell
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
--- `stats` and keeps the ids of the latest `history` successes in `finished` (newest first;
--- finished jobs are otherwise only reachable by id).
+-- `stats` and keeps the ids of the latest `history` successes in `finished` and of the
+-- latest kept cancellations in `cancelled` (newest first; finished jobs are otherwise only
+-- reachable by id).
 -- KEYS: leases (this worker's), ready, priorities, later, dead, stats, finished, cancel,
 --   notify, running, gates
 -- ARGV: job_key_prefix, history, cancelled_error_json, worker_id, then six per outcome: id, kind,
@@ -26,7 +27,7 @@
 local now, jobp, wid = clock(), ARGV[1], ARGV[4]
 local first, n = 5, (#ARGV - 4) / 6
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0, deferred = 0}
-local ids, done, seen, stopped = {}, {}, {}, {}
+local ids, done, seen, stopped, ended = {}, {}, {}, {}, {}
 for i = 1, n do ids[i] = ARGV[first + (i - 1) * 6] end
 local over = {}  -- the jobs whose outcome here ends them, for those waiting (lua/tell.lua)
 -- Whose outcome is each? This worker's lease of the job names the attempt it holds and
@@ -37,7 +38,7 @@ local over = {}  -- the jobs whose outcome here ends them, for those waiting (lu
 -- memory, Redis refuses a script's first write that may grow memory but none after it,
 -- and releasing the leases (HDEL) cannot grow it.
 local held = each('HMGET', KEYS[1], ids)
-local release, verdicts, runs, slots = {}, {}, {}, {}
+local release, verdicts, runs, slots, starts = {}, {}, {}, {}, {}
 local function free(lease)  -- the slot a released lease held, if it counted in a group
   local g = lease_group(lease)
   if g then slots[g] = (slots[g] or 0) + 1 end
@@ -49,6 +50,7 @@ for i = 1, n do
   local verdict
   if lease_attempt and tonumber(lease_attempt) == attempt and not seen[id] then
     verdict = 'own'
+    starts[i] = started
     release[#release + 1] = id
     free(held[i])
     seen[id] = true  -- a second outcome of the same lease is a replay
@@ -136,6 +138,10 @@ for i = 1, n do
       counts.deferred = counts.deferred + 1
     else
       for _, v in ipairs({'a', attempt, 'error:' .. attempt, value}) do run[#run + 1] = v end
+      if starts[i] then  -- an attempt that failed: when it ran, for its job's timeline
+        run[#run + 1] = 'at:' .. attempt
+        run[#run + 1] = since(id, starts[i]) .. ' ' .. since(id, now)
+      end
       if cancel and (kind == 'err' or kind == 'later') then
         kind = 'cancel'
         stopped[#stopped + 1] = id
@@ -148,6 +154,7 @@ for i = 1, n do
         if keep > 0 then
           put(key, run, {'s', 'F', 'f', since(id, now)})
           redis.call('PEXPIRE', key, keep)
+          ended[#ended + 1] = id
         else
           gone[#gone + 1] = key
         end
@@ -173,6 +180,10 @@ end
 if #done > 0 then
   each('LPUSH', KEYS[7], done)
   redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[2]) - 1)
+end
+if #ended > 0 then
+  each('LPUSH', jobp .. 'cancelled', ended)
+  redis.call('LTRIM', jobp .. 'cancelled', 0, tonumber(ARGV[2]) - 1)
 end
 tell(jobp, 'end', over)
 local F = flow(jobp, '', KEYS[10], KEYS[11], now)

@@ -6,7 +6,7 @@
 -- path).
 -- KEYS: job, ready, priorities, later, cancel, stats, legacy ready, legacy delayed, gates
 -- ARGV: id, now_ms, error_json, result_ttl_ms (0: the cancelled job's hash goes at once),
---   job_key_prefix
+--   job_key_prefix, history (how many cancelled ids `cancelled` keeps, newest first)
 -- Returns 'cancelled', 'requested', 'missing' or the status of a job that is neither.
 local id = ARGV[1]
 local function read() return redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k') end
@@ -33,6 +33,8 @@ if removed > 0 then
              'error:' .. (tonumber(f[4] or '0') + 1), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('HDEL', KEYS[1], 'lost')  -- a late outcome of the lost attempt must not revive it
+  redis.call('LPUSH', ARGV[5] .. 'cancelled', id)
+  redis.call('LTRIM', ARGV[5] .. 'cancelled', 0, tonumber(ARGV[6]) - 1)
   return 'cancelled'
 end
 if f[5] then return 'SUCCESSFUL' end  -- a result means 'S'

@@ -8,15 +8,20 @@
 -- is read, not written (the attempt is written there when it ends), except for a job that
 -- ran before, whose hash takes the attempt now so that an outcome of an earlier attempt
 -- arriving late is known for stale.
+-- A paused queue (its `paused` key exists: an operator's `jobs pause`) leases nothing and
+-- moves nothing: the call returns at once, saying so (the worker then waits on the list a
+-- resume wakes, not on `notify`, which every enqueue fills again).
 -- KEYS: ready, priorities, later, leases (this worker's), workers, notify, legacy ready,
---   legacy delayed, limits, running, gates
+--   legacy delayed, limits, running, gates, paused
 -- ARGV: count, worker_id, job_key_prefix, byte_budget, idle
 -- Returns {{id, message, attempt, worker_ids, first start (ms after the enqueue; false:
 --   none yet), max_attempts}...,
 --   ms until the next delayed job is due (false: none), now_ms (Redis's clock), how many
---   were left for the budget}. Writes that may grow memory come after one that cannot
---   (ZREM, LPOP): out of memory, Redis refuses a script's first such write only.
+--   were left for the budget, 1 if the queue is paused (else 0)}. Writes that may grow
+--   memory come after one that cannot (ZREM, LPOP): out of memory, Redis refuses a
+--   script's first such write only.
 local now, count, wid, jobp = clock(), tonumber(ARGV[1]), ARGV[2], ARGV[3]
+if redis.call('EXISTS', KEYS[12]) == 1 then return {{}, false, now, 0, 1} end
 local function join(ids)  -- due or taken-over ids join the back of their priority's list
   local by = {}
   for _, id in ipairs(ids) do
@@ -151,4 +156,4 @@ for _, later in ipairs(legacy and {KEYS[3], KEYS[8], KEYS[11]} or {KEYS[3], KEYS
   local at = nxt[2] and tonumber(nxt[2])
   if at and at ~= math.huge and (not due_in or at - now < due_in) then due_in = at - now end
 end
-return {out, due_in, now, #back + over}
+return {out, due_in, now, #back + over, 0}

@@ -15,9 +15,12 @@
 -- KEYS: leases (that worker's), ready, priorities, dead, workers, notify, stats, legacy wip,
 --   running, gates
 -- ARGV: job_key_prefix, worker_id, mode, error_json[, id...]
--- Returns {requeued, dead}
+-- Returns {requeued, dead, tasks requeued, tasks dead}: the last two (mode 'lost' only) list
+-- the task path of each job whose attempt was lost, as its message names it ('' for a
+-- message that does not start as enqueue writes it), for the worker's metrics.
 local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
 local back, dead, over = 0, 0, {}
+local retried, failed = {}, {}  -- mode 'lost': the tasks of the jobs requeued, dead-lettered
 local held = {}  -- {id, lease ("attempt started_ms"), or false for a 0.1 lease}
 if #ARGV > 4 then
   for i = 5, #ARGV do
@@ -79,12 +82,15 @@ for _, lease in ipairs(held) do
       end
       redis.call('HSET', key, unpack(fields))
     end
+    local task = mode == 'lost' and (string.match(f[1], '^{"task":"([^"]*)"') or '')
     if mode == 'lost' and attempt >= tonumber(f[3] or '1') then
       redis.call('HSET', key, 's', 'F', 'f', since(id, now))
       redis.call('ZADD', KEYS[4], now, id)
       dead = dead + 1
       over[#over + 1] = id
+      failed[#failed + 1] = task
     else
+      if task then retried[#retried + 1] = task end
       if not value or mode == 'lost' then redis.call('HSET', key, 's', 'Q') end
       local p = tonumber(f[5] or '0')
       local list = front[p] or {}
@@ -102,4 +108,4 @@ end
 tell(jobp, 'end', over)  -- dead-lettered: the processes waiting for them are told
 local freed = give_back(flow(jobp, '', KEYS[9], KEYS[10], now), slots)
 if back > 0 or freed then wake(KEYS[6]) end
-return {back, dead}
+return {back, dead, retried, failed}

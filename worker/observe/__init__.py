@@ -1,0 +1,1 @@
+"""What a worker exports about itself: metrics, traces, loop watchdog, structured logs."""
