@@ -99,6 +99,7 @@ async def test_a_waiter_of_another_queue_arriving_while_the_listener_connects_he
 ):
     one = await tasks.sleeper.aenqueue(0.2)
     other = await tasks.sleeper.using(queue_name="other").aenqueue(0.2)
+    another = await tasks.sleeper.using(queue_name="other").aenqueue(0.2)
     first = asyncio.ensure_future(afinished(one, timeout=10))
     connecting = backend.broker.loop().listener
     async with asyncio.timeout(10):  # the listener has begun to connect for the first
@@ -107,11 +108,13 @@ async def test_a_waiter_of_another_queue_arriving_while_the_listener_connects_he
                 break
             await asyncio.sleep(0)
 
+    # Two waiters of one new channel, both waiting for the subscription lock.
     second = asyncio.ensure_future(afinished(other, timeout=10))
+    third = asyncio.ensure_future(afinished(another, timeout=10))
     async with run_worker():
-        await asyncio.gather(first, second)
+        await asyncio.gather(first, second, third)
 
-    assert one.status == other.status == "SUCCESSFUL"
+    assert one.status == other.status == another.status == "SUCCESSFUL"
 
 
 async def test_a_wait_outlasting_the_marks_lifetime_still_hears_the_end(

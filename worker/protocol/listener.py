@@ -110,12 +110,14 @@ class Listener:
         confirmed = self._channels.get(channel)
         if confirmed is None:
             async with self._lock:
-                confirmed = self._channels[channel] = asyncio.Event()
-                if self._pubsub is not None:  # else the reader subscribes it as it connects
-                    try:
-                        await self._pubsub.subscribe(channel)
-                    except REDIS_ERRORS:
-                        await self._drop_connection()  # the reader connects again, and all
+                confirmed = self._channels.get(channel)  # another waiter's, while this waited
+                if confirmed is None:
+                    confirmed = self._channels[channel] = asyncio.Event()
+                    if self._pubsub is not None:  # else the reader subscribes as it connects
+                        try:
+                            await self._pubsub.subscribe(channel)
+                        except REDIS_ERRORS:
+                            await self._drop_connection()  # the reader connects again
         await confirmed.wait()
 
     async def _read(self) -> None:
