@@ -83,7 +83,7 @@ async def _closing(results: list[Result], timeout: float, every: bool) -> None:
     try:
         await _wait(results, timeout, every)
     finally:
-        if (backend := _backend(results)) is not None:
+        if results and (backend := _backend(results)) is not None:
             await backend.broker.close_loop()
 
 

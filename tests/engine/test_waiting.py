@@ -15,7 +15,7 @@ from worker.ops import Ops
 from worker.protocol import listener
 from worker.protocol.records import error_json
 from worker.protocol.servers import RedisServer
-from worker.waiting import aall_finished, afinished, afirst_finished, finished
+from worker.waiting import aall_finished, afinished, afirst_finished, all_finished, finished
 
 
 @pytest.fixture
@@ -148,6 +148,10 @@ def test_sync_code_waits_too(backend):
         assert finished(result, timeout=10).return_value == 5
     finally:
         runner.join()
+
+
+def test_waiting_for_no_job_returns_at_once():
+    assert all_finished([], timeout=1) == []
 
 
 async def _run_one(backend):
