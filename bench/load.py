@@ -13,9 +13,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import time
 
 import httpx
+
+
+def answers(process: subprocess.Popen, url: str, status: int, seconds: float) -> bool:
+    """Whether the server ``process`` started answers ``url`` with ``status`` within
+    ``seconds`` (False as soon as it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == status:
+                return True
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
 
 
 async def hammer(url: str, connections: int, seconds: float) -> dict:

@@ -44,6 +44,7 @@ from bench.dashboard import dashboard_pages  # noqa: E402
 from bench.database import CONCURRENCY as DB_CONCURRENCY  # noqa: E402
 from bench.database import POOL_SIZE as DB_POOL_SIZE  # noqa: E402
 from bench.database import pool_workload, postgres_url  # noqa: E402
+from bench.load import answers  # noqa: E402
 from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
@@ -722,8 +723,6 @@ class Harness:
         )  # fmt: skip
 
     def start_web(self) -> tuple[subprocess.Popen, str]:
-        import httpx
-
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1",
@@ -733,16 +732,8 @@ class Harness:
             stdout=self.log("uvicorn"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/bench/noop/", timeout=1).status_code == 200:
-                    return process, base
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
+        if answers(process, f"{base}/bench/noop/", 200, 30):
+            return process, base
         self.stop(process)
         raise BenchError("uvicorn did not answer /bench/noop/ (see its log)")
 

@@ -42,12 +42,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import answers  # noqa: E402
 from worker.protocol.keys import queue_of  # noqa: E402
 from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 
@@ -151,16 +151,8 @@ class Site:
             "--no-access-log", "--lifespan", "off",
         ], **env)  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + probe, timeout=1).status_code == status:
-                    return process, base
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
+        if answers(process, base + probe, status, 60):
+            return process, base
         stop(process)
         raise SystemExit(f"uvicorn did not answer (see {self.log_dir}/{name}.log)")
 

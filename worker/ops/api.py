@@ -28,7 +28,7 @@ from worker.protocol.backfills import Backfills, BackfillState
 from worker.protocol.connection import REDIS_ERRORS, unreachable
 from worker.protocol.flow import DECLARED, SET, GroupState, applying
 from worker.protocol.history import Point, TaskFigures
-from worker.protocol.keys import queue_of
+from worker.protocol.keys import by_queue
 from worker.protocol.queue import COUNTERS, QueueGauges, QueueStats
 from worker.protocol.records import class_path, error_json
 from worker.results import JobRecord, from_ms
@@ -321,10 +321,8 @@ class Ops:
     def retry(self, *job_ids: str) -> int:
         """Send dead-lettered jobs back to their queues with a fresh set of attempts (their
         task's max_attempts). Returns how many went back; ids that are not dead are skipped."""
-        by_queue: dict[str, list[str]] = {}
-        for job_id in job_ids:
-            by_queue.setdefault(queue_of(job_id), []).append(job_id)
-        return sum(self._send_back(queue, self._records(ids)) for queue, ids in by_queue.items())
+        grouped = by_queue(job_ids)
+        return sum(self._send_back(queue, self._records(ids)) for queue, ids in grouped.items())
 
     def retry_dead(
         self,
@@ -405,10 +403,7 @@ class Ops:
     def delete(self, *job_ids: str) -> int:
         """Delete jobs for good wherever they wait or lie finished, with their data;
         running ones are left (cancel them). Returns how many went."""
-        by_queue: dict[str, list[str]] = {}
-        for job_id in job_ids:
-            by_queue.setdefault(queue_of(job_id), []).append(job_id)
-        return sum(self.broker.queue(queue).delete(ids) for queue, ids in by_queue.items())
+        return sum(self.broker.queue(queue).delete(ids) for queue, ids in by_queue(job_ids).items())
 
     # Pausing queues, ordering workers
 

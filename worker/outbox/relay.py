@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
@@ -24,6 +23,7 @@ from django.tasks.signals import task_enqueued
 from worker import pending
 from worker.outbox.models import OutboxJob
 from worker.protocol.connection import REDIS_DOWN, unreachable
+from worker.protocol.enqueue import chunks
 from worker.protocol.records import NewJob, now_ms
 
 if TYPE_CHECKING:
@@ -193,11 +193,8 @@ def _move(backend: RedisBackend, ids: list[str] | None = None) -> list[str]:
 
 
 def _store(backend: RedisBackend, jobs: list[NewJob]) -> None:
-    by_queue: dict[str, list[NewJob]] = defaultdict(list)
-    for job in jobs:
-        by_queue[job.queue].append(job)
-    for name, of_queue in by_queue.items():
-        queue = backend.broker.queue(name)
+    for of_queue in chunks(jobs, lambda job: job):
+        queue = backend.broker.queue(of_queue[0].queue)
         # A unique job goes alone: its script answers whether the call is stored already.
         for job in of_queue:
             if job.unique is not None and (first := queue.enqueue(job)) not in (None, job.id):

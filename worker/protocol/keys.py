@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Iterable
 
 _sequence = itertools.count()
 
@@ -40,6 +41,14 @@ def queue_of(job_id: str) -> str:
     if not sep or not queue or len(token) != 27 or not _HEX.issuperset(token):
         raise ValueError(f"{job_id!r} is not a job id (expected '<queue>:<27 hex digits>')")
     return queue
+
+
+def by_queue(job_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Job ids grouped by their queue, in order (what one queue's script call takes)."""
+    grouped: dict[str, list[str]] = {}
+    for job_id in job_ids:
+        grouped.setdefault(queue_of(job_id), []).append(job_id)
+    return grouped
 
 
 class Keys:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.exceptions import BrokerUnavailable
 from worker.protocol.connection import REDIS_ERRORS
-from worker.protocol.keys import queue_of
+from worker.protocol.keys import by_queue
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -67,7 +67,7 @@ class Listener:
             self._watchers.setdefault(job_id, set()).add(events)
         try:
             try:
-                for queue in {queue_of(job_id) for job_id in ids}:
+                for queue in by_queue(ids):
                     await self._subscribed(self._keys.events(queue))
                 await self._mark(ids)
             except REDIS_ERRORS as e:
@@ -93,11 +93,8 @@ class Listener:
         await self._drop_connection()
 
     async def _mark(self, ids: list[str]) -> None:
-        by_queue: dict[str, list[str]] = {}
-        for job_id in ids:
-            by_queue.setdefault(queue_of(job_id), []).append(job_id)
         async with self._client.pipeline(transaction=False) as pipe:
-            for queue, of_queue in by_queue.items():
+            for queue, of_queue in by_queue(ids).items():
                 pipe.sadd(self._keys.waited(queue), *of_queue)
                 pipe.pexpire(self._keys.waited(queue), WAITED_TTL_MS)
             await pipe.execute()

@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from worker.protocol.connection import REDIS_ERRORS
-from worker.protocol.keys import queue_of
+from worker.protocol.keys import by_queue
 
 if TYPE_CHECKING:
     from worker.protocol.broker import Broker
@@ -85,13 +85,9 @@ class Reports:
             self._armed = False
         if not taken:
             return
-        by_queue: dict[str, list[tuple[str, bytes, bytes]]] = {}
-        for job_id, (progress, metadata) in taken.items():
-            by_queue.setdefault(queue_of(job_id), []).append(
-                (job_id, progress or b"", metadata or b"")
-            )
         try:
-            for queue, reports in by_queue.items():
+            for queue, ids in by_queue(taken).items():
+                reports = [(i, taken[i][0] or b"", taken[i][1] or b"") for i in ids]
                 await self._broker.queue(queue).report(reports)
         except BaseException:
             with self._lock:
