@@ -42,7 +42,7 @@ from worker.protocol.connection import (
     surely_unstored,
     unreachable,
 )
-from worker.protocol.message import encode, new_job
+from worker.protocol.message import Incoming, encode, new_job
 from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
 from worker.results import from_ms, make_result, parse
@@ -194,10 +194,14 @@ class RedisBackend(BaseTaskBackend):
         if (unknown := _unknown_to_workers(task)) is not None:
             raise InvalidTask(unknown)
 
-    def prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[Result, NewJob]:
-        """Check a call of ``task`` and make the job enqueuing it writes, with its result."""
+    def prepare(
+        self, task: Task, args: Any, kwargs: Any, incoming: Incoming = (False, False)
+    ) -> tuple[Result, NewJob]:
+        """Check a call of ``task`` and make the job enqueuing it writes, with its result
+        (``incoming``: what a workflow adds to the call, worker.protocol.message.encode)."""
         self._usable(task)
-        encoded = encode(task, args, kwargs, self.max_payload_bytes, tracing.carrier())
+        trace = tracing.carrier()
+        encoded = encode(task, args, kwargs, self.max_payload_bytes, trace, incoming)
         return self._job_for(task, *encoded)
 
     def _job_for(

@@ -352,3 +352,30 @@ async def checkpoints(context) -> dict:
         await context.asave_metadata()
         raise RateLimited(retry_after=0.1)
     return dict(context.metadata)
+
+
+# Workflows (tests/engine/test_workflows.py)
+
+
+@task()
+async def concat(previous: str, suffix: str) -> str:
+    calls.append(("concat", suffix))
+    return previous + suffix
+
+
+@task()
+async def gather(values: list, failed: list | None = None) -> dict:
+    """A group's callback: what it was given."""
+    calls.append(("gather", values))
+    return {"values": values, "failed": failed}
+
+
+@task()
+async def adds_to_batch(batch_id: str, more: int) -> int:
+    """A job of a batch that adds ``more`` jobs to it while it runs."""
+    from worker.workflows import Batch
+
+    batch = Batch.get(batch_id)
+    for i in range(more):
+        await batch.aenqueue(record, f"added-{i}")
+    return more

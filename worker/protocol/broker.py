@@ -22,6 +22,7 @@ from worker.protocol.keys import Keys, queue_of
 from worker.protocol.listener import Listener
 from worker.protocol.queue import Queue
 from worker.protocol.scripts import HEARTBEAT
+from worker.protocol.workflows import Workflows
 
 # A worker whose heartbeat is older than this (ms) leaves the list of those that heartbeat.
 UNLISTED_AFTER_MS = 3600 * 1000
@@ -47,6 +48,7 @@ class Broker:
         self.max_connections = max_connections
         self._sync: redis.Redis | None = None
         self._queues: dict[str, Queue] = {}
+        self.workflows = Workflows(self)
         self._identity = (url, prefix, id(self))  # of this broker's clients on a loop
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple[str, str, int], LoopClients]

@@ -24,7 +24,7 @@ CHUNK = 1000  # jobs per script call: Redis runs nothing else while a script run
 Pending = tuple[NewJob, "asyncio.Future[None]"]  # a job waiting to be sent, and its caller
 
 
-def _fields(job: NewJob) -> tuple[Any, ...]:
+def job_fields(job: NewJob) -> tuple[Any, ...]:
     """The job's ARGV[1..7] for the enqueue scripts (lua/store.lua)."""
     run_after = job.run_after_ms
     deferred = run_after is not None and run_after > job.enqueued_ms
@@ -48,7 +48,7 @@ def queue_keys(keys: Keys, queue: str) -> list[str]:
 
 def enqueue_arguments(keys: Keys, job: NewJob) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ENQUEUE script for ``job`` (run by a sync or an async client)."""
-    argv = list(_fields(job))
+    argv = list(job_fields(job))
     keys_ = [keys.job(job.id), *queue_keys(keys, job.queue)]
     if job.unique is not None:
         fingerprint, window_ms = job.unique
@@ -63,7 +63,7 @@ def enqueue_many_arguments(
     """KEYS and ARGV of the ENQUEUE_MANY script for ``jobs``, all of ``queue``."""
     argv: list[Any] = [keys.job_prefix(queue)]
     for job in jobs:
-        argv += _fields(job)
+        argv += job_fields(job)
     return queue_keys(keys, queue), argv
 
 

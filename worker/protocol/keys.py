@@ -146,6 +146,16 @@ class Keys:
         of its progress and its end (lua/tell.lua)."""
         return f"{self.queue(queue)}:events"
 
+    def steps(self, queue: str) -> str:
+        """The queue's jobs that belong to a running workflow or batch: id -> "<its
+        workflow's key> <step>" (lua/workflow.lua names it from the job key prefix)."""
+        return f"{self.queue(queue)}:steps"
+
+    def workflow(self, workflow_id: str) -> str:
+        """A workflow's or a batch's hash: ``P:{Q}:wf:<token>`` for the id ``Q:<token>``
+        (shaped as a job id of its first step's queue)."""
+        return f"{self.job_prefix(queue_of(workflow_id))}wf:{workflow_id.partition(':')[2]}"
+
     def unique(self, queue: str, fingerprint: str) -> str:
         return f"{self.queue(queue)}:unique:{fingerprint}"
 

@@ -2,8 +2,9 @@
 
 A message is JSON ({"task": path, "args": [...], "kwargs": {...}, "trace": {...}}, empty
 args and kwargs left out, and the trace context only when the enqueue was traced: every
-queued job keeps its message in Redis). Decoding never imports anything: the task path is
-looked up in the registry of this project's tasks.
+queued job keeps its message in Redis). A workflow's step may carry what its workflow passed
+on, "input" (its first argument) and "failed" (its keyword ``failed``). Decoding never
+imports anything: the task path is looked up in the registry of this project's tasks.
 """
 
 from __future__ import annotations
@@ -26,19 +27,26 @@ from worker.task import Task, arguments_error, bound_arguments, lookup
 
 
 def encode(
-    task: Task, args: Any, kwargs: Any, max_bytes: int, trace: dict[str, str] | None = None
+    task: Task,
+    args: Any,
+    kwargs: Any,
+    max_bytes: int,
+    trace: dict[str, str] | None = None,
+    incoming: Incoming = (False, False),
 ) -> tuple[list[Any], dict[str, Any], bytes, str | None]:
     """The message for a call of ``task``, with its arguments made JSON-ready (lists,
     dicts, scalars), and its limit group (worker/limits.py), or InvalidArguments naming
     what is wrong. ``trace``: the W3C trace context of the enqueue (worker/observe/
-    tracing.py), carried to the worker."""
+    tracing.py), carried to the worker. ``incoming``: whether a workflow adds an input
+    (a first argument) and ``failed`` (a keyword) when it releases the step."""
     try:
         args, kwargs = _json_ready(list(args)), _json_ready(dict(kwargs))
     except (TypeError, ValueError) as e:
         raise InvalidArguments(
             f"{task.module_path}: arguments must be JSON-serialisable ({e})"
         ) from None
-    if error := arguments_error(task, args, kwargs):
+    called_args, called_kwargs = _as_called(args, kwargs, *incoming)
+    if error := arguments_error(task, called_args, called_kwargs):
         raise InvalidArguments(error)
     message: dict[str, Any] = {"task": task.module_path}
     if args:
@@ -61,10 +69,26 @@ def encode(
             f"{task.module_path}: message is {len(body)} bytes, over the limit of {max_bytes}"
         )
     try:
-        limit = task.limit_group(args, kwargs)
+        limit = task.limit_group(called_args, called_kwargs)
     except LimitError as e:
         raise InvalidArguments(f"{task.module_path}: {e}") from None
     return args, kwargs, body, limit
+
+
+# What a workflow adds to a step's call when it releases it: (an input, ``failed``).
+Incoming = tuple[bool, bool]
+
+
+def _as_called(
+    args: list[Any], kwargs: dict[str, Any], has_input: bool, has_failed: bool
+) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments a step is called with, what its workflow adds stood in by None and
+    [] (so that a call that cannot bind them is refused at enqueue)."""
+    if has_input:
+        args = [None, *args]
+    if has_failed:
+        kwargs = {**kwargs, "failed": []}
+    return args, kwargs
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -171,6 +195,13 @@ def decode(body: bytes | None, max_bytes: int) -> Call:
         raise Rejected("message names no task (field 'task' must be a string)")
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise Rejected("message 'args' must be a list and 'kwargs' an object")
+    # what a workflow passed on (lua/workflow.lua)
+    if "input" in data:
+        args = [data["input"], *args]
+    if "failed" in data:
+        if not isinstance(data["failed"], list):
+            raise Rejected("message 'failed' must be a list")
+        kwargs = {**kwargs, "failed": data["failed"]}
     task = lookup(path)
     if task is None:
         raise Rejected(

@@ -1,4 +1,4 @@
---! uses: clock, each, wake, ready, job, flow, tell
+--! uses: clock, each, wake, ready, job, flow, tell, workflow
 -- Store outcomes and release leases, in one call for a batch of jobs. Counts outcomes in
 -- `stats` and keeps the ids of the latest `history` successes in `finished` and of the
 -- latest kept cancellations in `cancelled` (newest first; finished jobs are otherwise only
@@ -22,14 +22,22 @@
 -- Idempotent: an outcome sent again (its reply was lost) changes nothing. An outcome of a
 -- worker taken for dead (REQUEUE marks the job 'lost' with the attempt) stands if no other
 -- attempt has begun since; else it is only recorded as that attempt's error.
--- The processes waiting for a job that ends here are told (lua/tell.lua).
+-- The processes waiting for a job that ends here are told (lua/tell.lua), and its workflow
+-- moves on (lua/workflow.lua).
 -- Returns the ids of the jobs cancelled instead of retried.
 local now, jobp, wid = clock(), ARGV[1], ARGV[4]
 local first, n = 5, (#ARGV - 4) / 6
 local counts = {succeeded = 0, retried = 0, failed = 0, cancelled = 0, deferred = 0}
 local ids, done, seen, stopped, ended = {}, {}, {}, {}, {}
 for i = 1, n do ids[i] = ARGV[first + (i - 1) * 6] end
-local over = {}  -- the jobs whose outcome here ends them, for those waiting (lua/tell.lua)
+-- The jobs whose outcome here ends them, for those waiting (lua/tell.lua) and for their
+-- workflows (lua/workflow.lua): how each ended, and a success's value.
+local over, hows, values = {}, {}, {}
+local function ends(id, how, value)
+  over[#over + 1] = id
+  hows[#hows + 1] = how
+  values[#values + 1] = value
+end
 -- Whose outcome is each? This worker's lease of the job names the attempt it holds and
 -- when it began: an outcome of that attempt owns the job (no other attempt begins while a
 -- lease stands, and no command deletes or expires a leased job's hash), and writes that
@@ -124,7 +132,7 @@ for i = 1, n do
         gone[#gone + 1] = key
       end
       counts.succeeded = counts.succeeded + 1
-      over[#over + 1] = id
+      ends(id, 'S', value)
     elseif kind == 'later' and not cancel then
       -- not an attempt: the hash keeps the count of those before it (FETCH wrote a later
       -- attempt's number, REQUEUE a lost one's)
@@ -159,7 +167,7 @@ for i = 1, n do
           gone[#gone + 1] = key
         end
         counts.cancelled = counts.cancelled + 1
-        over[#over + 1] = id
+        ends(id, 'C', false)
       elseif kind == 'err' and attempt < tonumber(redis.call('HGET', key, 'n') or '1') then
         put(key, run, {'s', 'Q'})
         redis.call('ZADD', KEYS[4], now + delay, id)
@@ -168,7 +176,7 @@ for i = 1, n do
         put(key, run, {'s', 'F', 'f', since(id, now)})
         redis.call('ZADD', KEYS[5], now, id)
         counts.failed = counts.failed + 1
-        over[#over + 1] = id
+        ends(id, 'F', false)
       end
     end
   end
@@ -186,6 +194,7 @@ if #ended > 0 then
   redis.call('LTRIM', jobp .. 'cancelled', 0, tonumber(ARGV[2]) - 1)
 end
 tell(jobp, 'end', over)
+settle(jobp, over, hows, values, now)
 local F = flow(jobp, '', KEYS[10], KEYS[11], now)
 if give_back(F, slots) or counts.retried + counts.deferred > 0 then wake(KEYS[9]) end
 return stopped

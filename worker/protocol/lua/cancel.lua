@@ -1,4 +1,4 @@
---! uses: ready, job, upgrade, tell
+--! uses: ready, job, upgrade, cancelled, workflow
 -- Cancel a queued job: only the caller whose removal took it from its ready list, from
 -- later or from its limit group's held jobs (or from the previous protocol's sets) marks
 -- it, so a worker's fetch and a cancel never both win. A running job gets a cancel request
@@ -9,10 +9,11 @@
 --   job_key_prefix, history (how many cancelled ids `cancelled` keeps, newest first)
 -- Returns 'cancelled', 'requested', 'missing' or the status of a job that is neither.
 local id = ARGV[1]
-local function read() return redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k') end
+local function read() return redis.call('HMGET', KEYS[1], 'm', 's', 'p', 'a', 'v', 'k', 'b', 'x') end
 local f = read()
 if not f[1] and upgrade(ARGV[5], id) then f = read() end
 if not f[1] then return 'missing' end
+if f[8] then return 'FAILED' end  -- its workflow cancelled it (lua/workflow.lua)
 local removed = redis.call('LREM', level(KEYS[2], tonumber(f[3] or '0')), 1, id)
   + redis.call('ZREM', KEYS[4], id) + redis.call('ZREM', KEYS[7], id)
   + redis.call('ZREM', KEYS[8], id)
@@ -23,18 +24,14 @@ if removed == 0 and f[6] then
   if removed > 0 and redis.call('EXISTS', held) == 0 then redis.call('ZREM', KEYS[9], f[6]) end
 end
 if removed > 0 then
-  redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
-  tell(ARGV[5], 'end', {id})
-  if tonumber(ARGV[4]) == 0 then
-    redis.call('DEL', KEYS[1])
-    return 'cancelled'
-  end
-  redis.call('HSET', KEYS[1], 's', 'F', 'f', since(id, ARGV[2]),
-             'error:' .. (tonumber(f[4] or '0') + 1), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('HDEL', KEYS[1], 'lost')  -- a late outcome of the lost attempt must not revive it
-  redis.call('LPUSH', ARGV[5] .. 'cancelled', id)
-  redis.call('LTRIM', ARGV[5] .. 'cancelled', 0, tonumber(ARGV[6]) - 1)
+  cancelled(ARGV[5], id, tonumber(f[4] or '0'), ARGV[2], ARGV[3], ARGV[4], ARGV[6])
+  settle(ARGV[5], {id}, {'C'}, {false}, tonumber(ARGV[2]))
+  return 'cancelled'
+end
+if f[7] then  -- a step its workflow has not released yet (lua/workflow.lua)
+  redis.call('HDEL', KEYS[1], 'b')
+  cancelled(ARGV[5], id, 0, ARGV[2], ARGV[3], ARGV[4], ARGV[6])
+  settle(ARGV[5], {id}, {'C'}, {false}, tonumber(ARGV[2]))
   return 'cancelled'
 end
 if f[5] then return 'SUCCESSFUL' end  -- a result means 'S'

@@ -1,4 +1,4 @@
---! uses: ready, job, tell
+--! uses: clock, ready, job, tell, workflow
 -- Delete jobs for good, with their hashes, wherever they wait or lie finished: a ready
 -- list, a limit group's held jobs, later, dead, and the lists of the latest successes and
 -- cancellations. A running job (neither waiting nor finished: its state is in a lease) is
@@ -33,4 +33,7 @@ for i = 2, #ARGV do
   end
 end
 tell(jobp, 'end', deleted)
+local how = {}
+for i = 1, n do how[i] = 'C' end
+settle(jobp, deleted, how, {}, clock())  -- a step deleted counts as cancelled
 return n

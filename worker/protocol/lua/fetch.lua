@@ -53,15 +53,17 @@ local F = flow(jobp, KEYS[9], KEYS[10], KEYS[11], now)
 local out, leases, budget, back, back_priorities = {}, {}, tonumber(ARGV[4]), {}, {}
 local idle = ARGV[5] == '1'
 -- lease(id, free): lease the job, unless it is over the byte budget ('budget') or a limit
--- of its group holds it ('held'); 'gone': it outlived its hash (purged or expired),
+-- of its group holds it ('held'); 'ended': its workflow cancelled it (lua/workflow.lua);
+-- 'gone': it outlived its hash (purged or expired),
 -- nothing to run. `free`: its group's limits were asked already (a held job let go).
 local function lease(id, free)
   local key = job(jobp, id)
-  local f = redis.call('HMGET', key, 'm', 'w', 't', 'n', 'a', 'k')
+  local f = redis.call('HMGET', key, 'm', 'w', 't', 'n', 'a', 'k', 'x')
   if not f[1] then
     out[#out + 1] = {id, false}
     return 'gone'
   end
+  if f[7] then return 'ended' end  -- its workflow cancelled it where it waited
   if #f[1] > budget and not (idle and #leases == 0) then return 'budget' end
   local g = f[6]
   if g then
@@ -116,7 +118,8 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0
 end
 -- Then the ready lists. A job its limit holds leaves them for its group's held list, so
 -- the jobs behind it are looked at in the same call: a limited task does not hold up the
--- others (a thousand held a call at most; the next call goes on).
+-- others (a thousand held a call at most; the next call goes on). So does one its workflow
+-- cancelled where it waited.
 local looked, found = 0, {}
 while room() > 0 and #back == 0 and looked < 1000 do
   local held_some, ids, priorities = false, nil, nil
@@ -127,8 +130,8 @@ while room() > 0 and #back == 0 and looked < 1000 do
     if got == 'budget' then
       back[#back + 1] = id
       back_priorities[#back_priorities + 1] = priorities[i]
-    elseif got == 'held' then
-      held_some = true
+    elseif got == 'held' or got == 'ended' then
+      held_some = true  -- it took no room: look further
     end
   end
   if not held_some then break end

@@ -1,4 +1,4 @@
---! uses: clock, wake, each, ready, job, upgrade, flow, tell
+--! uses: clock, wake, each, ready, job, upgrade, flow, tell, workflow
 -- Put every job leased to one worker back on the queue, at the front of its ready list.
 -- mode 'lost': the worker died; the attempt counts, and its record is written as ACK would
 --   have (attempts, starts, worker ids) with ARGV[4] as its error; a job out of attempts
@@ -105,7 +105,11 @@ if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[7], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[7], 'failed', dead) end
 end
-tell(jobp, 'end', over)  -- dead-lettered: the processes waiting for them are told
+-- dead-lettered: the processes waiting for them are told, their workflows move on
+tell(jobp, 'end', over)
+local how = {}
+for i = 1, #over do how[i] = 'F' end
+settle(jobp, over, how, {}, now)
 local freed = give_back(flow(jobp, '', KEYS[9], KEYS[10], now), slots)
 if back > 0 or freed then wake(KEYS[6]) end
 return {back, dead, retried, failed}

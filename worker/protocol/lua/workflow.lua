@@ -1,0 +1,239 @@
+--! uses: each, wake, ready, job, store, cancelled
+-- Workflows and batches (worker/workflows, docs/workflows.md). Their bookkeeping runs in
+-- the script that ends a step (ACK, REQUEUE, CANCEL, DELETE: settle()), so a step's end
+-- and what follows from it (the steps it releases, a stop) are one atomic change, and a
+-- replayed outcome (which those scripts tell from a first one) changes nothing more.
+-- A workflow's hash W (P:{Q}:wf:<token>, Q the queue of its first step) holds:
+--   id; k: 'w' (steps of a graph) or 'b' (a batch); s: R (running), S, F or C; P: the key
+--   prefix; t: how long it, and its steps' records, are kept once ended (ms); h: how many
+--   cancellations a queue lists; ce: the error of a step its workflow cancelled; m: its
+--   steps; d, x: steps (a batch: jobs) ended, and of those, not succeeded; e: when it
+--   ended (ms). Per step i: j:i its job id; o:i the steps after it ("2 3"); w:i how many
+--   it still waits for (a step waiting holds 'b' in its job hash, and is on no list);
+--   i:i what it takes of the steps before it (input()); c:i '1': its failure does not stop
+--   the workflow; r:i '1': a step takes its value, v:i (once it succeeded); e:i how it
+--   ended (S, F or C; the first end stands). A batch: n jobs added; z '1' once closed; os,
+--   oc: the steps on_success and on_complete; f: ids of its jobs that did not succeed.
+-- A step's job hash names its workflow in 'W'. Each queue's `steps` hash maps the id of a job of a workflow or batch to "<W> <i>" (i 0:
+-- a batch's job) until it ends: one EXISTS tells a script that a queue has none.
+-- Keys of other queues are named from P: a workflow spans queues, so these scripts need a
+-- single Redis (docs/workflows.md).
+
+-- jobp_of(prefix, id): the key prefix of a job's queue (P:{Q}:).
+local function jobp_of(prefix, id)
+  return prefix .. ':{' .. string.match(id, '^([^:]*):') .. '}:'
+end
+
+-- enter(jobp, id, priority, due_ms, limit, now): a stored job joins its queue, as a new
+-- one does (lua/store.lua).
+local function enter(jobp, id, p, due, limit, now)
+  if due and due > now then
+    redis.call('ZADD', jobp .. 'later', due, id)
+  elseif behind(jobp, jobp .. 'gates', id, limit or '') then
+    return
+  else
+    push(jobp .. 'queued', jobp .. 'priorities', p, {id}, false)
+  end
+  wake(jobp .. 'notify')
+end
+
+-- input(W, spec): the JSON a released step takes, and the JSON list of the ids of those
+-- before it that did not succeed (or nil). spec: 'v k' the value of step k; 'l k1 k2...'
+-- their values in a list (null for one that did not succeed); a trailing 'f' on v or l:
+-- the failures are named too; 'b': a batch's summary.
+local function input(wkey, spec)
+  local kind, rest = string.match(spec, '^(%a+) ?(.*)$')
+  local failed = {}
+  if kind == 'b' then
+    local f = redis.call('HMGET', wkey, 'id', 'n', 'f')
+    for id in string.gmatch(f[3] or '', '%S+') do failed[#failed + 1] = cjson.encode(id) end
+    return '{"batch":' .. cjson.encode(f[1]) .. ',"jobs":' .. f[2] .. ',"failed":['
+      .. table.concat(failed, ',') .. ']}', nil
+  end
+  local values = {}
+  for k in string.gmatch(rest, '%d+') do
+    local f = redis.call('HMGET', wkey, 'e:' .. k, 'v:' .. k, 'j:' .. k)
+    if f[1] == 'S' then
+      values[#values + 1] = f[2] or 'null'
+    else
+      values[#values + 1] = 'null'
+      failed[#failed + 1] = cjson.encode(f[3])
+    end
+  end
+  local value = string.sub(kind, 1, 1) == 'v' and values[1] or '[' .. table.concat(values, ',') .. ']'
+  if string.sub(kind, -1) == 'f' then return value, '[' .. table.concat(failed, ',') .. ']' end
+  return value, nil
+end
+
+-- release(W, prefix, i, now): step i waits no more: what it takes goes into its message
+-- (fields "input" and "failed", which the worker passes as its first argument and as
+-- `failed`), and it joins its queue.
+local function release(wkey, prefix, i, now)
+  local f = redis.call('HMGET', wkey, 'j:' .. i, 'i:' .. i)
+  local id = f[1]
+  local jobp = jobp_of(prefix, id)
+  local key = job(jobp, id)
+  local g = redis.call('HMGET', key, 'm', 'p', 'r', 'k')
+  if not g[1] then return end  -- deleted by hand
+  redis.call('HDEL', key, 'b')
+  if f[2] then
+    local value, failed = input(wkey, f[2])
+    local m = string.sub(g[1], 1, -2) .. ',"input":' .. value
+    if failed then m = m .. ',"failed":' .. failed end
+    redis.call('HSET', key, 'm', m .. '}')
+  end
+  enter(jobp, id, tonumber(g[2] or '0'), tonumber(g[3]), g[4], now)
+end
+
+-- over(W, ttl): nothing of the workflow will change its status again: kept ttl ms.
+local function over(wkey, ttl)
+  if tonumber(ttl) > 0 then
+    redis.call('PEXPIRE', wkey, ttl)
+  else
+    redis.call('DEL', wkey)
+  end
+end
+
+-- halt(W, status, now): the workflow ends as F or C with steps not ended: a waiting or
+-- queued one is cancelled now (a queued one marked 'x', which FETCH skips where it lies,
+-- rather than searched for in its list), a running one is asked to stop (a cancel
+-- request, as for any running job: its ACK ends it).
+local function halt(wkey, status, now)
+  local w = redis.call('HMGET', wkey, 'P', 'm', 't', 'h', 'ce')
+  local prefix, m, ttl, history, ce = w[1], tonumber(w[2]), w[3], w[4], w[5]
+  redis.call('HSET', wkey, 's', status, 'e', now)
+  local fields = {}
+  for i = 1, m do
+    fields[#fields + 1] = 'e:' .. i
+    fields[#fields + 1] = 'j:' .. i
+    fields[#fields + 1] = 'w:' .. i
+  end
+  local got, ended, queued = each('HMGET', wkey, fields), {}, {}
+  for i = 1, m do
+    local e, id, waits = got[3 * i - 2], got[3 * i - 1], got[3 * i]
+    if not e then
+      local jobp = jobp_of(prefix, id)
+      if waits then
+        redis.call('HDEL', job(jobp, id), 'b')
+        cancelled(jobp, id, 0, now, ce, ttl, history)
+        redis.call('HDEL', jobp .. 'steps', id)
+        ended[#ended + 1] = i
+      else
+        local q = queued[jobp] or {ids = {}, at = {}}
+        q.ids[#q.ids + 1] = id
+        q.at[#q.at + 1] = i
+        queued[jobp] = q
+      end
+    end
+  end
+  -- Kept an hour at least, whatever the TTL: the mark 'x' must outlast the id in a list.
+  local keep = math.max(tonumber(ttl), 3600000)
+  for jobp, q in pairs(queued) do
+    local leased = {}
+    for _, worker in ipairs(redis.call('SMEMBERS', jobp .. 'workers')) do
+      local held = each('HMGET', jobp .. 'leases:' .. worker, q.ids)
+      for k = 1, #q.ids do
+        if held[k] then leased[k] = true end
+      end
+    end
+    for k, id in ipairs(q.ids) do
+      if leased[k] then
+        redis.call('ZADD', jobp .. 'cancel', 'NX', now, id)
+      else
+        local key = job(jobp, id)
+        local a = redis.call('HGET', key, 'a')
+        if redis.call('HSETNX', key, 'x', 1) == 1 then
+          cancelled(jobp, id, tonumber(a or '0'), now, ce, keep, history)
+        end
+        redis.call('HDEL', jobp .. 'steps', id)
+        ended[#ended + 1] = q.at[k]
+      end
+    end
+  end
+  local marks = {}
+  for _, i in ipairs(ended) do
+    marks[#marks + 1] = 'e:' .. i
+    marks[#marks + 1] = 'C'
+  end
+  each('HSET', wkey, marks)
+  redis.call('HINCRBY', wkey, 'd', #ended)
+  redis.call('HINCRBY', wkey, 'x', #ended)
+  over(wkey, ttl)
+end
+
+-- fire(W, now): a closed batch whose jobs have all ended releases on_complete, and
+-- on_success if every one succeeded (else cancels it).
+local function fire(wkey, now)
+  local w = redis.call('HMGET', wkey, 's', 'z', 'n', 'd', 'x', 'os', 'oc', 'P', 't', 'h', 'ce')
+  if w[1] ~= 'R' or not w[2] or tonumber(w[4]) < tonumber(w[3]) then return end
+  local good = tonumber(w[5]) == 0
+  redis.call('HSET', wkey, 's', good and 'S' or 'F', 'e', now)
+  if w[6] then
+    if good then
+      release(wkey, w[8], w[6], now)
+    else
+      local id = redis.call('HGET', wkey, 'j:' .. w[6])
+      local jobp = jobp_of(w[8], id)
+      redis.call('HDEL', job(jobp, id), 'b')
+      redis.call('HDEL', jobp .. 'steps', id)
+      redis.call('HSET', wkey, 'e:' .. w[6], 'C')
+      cancelled(jobp, id, 0, now, w[11], w[9], w[10])
+    end
+  end
+  if w[7] then release(wkey, w[8], w[7], now) end
+  over(wkey, w[9])
+end
+
+-- step_ended(W, i, id, outcome, value, now): step i (0: a job of a batch) ended: S with
+-- its JSON value, F or C.
+local function step_ended(wkey, i, id, outcome, value, now)
+  local w = redis.call('HMGET', wkey, 's', 'k', 'P', 'm', 'e:' .. i, 'c:' .. i, 'o:' .. i, 'r:' .. i)
+  if not w[1] then return end  -- the workflow's record is gone (ended, kept no longer)
+  local ok = outcome == 'S'
+  if i == 0 then
+    redis.call('HINCRBY', wkey, 'd', 1)
+    if not ok then
+      redis.call('HINCRBY', wkey, 'x', 1)
+      redis.call('HSET', wkey, 'f', (redis.call('HGET', wkey, 'f') or '') .. ' ' .. id)
+    end
+    fire(wkey, now)
+    return
+  end
+  if w[5] then return end
+  redis.call('HSET', wkey, 'e:' .. i, outcome)
+  if w[2] == 'b' then return end  -- a batch's callback: the batch ended already
+  if ok and w[8] then redis.call('HSET', wkey, 'v:' .. i, value) end
+  local d = redis.call('HINCRBY', wkey, 'd', 1)
+  if not ok then redis.call('HINCRBY', wkey, 'x', 1) end
+  if w[1] ~= 'R' then return end
+  if not ok and not w[6] then
+    halt(wkey, 'F', now)
+    return
+  end
+  for j in string.gmatch(w[7] or '', '%d+') do
+    if redis.call('HINCRBY', wkey, 'w:' .. j, -1) <= 0 then
+      redis.call('HDEL', wkey, 'w:' .. j)
+      release(wkey, w[3], j, now)
+    end
+  end
+  if d >= tonumber(w[4]) then
+    redis.call('HSET', wkey, 's', 'S', 'e', now)
+    over(wkey, redis.call('HGET', wkey, 't'))
+  end
+end
+
+-- settle(jobp, ids, outcomes, values, now): jobs of one queue ended (outcomes S, F or C;
+-- values: the JSON value of each that succeeded, else false); those of a workflow or a
+-- batch move it on.
+local function settle(jobp, ids, outcomes, values, now)
+  if #ids == 0 or redis.call('EXISTS', jobp .. 'steps') == 0 then return end
+  local found, mine = each('HMGET', jobp .. 'steps', ids), {}
+  for k = 1, #ids do
+    if found[k] then
+      mine[#mine + 1] = ids[k]
+      local wkey, i = string.match(found[k], '^(.*) (%d+)$')
+      step_ended(wkey, tonumber(i), ids[k], outcomes[k], values[k], now)
+    end
+  end
+  each('HDEL', jobp .. 'steps', mine)
+end

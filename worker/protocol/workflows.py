@@ -1,0 +1,137 @@
+"""Workflows' and batches' side of the protocol: starting one in one atomic call, stopping
+it, adding jobs to a batch and closing it, and reading where it stands
+(lua/workflow.lua holds the bookkeeping that runs when a step ends)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from worker.protocol.enqueue import job_fields
+from worker.protocol.queue import HISTORY
+from worker.protocol.records import NewJob
+from worker.protocol.scripts import BATCH, START, STOP
+
+if TYPE_CHECKING:
+    from worker.protocol.broker import Broker
+
+
+class NewStep(NamedTuple):
+    """A step of a new workflow: its job, and where it stands in the graph (steps
+    numbered from 1, in the order given)."""
+
+    job: NewJob
+    waits: int  # how many steps it waits for
+    after: tuple[int, ...]  # the steps that wait for it
+    takes: str  # what it takes of those before it (lua/workflow.lua's input()); "": nothing
+    continues: bool  # its failure does not stop the workflow
+    kept: bool  # a step takes its return value
+
+
+class NewWorkflow(NamedTuple):
+    id: str
+    kind: str  # "w": a graph of steps; "b": a batch (its steps: its callbacks)
+    keep_ms: int  # how long it is kept once ended, and its cancelled steps' records
+    cancelled_error: bytes  # the error a step its workflow cancels records
+    steps: list[NewStep]
+    on_success: int | None = None  # a batch's callbacks, by step number
+    on_complete: int | None = None
+
+
+class WorkflowState(NamedTuple):
+    """A workflow or batch as Redis holds it."""
+
+    id: str
+    kind: str
+    status: str  # R, S, F or C
+    steps: list[tuple[str, str | None]]  # each step's job id, and how it ended (S, F, C)
+    ends: list[str]  # the job ids of its last steps (a batch: its callbacks)
+    ended: int  # steps (a batch: jobs) ended
+    failed: int  # of those, the ones that did not succeed
+    jobs: int | None  # a batch: jobs added
+    closed: bool  # a batch: closed
+    ended_ms: int | None
+
+
+class Workflows:
+    """The Redis I/O of workflows and batches, for every queue their steps use."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.keys = broker.keys
+
+    def _start_arguments(self, flow: NewWorkflow) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [self.keys.prefix, flow.kind, flow.id, flow.keep_ms]
+        args += [HISTORY, flow.cancelled_error, len(flow.steps)]
+        args += [_or_empty(flow.on_success), _or_empty(flow.on_complete)]
+        for s in flow.steps:
+            j = s.job
+            args += (j.id, j.body, j.priority, j.max_attempts, _or_empty(j.run_after_ms))
+            args += (j.limit or "", s.waits, " ".join(map(str, s.after)), s.takes)
+            args += ("1" if s.continues else "", "1" if s.kept else "")
+        return [self.keys.workflow(flow.id)], args
+
+    def start(self, flow: NewWorkflow) -> None:
+        START.run_sync(self.broker.sync, *self._start_arguments(flow))
+
+    async def astart(self, flow: NewWorkflow) -> None:
+        await self.broker.loop().fast.run(START, *self._start_arguments(flow))
+
+    def stop(self, workflow_id: str) -> str:
+        """Cancel it: 'cancelled', 'missing', or the status (S, F, C) it ended with."""
+        reply = STOP.run_sync(self.broker.sync, [self.keys.workflow(workflow_id)], [])
+        return str(reply.decode() if isinstance(reply, bytes) else reply)
+
+    def _batch_arguments(self, batch_id: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        args: list[Any] = ["add"]
+        for job in jobs:
+            args += job_fields(job)
+        return [self.keys.workflow(batch_id)], args
+
+    def add(self, batch_id: str, jobs: list[NewJob]) -> int:
+        """Store jobs in an open batch; how many it holds. A ResponseError names why it
+        cannot (no such batch, the batch has ended)."""
+        return int(BATCH.run_sync(self.broker.sync, *self._batch_arguments(batch_id, jobs)))
+
+    async def aadd(self, batch_id: str, jobs: list[NewJob]) -> int:
+        fast = self.broker.loop().fast
+        return int(await fast.run(BATCH, *self._batch_arguments(batch_id, jobs)))
+
+    def close(self, batch_id: str) -> int:
+        return int(BATCH.run_sync(self.broker.sync, [self.keys.workflow(batch_id)], ["close"]))
+
+    async def aclose(self, batch_id: str) -> int:
+        fast = self.broker.loop().fast
+        return int(await fast.run(BATCH, [self.keys.workflow(batch_id)], ["close"]))
+
+    def read(self, workflow_id: str) -> WorkflowState | None:
+        return _state(workflow_id, self.broker.sync.hgetall(self.keys.workflow(workflow_id)))
+
+    async def aread(self, workflow_id: str) -> WorkflowState | None:
+        client = self.broker.aclient()
+        return _state(workflow_id, await client.hgetall(self.keys.workflow(workflow_id)))
+
+
+def _or_empty(value: int | None) -> int | str:
+    return "" if value is None else value
+
+
+def _state(workflow_id: str, fields: Mapping[Any, Any]) -> WorkflowState | None:
+    if not fields:
+        return None
+    text = {k.decode(): v.decode() for k, v in fields.items()}
+    numbers = range(1, int(text["m"]) + 1)
+    steps = [(text[f"j:{i}"], text.get(f"e:{i}")) for i in numbers]
+    ends = [text[f"j:{i}"] for i in numbers if f"o:{i}" not in text]
+    return WorkflowState(
+        id=workflow_id,
+        kind=text["k"],
+        status=text["s"],
+        steps=steps,
+        ends=ends,
+        ended=int(text.get("d", 0)),
+        failed=int(text.get("x", 0)),
+        jobs=int(text["n"]) if "n" in text else None,
+        closed="z" in text,
+        ended_ms=int(text["e"]) if "e" in text else None,
+    )
