@@ -22,6 +22,7 @@ from jobs.models import Report
 from jobs.tasks import send_report, sync_orders
 from worker import BrokerUnavailable
 from worker.waiting import afinished
+from worker.workflows import Workflow, WorkflowDoesNotExist, chain, step
 
 logger = logging.getLogger(__name__)
 
@@ -80,21 +81,34 @@ async def enqueue_sync_orders(request: HttpRequest) -> JsonResponse:
 @require_POST
 @broker_unavailable_is_503
 async def create_report(request: HttpRequest) -> JsonResponse:
+    """A report built and delivered by a job; with ``?sync=1``, of the orders synced first:
+    sync_orders, then send_report, one workflow (202 + where to watch it)."""
     report = await Report.objects.acreate()
+    report_url = request.build_absolute_uri(reverse("jobs:report", args=[report.pk]))
+    if request.GET.get("sync") == "1":
+        workflow = await _keeping(
+            report, chain(step(sync_orders), step(send_report, report.pk)).aenqueue()
+        )
+        status_url = request.build_absolute_uri(reverse("jobs:workflow", args=[workflow.id]))
+        response = JsonResponse({"report_id": report.pk, "report_url": report_url,
+                                 "workflow_id": workflow.id, "status_url": status_url},
+                                status=202)  # fmt: skip
+        response["Location"] = status_url
+        return response
+    result = await _keeping(report, send_report.aenqueue(report.pk))
+    return _accepted(request, result, report_id=report.pk, report_url=report_url)
+
+
+async def _keeping[T](report: Report, enqueuing: Awaitable[T]) -> T:
+    """What enqueuing the report's job gives; if it fails, no job will ever build the
+    report: it is not left "pending" for ever (but a job Redis may have stored will run,
+    and must find its report)."""
     try:
-        result = await send_report.aenqueue(report.pk)
+        return await enqueuing
     except Exception as e:
-        # No job will ever build it: do not leave a report that stays "pending" forever.
-        # But a job Redis may have stored will run, and must find its report.
         if not (isinstance(e, BrokerUnavailable) and e.maybe_stored):
             await report.adelete()
         raise
-    return _accepted(
-        request,
-        result,
-        report_id=report.pk,
-        report_url=request.build_absolute_uri(reverse("jobs:report", args=[report.pk])),
-    )
 
 
 @require_GET
@@ -102,14 +116,9 @@ async def create_report(request: HttpRequest) -> JsonResponse:
 async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
     """The job's result; with ``?wait=SECONDS`` (at most MAX_WAIT), answered as soon as the
     job ends, or after that long as it then stands."""
-    wait = request.GET.get("wait")
-    try:
-        seconds = min(float(wait), MAX_WAIT) if wait is not None else 0.0
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # (NaN too)
-        return JsonResponse({"error": f"wait must be a number of seconds, not {wait!r}"},
-                            status=400)  # fmt: skip
+    seconds = _wait_of(request)
+    if seconds is None:
+        return _bad_wait(request)
     try:
         result = await default_task_backend.aget_result(job_id)
         if seconds and not result.is_finished:
@@ -118,6 +127,47 @@ async def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
     except TaskResultDoesNotExist:
         return JsonResponse({"error": f"no job {job_id!r}"}, status=404)
     return JsonResponse(task_result_json(result))
+
+
+@require_GET
+@broker_unavailable_is_503
+async def workflow_status(request: HttpRequest, workflow_id: str) -> JsonResponse:
+    """A workflow's status, progress and steps; ``?wait=SECONDS`` as for a job."""
+    seconds = _wait_of(request)
+    if seconds is None:
+        return _bad_wait(request)
+    try:
+        workflow = await Workflow.aget(workflow_id)
+        progress = await workflow.aprogress()
+        if seconds and not progress.finished:
+            with contextlib.suppress(TimeoutError):
+                progress = await workflow.afinished(seconds)
+    except (WorkflowDoesNotExist, ValueError):
+        return JsonResponse({"error": f"no workflow {workflow_id!r}"}, status=404)
+    steps = [
+        {"job_id": job_id, "ended": ended,
+         "status_url": request.build_absolute_uri(reverse("jobs:job-status", args=[job_id]))}
+        for job_id, ended in progress.steps
+    ]  # fmt: skip
+    state = {"id": workflow.id, "status": progress.status, "ended": progress.ended,
+             "total": progress.total, "failed": progress.failed}  # fmt: skip
+    return JsonResponse({**state, "steps": steps})
+
+
+def _wait_of(request: HttpRequest) -> float | None:
+    """The request's ``?wait=`` in seconds (at most MAX_WAIT; 0 when not given), or None
+    when it is not a number of seconds."""
+    wait = request.GET.get("wait")
+    try:
+        seconds = min(float(wait), MAX_WAIT) if wait is not None else 0.0
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None  # (NaN too)
+
+
+def _bad_wait(request: HttpRequest) -> JsonResponse:
+    wait = request.GET.get("wait")
+    return JsonResponse({"error": f"wait must be a number of seconds, not {wait!r}"}, status=400)
 
 
 @require_GET

@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection
+from django.test import AsyncClient
 
 from jobs.fake_services import PAGE_SIZE, PAGES
 from jobs.models import Order
@@ -56,3 +57,20 @@ async def test_a_4xx_fails_sync_orders_at_once(order_service, run_worker):
         "jobs.order_service.OrderServiceError"
     ]
     assert "404" in result.errors[0].traceback
+
+
+async def test_a_report_of_freshly_synced_orders_runs_as_a_workflow(
+    order_service, webhook, run_worker
+):
+    client = AsyncClient()
+    response = await client.post("/reports/?sync=1")
+    assert response.status_code == 202
+    body = response.json()
+    async with run_worker(concurrency=concurrency()):
+        workflow = (await client.get(f"{body['status_url']}?wait=20")).json()
+    assert workflow["status"] == "SUCCEEDED", workflow
+    assert (workflow["ended"], workflow["total"]) == (2, 2)
+    report = (await client.get(body["report_url"])).json()
+    # built after the sync step had stored every order
+    assert report["order_count"] == PAGES * PAGE_SIZE
+    assert report["delivered_at"] is not None

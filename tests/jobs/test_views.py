@@ -115,7 +115,14 @@ async def test_report_detail(client):
 
 
 @pytest.mark.parametrize(
-    "url", ["/jobs/default:00000000000deadbeefdeadbeef/", "/jobs/not-a-job-id/", "/reports/999/"]
+    "url",
+    [
+        "/jobs/default:00000000000deadbeefdeadbeef/",
+        "/jobs/not-a-job-id/",
+        "/reports/999/",
+        "/workflows/default:00000000000deadbeefdeadbeef/",
+        "/workflows/not-a-workflow-id/",
+    ],
 )
 async def test_unknown_ids_are_json_404s(client, url):
     response = await client.get(url)
