@@ -142,7 +142,7 @@ async def workflow_status(request: HttpRequest, workflow_id: str) -> JsonRespons
         if seconds and not progress.finished:
             with contextlib.suppress(TimeoutError):
                 progress = await workflow.afinished(seconds)
-    except (WorkflowDoesNotExist, ValueError):
+    except WorkflowDoesNotExist:
         return JsonResponse({"error": f"no workflow {workflow_id!r}"}, status=404)
     steps = [
         {"job_id": job_id, "ended": ended,

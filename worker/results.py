@@ -225,6 +225,8 @@ class JobRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     # when each failed attempt began and ended, by attempt number (ACK records them)
     spans: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
+    workflow: str | None = None  # the id of its workflow or batch (worker/workflows)
+    waiting: bool = False  # a workflow's step waiting for the steps before it to end
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
@@ -274,6 +276,8 @@ class JobRecord:
             progress=_progress(fields.get(b"g")),
             metadata=_metadata(fields.get(b"d")),
             spans=_spans(fields, enqueued),
+            workflow=fields[b"W"].decode() if b"W" in fields else None,
+            waiting=b"b" in fields,
         )
 
     def to_result(self, backend: str) -> Result:

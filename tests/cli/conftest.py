@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.engine import tasks
 from tests.engine.helpers import finished
-from worker.ops.cli import cli
+from worker.ops.cli import cli, output
 
 WORKER = "cli-test-host:4242:abcdef"
 
@@ -48,6 +48,13 @@ async def jobs(backend, run_worker) -> Jobs:
             "started_at": time.time() - 3600, "seen_at": time.time()}  # fmt: skip
     await broker.heartbeat(WORKER, orjson.dumps(beat), 60_000)
     return Jobs(ready.id, delayed.id, running.id, dead.id, successful.id)
+
+
+@pytest.fixture
+def on_a_terminal(monkeypatch):
+    """Questions are asked as on a terminal (CliRunner's stdin is not one): the answers
+    come from the test's ``input``."""
+    monkeypatch.setattr(output, "can_ask", lambda: True)
 
 
 def run(*args: str, input: str | None = None) -> Result:

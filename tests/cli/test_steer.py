@@ -5,20 +5,11 @@ import subprocess
 import sys
 
 import orjson
-import pytest
 
 from tests.cli.conftest import WORKER, run, run_json
 from tests.engine import tasks
 from tests.engine.helpers import finished
 from tests.processes import ROOT, project_env
-from worker.ops.cli import output
-
-
-@pytest.fixture
-def on_a_terminal(monkeypatch):
-    """Questions are asked as on a terminal (CliRunner's stdin is not one): the answers
-    come from the test's ``input``."""
-    monkeypatch.setattr(output, "can_ask", lambda: True)
 
 
 def state(job_id: str) -> str:

@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from worker.dashboard import access
 from worker.dashboard.pages import chosen_filter, ops
+from worker.workflows import WorkflowDoesNotExist
 
 # Jobs examined per request of an action on everything a filter matches.
 BATCH = 500
@@ -111,6 +112,23 @@ def jobs_bulk(request: HttpRequest) -> HttpResponseBase:
     access.log(request, f"{verb} jobs matching", step.done, state=chosen.state,
                queue=chosen.queue, task=chosen.task, text=chosen.text)  # fmt: skip
     return JsonResponse({"done": step.done, "examined": step.examined, "cursor": step.cursor})
+
+
+@access.action
+def workflow_cancel(request: HttpRequest, workflow_id: str) -> HttpResponseBase:
+    """Cancel a workflow (a batch: its callbacks), from its page."""
+    try:
+        outcome = ops().cancel_workflow(workflow_id)
+    except WorkflowDoesNotExist:
+        _told(request, f"No workflow {workflow_id!r} (it may have ended and expired).", error=True)
+        return redirect("worker_dashboard:jobs")
+    if outcome == "cancelled":
+        access.log(request, f"cancel workflow {workflow_id}")
+        _told(request, f"Workflow {workflow_id} cancelled.")
+    else:
+        _told(request, f"Workflow {workflow_id} had ended ({outcome}): nothing to cancel.",
+              error=True)  # fmt: skip
+    return redirect("worker_dashboard:workflow", workflow_id)
 
 
 @access.action

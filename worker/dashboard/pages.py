@@ -21,9 +21,12 @@ from worker.ops.api import COUNTERS, Ops
 from worker.ops.browse import ACTIONS, BROWSE, JobFilter
 from worker.protocol.message import fingerprint
 from worker.task import lookup, registered
+from worker.workflows import WorkflowDoesNotExist
 
 # Rows on a page of jobs.
 PAGE_SIZE = 50
+# Steps on a page of a workflow.
+STEPS_PAGE = 100
 # INFO fields shown of the Redis server, in this order.
 SERVER_FACTS = (
     "redis_version",
@@ -182,7 +185,10 @@ def job(request: HttpRequest, job_id: str) -> HttpResponse:
     unique = None
     if task is not None and task.unique_for is not None:
         unique = fingerprint(task, record.args, record.kwargs)
-    actions = [a for a, states in ACTIONS.items() if _browse_state(place.state) in states]
+    if place.state == "waiting":  # on no list: nothing to retry or delete, but it can be cancelled
+        actions = ["cancel"]
+    else:
+        actions = [a for a, states in ACTIONS.items() if _browse_state(place.state) in states]
     return _render(
         request,
         "job.html",
@@ -235,6 +241,27 @@ def _attempts(record: Any) -> list[dict[str, Any]]:
         rows.append({"n": None, "worker": None, "began": None, "ended": record.finished_at,
                      "seconds": None, "error": extra[-1]})  # fmt: skip
     return rows
+
+
+@access.page
+def workflow(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    start = request.GET.get("start", "0")
+    offset = int(start) if start.isdigit() else 0
+    try:
+        info = ops().workflow(workflow_id, offset, STEPS_PAGE)
+    except WorkflowDoesNotExist:
+        raise Http404(f"no workflow {workflow_id!r} (it may have ended and expired)") from None
+    total = len(info.progress.steps)
+    return _render(
+        request,
+        "workflow.html",
+        "jobs",
+        info=info,
+        last=offset + len(info.steps),
+        total_steps=total,
+        previous=max(offset - STEPS_PAGE, 0) if offset else None,
+        following=offset + STEPS_PAGE if offset + STEPS_PAGE < total else None,
+    )
 
 
 @access.page

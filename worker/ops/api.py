@@ -1,6 +1,6 @@
-"""Operations on the queues from Python (and the ops CLI): counts, workers and jobs by state
-to look at; dead letters to send back, jobs to cancel, queues to purge, manual enqueues.
-Synchronous, through the backend's broker (worker/protocol)."""
+"""Operations on the queues from Python (and the ops CLI): counts, workers, jobs by state and
+workflows to look at; dead letters to send back, jobs and workflows to cancel, queues to
+purge, manual enqueues. Synchronous, through the backend's broker (worker/protocol)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from django.utils import timezone
 from worker.backend import RedisBackend
 from worker.exceptions import Cancelled, UnknownTask
 from worker.limits import LimitError, Limits, group, parse_rate
-from worker.ops import browse
+from worker.ops import browse, workflows
 from worker.ops.browse import JobFilter, Page, Step
+from worker.ops.workflows import WorkflowInfo, WorkflowStep
 from worker.periodic import Periodic, schedules
 from worker.protocol import history
 from worker.protocol.backfills import Backfills, BackfillState
@@ -54,9 +55,12 @@ __all__ = [
     "Snapshot",
     "TaskFigures",
     "WorkerInfo",
+    "WorkflowInfo",
+    "WorkflowStep",
 ]
 
-# Where a job can be, as `jobs list --status` names it (a job can also be "cancelled").
+# Where a job can be, as `jobs list --status` names it (a job can also be "cancelled", or
+# "waiting": a workflow's step waiting for the steps before it, on no list).
 STATES = ("running", "ready", "held", "delayed", "dead", "successful")
 CANCELLED = class_path(Cancelled)
 CANCEL_REASON = "Cancelled by an operator."
@@ -89,8 +93,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Where a job is: one of STATES or "cancelled"; when a delayed one is due; whether a
-    cancel request waits for it."""
+    """Where a job is: one of STATES, "cancelled" or "waiting"; when a delayed one is due;
+    whether a cancel request waits for it."""
 
     state: str
     due: datetime | None = None
@@ -240,6 +244,8 @@ class Ops:
         if record.status == "RUNNING":
             return Place("running", cancel_requested=requested)
         if record.status == "READY":
+            if record.waiting:
+                return Place("waiting")
             if marks.held:
                 return Place("held")
             if marks.due is None:
@@ -404,6 +410,19 @@ class Ops:
         """Delete jobs for good wherever they wait or lie finished, with their data;
         running ones are left (cancel them). Returns how many went."""
         return sum(self.broker.queue(queue).delete(ids) for queue, ids in by_queue(job_ids).items())
+
+    # Workflows and batches (worker/workflows)
+
+    def workflow(self, workflow_id: str, offset: int = 0, limit: int | None = None) -> WorkflowInfo:
+        """A workflow or batch: its status, progress, and its steps (a batch: its
+        callbacks) from ``offset``, ``limit`` at most, each with its task and state;
+        WorkflowDoesNotExist if there is none."""
+        return workflows.read(self, workflow_id, offset, limit)
+
+    def cancel_workflow(self, workflow_id: str) -> str:
+        """Cancel a workflow or batch: "cancelled", or the status it had ended with
+        (SUCCEEDED, FAILED, CANCELLED); WorkflowDoesNotExist if there is none."""
+        return workflows.cancel(self, workflow_id)
 
     # Pausing queues, ordering workers
 

@@ -23,6 +23,7 @@ from worker.workflows.handle import (
     Workflow,
     WorkflowDoesNotExist,
     backend_named,
+    known,
     redis_backend,
 )
 from worker.workflows.start import STOPPED, keep_ms
@@ -42,6 +43,9 @@ class Batch:
 
     id: str
     backend_alias: str = "default"
+
+    def __post_init__(self) -> None:
+        known(self.id)
 
     @classmethod
     def open(

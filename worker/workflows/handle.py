@@ -13,6 +13,7 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 
 from worker import waiting
+from worker.protocol.keys import queue_of
 from worker.protocol.workflows import WorkflowState
 
 if TYPE_CHECKING:
@@ -57,6 +58,16 @@ def progress_of(state: WorkflowState) -> Progress:
     return Progress(_STATUS[state.status], state.ended, total, state.failed, steps)
 
 
+def known(workflow_id: str) -> str:
+    """``workflow_id`` if it is shaped like one (as a job id: a workflow's is one of its
+    first step's queue); else WorkflowDoesNotExist, as for an id Redis does not have."""
+    try:
+        queue_of(workflow_id)
+    except ValueError:
+        raise WorkflowDoesNotExist(workflow_id) from None
+    return workflow_id
+
+
 @dataclass(frozen=True, slots=True)
 class Workflow:
     """An enqueued workflow. ``steps``: its steps' job ids, in the order written (each a
@@ -67,16 +78,19 @@ class Workflow:
     steps: tuple[str, ...]
     ends: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        known(self.id)
+
     @classmethod
     def get(cls, workflow_id: str, backend: str = "default") -> Workflow:
         """The workflow of that id; WorkflowDoesNotExist if Redis has none."""
-        state = backend_named(backend).broker.workflows.read(workflow_id)
+        state = backend_named(backend).broker.workflows.read(known(workflow_id))
         return cls._of(workflow_id, backend, state)
 
     @classmethod
     async def aget(cls, workflow_id: str, backend: str = "default") -> Workflow:
         workflows = backend_named(backend).broker.workflows
-        return cls._of(workflow_id, backend, await workflows.aread(workflow_id))
+        return cls._of(workflow_id, backend, await workflows.aread(known(workflow_id)))
 
     @classmethod
     def _of(cls, workflow_id: str, alias: str, state: WorkflowState | None) -> Workflow:

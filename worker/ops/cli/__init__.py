@@ -2,8 +2,8 @@
 
 See docs/operations.md. Each module holds one kind of command: ``look`` (status, list,
 show), ``steer`` (retry, cancel, purge, enqueue), ``control`` (pause, resume, quiet, stop,
-schedule), ``limits`` (limits, limit), ``watch``, ``health`` (the probe); ``app``
-the group and its error handling, ``output`` tables, colours and JSON.
+schedule), ``limits`` (limits, limit), ``workflows`` (workflow), ``watch``, ``health``
+(the probe); ``app`` the group and its error handling, ``output`` tables, colours and JSON.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import control, health, limits, look, steer, watch
+from worker.ops.cli import control, health, limits, look, steer, watch, workflows
 from worker.ops.cli.app import cli
 from worker.ops.cli.standard import apply_paths, hoisted
 
 for group in (look.COMMANDS, steer.COMMANDS, control.COMMANDS, limits.COMMANDS):
     for command in group:
         cli.add_command(command)
+cli.add_command(workflows.workflow)
 cli.add_command(watch.watch)
 cli.add_command(health.health)
 

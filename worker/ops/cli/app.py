@@ -19,6 +19,7 @@ from worker.exceptions import BrokerUnavailable
 from worker.ops.api import Ops
 from worker.ops.cli.standard import standard_options
 from worker.protocol.connection import REDIS_DOWN, unreachable, wrong_database
+from worker.workflows import WorkflowDoesNotExist
 
 pass_ops = click.make_pass_decorator(Ops)
 
@@ -42,6 +43,8 @@ class JobsGroup(click.Group):
             fail(ctx, unreachable(url, e), e)
         except TaskResultDoesNotExist as e:
             fail(ctx, f"unknown job id {e}", e)
+        except WorkflowDoesNotExist as e:
+            fail(ctx, f"unknown workflow id {e} (or it ended and is kept no longer)", e)
         # Bad arguments, an unknown task or queue, a misconfigured backend.
         except (InvalidTask, BrokerUnavailable, ImproperlyConfigured) as e:
             fail(ctx, str(e), e)

@@ -166,6 +166,10 @@ def list_jobs(
         ]
         for state, r in found
     ]
+    if any(r.workflow for _, r in found):  # a column only where some job belongs to one
+        headers.append("WORKFLOW")
+        for row, (_, r) in zip(rows, found, strict=True):
+            row.append(r.workflow or "")
     click.echo(table(headers, rows, lambda h, cell: COLOURS.get(cell) if h == "STATE" else None))
 
 
@@ -188,10 +192,13 @@ def show(ops: Ops, job_id: str, as_json: bool) -> None:
         state += f", due {moment(place.due)}"
     if place.cancel_requested:
         state += f", cancel requested {moment(place.cancel_requested)}"
+    if place.state == "waiting":
+        state += " for the steps before it in its workflow"
     fields = [
         ("id", record.id),
         ("task", record.task_path or f"({record.message_error})"),
         ("queue", record.queue),
+        *([("workflow", record.workflow)] if record.workflow else []),
         ("state", f"{state} (status {record.status})"),
         ("attempts", f"{record.attempts} of {record.max_attempts}"),
         ("priority", record.priority),

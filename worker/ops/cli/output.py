@@ -19,6 +19,7 @@ COLOURS = {
     "running": "cyan",
     "ready": "yellow",
     "held": "yellow",
+    "waiting": "blue",
     "delayed": "blue",
     "dead": "red",
     "failed": "red",
