@@ -45,6 +45,13 @@ from bench.database import CONCURRENCY as DB_CONCURRENCY  # noqa: E402
 from bench.database import POOL_SIZE as DB_POOL_SIZE  # noqa: E402
 from bench.database import pool_workload, postgres_url  # noqa: E402
 from bench.load import answers  # noqa: E402
+from bench.workflows import (  # noqa: E402
+    DRAIN_GROUPS,
+    ENQUEUE_STEPS,
+    GROUP_STEPS,
+    workflow_drain,
+    workflow_enqueue,
+)
 from worker.protocol.servers import RedisServer, free_port  # noqa: E402
 
 PEERS_VENV = ROOT / "var" / "bench-peers" / "venv"
@@ -52,7 +59,7 @@ PEER_SCRIPTS = ROOT / "bench" / "peers"
 POLL = 0.002  # seconds between two looks at a counter
 WORKLOADS = ("drain", "scale", "io", "latency", "enqueue", "memory", "redis_memory", "body",
              "limit_overhead", "limited_beside", "watchdog", "metrics", "pool", "waiting",
-             "dashboard", "web")  # fmt: skip
+             "dashboard", "workflow_enqueue", "workflow_drain", "web")  # fmt: skip
 GROWTH = ("backlog", "due", "queues", "soak")  # bench/growth.py: with --growth or --only
 PEER_LIBRARIES = ("arq", "saq", "huey")  # bench/peers/<library>_bench.py, in this order
 # Seconds each job of bench.tasks.limited (2 at once) awaits: beside no-op jobs, most of
@@ -1102,6 +1109,22 @@ def table(figures: Figures, sizes: Sizes, env: dict, growth: list[tuple] | None 
          pair("rate", "db_pool", "db_no_pool"), "", "", "", "", ""),
         ("PostgreSQL: jobs/s, pool / a connection per job", fmt(m("ours", "db_pool_ratio"),
          "ratio"), "", "", "", "", ""),
+        (f"workflow enqueue: one group of {ENQUEUE_STEPS:,} no-op steps + a callback / "
+         f"aenqueue_many of {ENQUEUE_STEPS + 1:,} no-op jobs (jobs/s)",
+         pair("rate", "wf_enqueue", "wf_bulk"), "", "", "", "", ""),
+        ("workflow enqueue: jobs/s, group / bulk", fmt(m("ours", "wf_enqueue_ratio"), "ratio"),
+         "", "", "", "", ""),
+        ("workflow enqueue: Redis's time in the scripts, the group's one atomic call (it serves "
+         "no other client meanwhile) / the bulk enqueue's script calls (ms)",
+         pair("ms", "wf_script_ms", "wf_bulk_script_ms"), "", "", "", "", ""),
+        (f"workflow drain: {DRAIN_GROUPS} groups of {GROUP_STEPS} no-op steps + a callback "
+         f"each / as many no-op jobs, 1 process, concurrency {s.drain_concurrency} (jobs/s)",
+         pair("rate", "wf_drain", "wf_plain"), "", "", "", "", ""),
+        ("workflow drain: jobs/s, steps / plain jobs", fmt(m("ours", "wf_drain_ratio"), "ratio"),
+         "", "", "", ">= 0.80x", met(m("ours", "wf_drain_ratio"), lambda v: v >= 0.8)),
+        ("workflow drain: CPU per job, worker / Redis (us), steps; plain jobs",
+         f"{cpu_pair('wf_worker_us', 'wf_redis_us')}; "
+         f"{cpu_pair('wf_plain_worker_us', 'wf_plain_redis_us')}", "", "", "", "", ""),
         ("worker start: process start to ready (s; not a target)",
          fmt(m("ours", "startup"), "s"), "", "", "", "", ""),
         *(growth or ()),
@@ -1195,6 +1218,14 @@ async def bench(args, sizes: Sizes, harness: Harness, peers: Peers | None) -> Fi
             ("dashboard", "dashboard pages, large backlog",
              partial(dashboard_pages, harness, 100_000 if args.quick else 1_000_000),
              {"dashboard_ms": "slowest_ms"}),
+            ("workflow_enqueue", "workflow enqueue", partial(workflow_enqueue, harness, run),
+             {"wf_enqueue": "group_per_s", "wf_bulk": "bulk_per_s",
+              "wf_enqueue_ratio": "ratio", "wf_script_ms": "script_ms",
+              "wf_bulk_script_ms": "bulk_script_ms"}),
+            ("workflow_drain", "workflow drain", partial(workflow_drain, harness, run),
+             {"wf_drain": "steps_per_s", "wf_plain": "plain_per_s", "wf_drain_ratio": "ratio",
+              "wf_worker_us": "worker_us", "wf_redis_us": "redis_us",
+              "wf_plain_worker_us": "plain_worker_us", "wf_plain_redis_us": "plain_redis_us"}),
             ("pool", "database job, pool / none",
              partial(pool_workload, harness, args.postgres_url, sizes.db_jobs, run),
              {"db_pool": "pool_per_s", "db_no_pool": "no_pool_per_s", "db_pool_ratio": "ratio"}),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -72,19 +72,23 @@ def first_finished(results: Iterable[Result], timeout: float) -> Result:
 
 
 def _on_own_loop(results: list[Result], timeout: float, every: bool) -> None:
-    """Wait on an event loop of its own, in a thread of its own (this thread may run a loop
-    already), whose connections close with it."""
+    on_own_loop(lambda: _wait(results, timeout, every), _backend(results) if results else None)
+
+
+def on_own_loop[T](wait: Callable[[], Awaitable[T]], backend: RedisBackend | None) -> T:
+    """``wait()`` on an event loop of its own, in a thread of its own (this thread may run
+    a loop already), whose connections to ``backend``'s Redis close with it."""
+
+    async def closing() -> T:
+        try:
+            return await wait()
+        finally:
+            if backend is not None:
+                await backend.broker.close_loop()
+
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="waiting") as pool:
-        pool.submit(context.run, asyncio.run, _closing(results, timeout, every)).result()
-
-
-async def _closing(results: list[Result], timeout: float, every: bool) -> None:
-    try:
-        await _wait(results, timeout, every)
-    finally:
-        if results and (backend := _backend(results)) is not None:
-            await backend.broker.close_loop()
+        return pool.submit(context.run, asyncio.run, closing()).result()
 
 
 async def _wait(results: list[Result], timeout: float, every: bool) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from django.tasks import default_task_backend
 
 from tests.cli.conftest import run, run_json
 from tests.engine import tasks
 from tests.engine.helpers import waiting_for_work
 from worker.ops.api import Ops
+from worker.waiting import afinished
 from worker.workflows import Batch, Workflow, chain, step
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,7 +162,8 @@ async def test_a_batch_shows_its_jobs_counted_and_its_callbacks(run_worker):
 
     await batch.aclose()
     async with run_worker(concurrency=4):
-        await (await Workflow.aget(batch.id)).afinished(10)
+        await (await Workflow.aget(batch.id)).afinished(10)  # its jobs have ended
+        await afinished(await default_task_backend.aget_result(callback["job_id"]), 10)
     done = run_json("workflow", batch.id)
     assert (done["status"], done["closed"], done["ended"], done["total"]) == (
         "SUCCEEDED",

@@ -379,3 +379,22 @@ async def adds_to_batch(batch_id: str, more: int) -> int:
     for i in range(more):
         await batch.aenqueue(record, f"added-{i}")
     return more
+
+
+# Workflows under faults (tests/faults/test_workflows.py): steps and callbacks that count
+# their runs in Redis, as ``tally`` does, and pass values on.
+
+
+@task(max_attempts=5)
+async def tally_value(label: str, value: object, seconds: float = 0.0) -> object:
+    """``tally``, returning ``value``: a step whose runs are counted."""
+    await tally.acall(label, seconds)
+    return value
+
+
+@task(queue_name="reports", max_attempts=5)
+async def tally_taking(previous: object, label: str) -> object:
+    """Counts its runs as ``tally`` does and returns what it took of the steps before it.
+    On a queue of its own: a test may serve it by a worker it never kills."""
+    await tally.acall(label)
+    return previous

@@ -6,8 +6,9 @@ in that order (each helper's own needs first). Every script about a queue touche
 queue's keys only, all under its {queue} hash tag; job hashes are reached from ids through
 the key prefix in ARGV, which stays inside the same hash slot. The others touch keys of the
 whole prefix, without a hash tag (HEARTBEAT: a worker's heartbeat and the list of them).
-The workflow scripts (START, STOP, BATCH, and the end of a workflow's step in ACK, REQUEUE,
-CANCEL, DELETE) reach the keys of every queue its steps use: a workflow needs one Redis.
+The workflow scripts (START, STOP, BATCH, PROGRESS, and the end of a workflow's step in ACK,
+REQUEUE, CANCEL, DELETE, PURGE) reach the keys of every queue its steps use: a workflow
+needs one Redis.
 """
 
 from __future__ import annotations
@@ -93,3 +94,4 @@ HEARTBEAT = load("heartbeat")
 START = load("start")
 STOP = load("stop")
 BATCH = load("batch")
+PROGRESS = load("progress")

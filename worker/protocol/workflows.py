@@ -4,13 +4,12 @@ it, adding jobs to a batch and closing it, and reading where it stands
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from worker.protocol.enqueue import job_fields
 from worker.protocol.queue import HISTORY
 from worker.protocol.records import NewJob
-from worker.protocol.scripts import BATCH, START, STOP
+from worker.protocol.scripts import BATCH, PROGRESS, START, STOP
 
 if TYPE_CHECKING:
     from worker.protocol.broker import Broker
@@ -20,7 +19,7 @@ class NewStep(NamedTuple):
     """A step of a new workflow: its job, and where it stands in the graph (steps
     numbered from 1, in the order given)."""
 
-    job: NewJob
+    job: NewJob | None  # None: a join (lua/workflow.lua), which has none
     waits: int  # how many steps it waits for
     after: tuple[int, ...]  # the steps that wait for it
     takes: str  # what it takes of those before it (lua/workflow.lua's input()); "": nothing
@@ -65,9 +64,12 @@ class Workflows:
         args += [HISTORY, flow.cancelled_error, len(flow.steps)]
         args += [_or_empty(flow.on_success), _or_empty(flow.on_complete)]
         for s in flow.steps:
-            j = s.job
-            args += (j.id, j.body, j.priority, j.max_attempts, _or_empty(j.run_after_ms))
-            args += (j.limit or "", s.waits, " ".join(map(str, s.after)), s.takes)
+            if (j := s.job) is None:
+                args += ("", "", "", "", "", "")
+            else:
+                args += (j.id, j.body, j.priority, j.max_attempts, _or_empty(j.run_after_ms))
+                args += (j.limit or "",)
+            args += (s.waits, " ".join(map(str, s.after)), s.takes)
             args += ("1" if s.continues else "", "1" if s.kept else "")
         return [self.keys.workflow(flow.id)], args
 
@@ -79,8 +81,11 @@ class Workflows:
 
     def stop(self, workflow_id: str) -> str:
         """Cancel it: 'cancelled', 'missing', or the status (S, F, C) it ended with."""
-        reply = STOP.run_sync(self.broker.sync, [self.keys.workflow(workflow_id)], [])
-        return str(reply.decode() if isinstance(reply, bytes) else reply)
+        return _text(STOP.run_sync(self.broker.sync, [self.keys.workflow(workflow_id)], []))
+
+    async def astop(self, workflow_id: str) -> str:
+        fast = self.broker.loop().fast
+        return _text(await fast.run(STOP, [self.keys.workflow(workflow_id)], []))
 
     def _batch_arguments(self, batch_id: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
         args: list[Any] = ["add"]
@@ -105,33 +110,37 @@ class Workflows:
         return int(await fast.run(BATCH, [self.keys.workflow(batch_id)], ["close"]))
 
     def read(self, workflow_id: str) -> WorkflowState | None:
-        return _state(workflow_id, self.broker.sync.hgetall(self.keys.workflow(workflow_id)))
+        key = self.keys.workflow(workflow_id)
+        return _state(workflow_id, PROGRESS.run_sync(self.broker.sync, [key], []))
 
     async def aread(self, workflow_id: str) -> WorkflowState | None:
-        client = self.broker.aclient()
-        return _state(workflow_id, await client.hgetall(self.keys.workflow(workflow_id)))
+        key = self.keys.workflow(workflow_id)
+        return _state(workflow_id, await self.broker.loop().fast.run(PROGRESS, [key], []))
 
 
 def _or_empty(value: int | None) -> int | str:
     return "" if value is None else value
 
 
-def _state(workflow_id: str, fields: Mapping[Any, Any]) -> WorkflowState | None:
-    if not fields:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _state(workflow_id: str, reply: list[Any] | None) -> WorkflowState | None:
+    """What PROGRESS read (lua/progress.lua)."""
+    if not reply:
         return None
-    text = {k.decode(): v.decode() for k, v in fields.items()}
-    numbers = range(1, int(text["m"]) + 1)
-    steps = [(text[f"j:{i}"], text.get(f"e:{i}")) for i in numbers]
-    ends = [text[f"j:{i}"] for i in numbers if f"o:{i}" not in text]
+    status, kind, _, ended, failed, jobs, closed, ended_ms, rows = reply
+    steps = [(_text(row[0]), _text(row[1]) if row[1] else None) for row in rows]
     return WorkflowState(
         id=workflow_id,
-        kind=text["k"],
-        status=text["s"],
+        kind=_text(kind),
+        status=_text(status),
         steps=steps,
-        ends=ends,
-        ended=int(text.get("d", 0)),
-        failed=int(text.get("x", 0)),
-        jobs=int(text["n"]) if "n" in text else None,
-        closed="z" in text,
-        ended_ms=int(text["e"]) if "e" in text else None,
+        ends=[_text(row[0]) for row in rows if row[2] == 1],
+        ended=int(ended or 0),
+        failed=int(failed or 0),
+        jobs=int(jobs) if jobs is not None else None,
+        closed=closed is not None,
+        ended_ms=int(ended_ms) if ended_ms is not None else None,
     )

@@ -5,7 +5,7 @@ every job succeeded, ``on_complete`` once when every job has ended either way.""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,9 +26,10 @@ from worker.workflows.handle import (
     known,
     redis_backend,
 )
-from worker.workflows.start import STOPPED, keep_ms
+from worker.workflows.start import STOPPED, awhen_committed, keep_ms, when_committed
 
 if TYPE_CHECKING:
+    from worker.backend import RedisBackend
     from worker.task import Result
 
 
@@ -53,11 +54,11 @@ class Batch:
         backend: str = "default",
     ) -> Batch:  # fmt: skip
         """Open a batch; its callbacks run as its jobs end (``.taking_result()``: they get
-        ``{"batch": id, "jobs": n, "failed": [job ids]}`` as their first argument)."""
-        flow = _opening(on_success, on_complete, backend)
-        store = backend_named(backend)
-        with store.reaching_redis(f"open batch {flow.id}"):
-            store.broker.workflows.start(flow)
+        ``{"batch": id, "jobs": n, "failed": [job ids]}`` as their first argument). Inside
+        a transaction, this and what follows are sent when it commits."""
+        flow, store = _opening(on_success, on_complete, backend)
+        workflows = store.broker.workflows
+        when_committed(store, f"open batch {flow.id}", lambda: workflows.start(flow))
         return cls(flow.id, backend)
 
     @classmethod
@@ -65,39 +66,55 @@ class Batch:
         cls, *, on_success: Step | None = None, on_complete: Step | None = None,
         backend: str = "default",
     ) -> Batch:  # fmt: skip
-        flow = _opening(on_success, on_complete, backend)
-        store = backend_named(backend)
-        with store.reaching_redis(f"open batch {flow.id}"):
-            await store.broker.workflows.astart(flow)
+        flow, store = _opening(on_success, on_complete, backend)
+        workflows = store.broker.workflows
+        await awhen_committed(store, f"open batch {flow.id}", lambda: workflows.start(flow),
+                              lambda: workflows.astart(flow))  # fmt: skip
         return cls(flow.id, backend)
 
     @classmethod
     def get(cls, batch_id: str, backend: str = "default") -> Batch:
         return cls(batch_id, backend)
 
-    @staticmethod
-    def _workflow(batch_id: str, alias: str) -> Workflow:
-        return Workflow(batch_id, alias, (), ())
+    @property
+    def _backend(self) -> RedisBackend:
+        return backend_named(self.backend_alias)
+
+    @property
+    def _workflow(self) -> Workflow:
+        return Workflow(self.id, self.backend_alias, (), ())
 
     def enqueue(self, task: DjangoTask[Any, Any], *args: Any, **kwargs: Any) -> Result:
         """Enqueue a call of ``task`` into the batch: BatchEnded if it has ended."""
         result, job = self._prepared(task, args, kwargs)
-        backend = backend_named(self.backend_alias)
-        with _batch_errors(self.id), backend.reaching_redis(f"enqueue into batch {self.id}"):
-            backend.broker.workflows.add(self.id, [job])
+        what = f"enqueue into batch {self.id}"
+        when_committed(self._backend, what, self._add(job), [(result, job)])
         return result
 
     async def aenqueue(self, task: DjangoTask[Any, Any], *args: Any, **kwargs: Any) -> Result:
         result, job = self._prepared(task, args, kwargs)
-        backend = backend_named(self.backend_alias)
-        with _batch_errors(self.id), backend.reaching_redis(f"enqueue into batch {self.id}"):
-            await backend.broker.workflows.aadd(self.id, [job])
+        what = f"enqueue into batch {self.id}"
+        await awhen_committed(self._backend, what, self._add(job), self._aadd(job), [(result, job)])
         return result
+
+    def _add(self, job: NewJob) -> Callable[[], None]:
+        def add() -> None:
+            with _batch_errors(self.id):
+                self._backend.broker.workflows.add(self.id, [job])
+
+        return add
+
+    def _aadd(self, job: NewJob) -> Callable[[], Awaitable[None]]:
+        async def add() -> None:
+            with _batch_errors(self.id):
+                await self._backend.broker.workflows.aadd(self.id, [job])
+
+        return add
 
     def _prepared(
         self, task: DjangoTask[Any, Any], args: Any, kwargs: Any
     ) -> tuple[Result, NewJob]:
-        backend = backend_named(self.backend_alias)
+        backend = self._backend
         if redis_backend(task.get_backend()) is not backend:
             raise InvalidTask(f"{task.module_path}: uses another TASKS backend than the batch")
         mine = cast(Task, task)
@@ -107,24 +124,39 @@ class Batch:
 
     def close(self) -> None:
         """No more jobs will be added but by its own jobs: the batch ends when they have."""
-        backend = backend_named(self.backend_alias)
-        with _batch_errors(self.id), backend.reaching_redis(f"close batch {self.id}"):
-            backend.broker.workflows.close(self.id)
+        when_committed(self._backend, f"close batch {self.id}", self._close)
 
     async def aclose(self) -> None:
-        backend = backend_named(self.backend_alias)
-        with _batch_errors(self.id), backend.reaching_redis(f"close batch {self.id}"):
-            await backend.broker.workflows.aclose(self.id)
+        await awhen_committed(self._backend, f"close batch {self.id}", self._close, self._aclose)
+
+    def _close(self) -> None:
+        with _batch_errors(self.id):
+            self._backend.broker.workflows.close(self.id)
+
+    async def _aclose(self) -> None:
+        with _batch_errors(self.id):
+            await self._backend.broker.workflows.aclose(self.id)
 
     def progress(self) -> Progress:
-        return self._workflow(self.id, self.backend_alias).progress()
+        return self._workflow.progress()
 
     async def aprogress(self) -> Progress:
-        return await self._workflow(self.id, self.backend_alias).aprogress()
+        return await self._workflow.aprogress()
+
+    async def afinished(self, timeout: float) -> Progress:
+        """Wait until the batch has ended (closed, and every job ended); TimeoutError after
+        ``timeout`` seconds."""
+        return await self._workflow.afinished(timeout)
+
+    def finished(self, timeout: float) -> Progress:
+        return self._workflow.finished(timeout)
 
     def cancel(self) -> str:
         """Its callbacks never run; the jobs already in it run on (cancel them one by one)."""
-        return self._workflow(self.id, self.backend_alias).cancel()
+        return self._workflow.cancel()
+
+    async def acancel(self) -> str:
+        return await self._workflow.acancel()
 
 
 @contextlib.contextmanager
@@ -140,7 +172,9 @@ def _batch_errors(batch_id: str) -> Iterator[None]:
         raise
 
 
-def _opening(on_success: Step | None, on_complete: Step | None, alias: str) -> NewWorkflow:
+def _opening(
+    on_success: Step | None, on_complete: Step | None, alias: str
+) -> tuple[NewWorkflow, RedisBackend]:
     callbacks = [c for c in (on_success, on_complete) if c is not None]
     for callback in callbacks:
         if not isinstance(callback, Step):
@@ -154,9 +188,9 @@ def _opening(on_success: Step | None, on_complete: Step | None, alias: str) -> N
         incoming = (callback.takes_result, False)
         _, job = backend.prepare(task, callback.args, callback.kwargs, incoming)
         steps.append(NewStep(job, 1, (), "b" if callback.takes_result else "", False, False))
-    first = steps[0].job.queue if steps else "default"
+    first = cast(Task, callbacks[0].task).queue_name if callbacks else "default"
     return NewWorkflow(
         new_job_id(first), "b", keep_ms(backend), STOPPED, steps,
         on_success=1 if on_success is not None else None,
         on_complete=len(steps) if on_complete is not None else None,
-    )  # fmt: skip
+    ), backend  # fmt: skip

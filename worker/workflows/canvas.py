@@ -31,6 +31,8 @@ class Part:
     def then(self, *parts: Part) -> Chain:
         """This, then ``parts`` one after another (a group's callback: ``group.then(step)``
         runs once every step of the group has ended)."""
+        if isinstance(self, Chain) and self.failure is None:  # flat, however long it grows
+            return Chain((*self.parts, *_checked(parts)))
         return Chain((self, *_checked(parts)))
 
     def enqueue(self) -> Workflow:
@@ -100,6 +102,8 @@ def chain(*parts: Part, on_failure: Policy | None = None) -> Chain:
 
 def group(parts: Iterable[Part], /, on_failure: Policy | None = None) -> Group:
     """``parts`` side by side."""
+    if isinstance(parts, Part):
+        raise TypeError("group() takes a list of parts: group([step(...), step(...)])")
     members = _checked(tuple(parts))
     if not members:
         raise ValueError("group() needs at least one step")

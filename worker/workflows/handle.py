@@ -3,18 +3,20 @@ ways to cancel it and to wait for its end."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from django.tasks import task_backends
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask
 
-from worker import waiting
+from worker.exceptions import BrokerUnavailable
 from worker.protocol.keys import queue_of
+from worker.protocol.listener import AGAIN
 from worker.protocol.workflows import WorkflowState
+from worker.waiting import READ_AGAIN_AFTER, on_own_loop
 
 if TYPE_CHECKING:
     from worker.backend import RedisBackend
@@ -123,35 +125,39 @@ class Workflow:
     def cancel(self) -> str:
         """Cancel it: its steps not started never run, its running ones are asked to stop.
         Returns "cancelled", or the status it had ended with."""
-        with self.backend.reaching_redis(f"cancel workflow {self.id}", sends=False):
-            reply = self.backend.broker.workflows.stop(self.id)
+        with self.backend.reaching_redis(f"cancel workflow {self.id}"):
+            return self._cancelled(self.backend.broker.workflows.stop(self.id))
+
+    async def acancel(self) -> str:
+        with self.backend.reaching_redis(f"cancel workflow {self.id}"):
+            return self._cancelled(await self.backend.broker.workflows.astop(self.id))
+
+    def _cancelled(self, reply: str) -> str:
         if reply == "missing":
             raise WorkflowDoesNotExist(self.id)
         return reply if reply == "cancelled" else _STATUS[reply].value
 
     async def afinished(self, timeout: float) -> Progress:
-        """Wait (woken by Redis, not polling) until the workflow has ended, or has no step
-        left to wait for; TimeoutError after ``timeout`` seconds."""
-        progress = await self.aprogress()
-        if not progress.finished:
-            ends = []
-            for job_id in self.ends:
-                with contextlib.suppress(TaskResultDoesNotExist):  # ended, kept no longer
-                    ends.append(await self.backend.aget_result(job_id))
-            await waiting.aall_finished(ends, timeout)
-            progress = await self.aprogress()
-        return progress
+        """Wait until the workflow has ended (woken by Redis as its status changes, not
+        polling); TimeoutError after ``timeout`` seconds, the workflow going on."""
+        listener = self.backend.broker.loop().listener
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                async with listener.watching([self.id]) as events:
+                    while True:
+                        try:
+                            progress = await self.aprogress()
+                            if progress.finished:
+                                return progress
+                        except BrokerUnavailable:  # the listener says when Redis is back
+                            loop.call_later(READ_AGAIN_AFTER, events.put_nowait, AGAIN)
+                        await events.get()
+        except TimeoutError:
+            raise TimeoutError(f"workflow {self.id} had not ended after {timeout}s") from None
 
     def finished(self, timeout: float) -> Progress:
-        progress = self.progress()
-        if not progress.finished:
-            ends = []
-            for job_id in self.ends:
-                with contextlib.suppress(TaskResultDoesNotExist):
-                    ends.append(self.backend.get_result(job_id))
-            waiting.all_finished(ends, timeout)
-            progress = self.progress()
-        return progress
+        return on_own_loop(lambda: self.afinished(timeout), self.backend)
 
 
 def redis_backend(backend: BaseTaskBackend) -> RedisBackend:

@@ -4,7 +4,8 @@
 -- cancellations. A running job (neither waiting nor finished: its state is in a lease) is
 -- left alone; cancel it first. Removing a ready or held job scans its list, as CANCEL does
 -- (an operator's action, not a hot path). The processes waiting for a job deleted are told
--- it ended, as CANCEL tells them (they find it gone).
+-- it ended, as CANCEL tells them (they find it gone). A workflow's step deleted before it
+-- ended counts as cancelled, for its workflow (lua/workflow.lua).
 -- KEYS: ready, later, dead, finished, cancelled, gates
 -- ARGV: job_key_prefix, id...
 -- Returns how many were deleted.
@@ -12,8 +13,9 @@ local jobp, n, deleted = ARGV[1], 0, {}
 for i = 2, #ARGV do
   local id = ARGV[i]
   local key = job(jobp, id)
-  local f = redis.call('HMGET', key, 'm', 's', 'p', 'v', 'k')
+  local f = redis.call('HMGET', key, 'm', 's', 'p', 'v', 'k', 'b')
   local removed = redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', KEYS[3], id)
+  if f[6] then removed = 1 end  -- a workflow's step waiting for others: on no list
   if f[1] and removed == 0 and not f[4] and f[2] ~= 'F' then
     removed = redis.call('LREM', level(KEYS[1], tonumber(f[3] or '0')), 1, id)
     if removed == 0 and f[5] then

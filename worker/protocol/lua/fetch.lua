@@ -89,10 +89,13 @@ end
 -- Held jobs whose group may start again go first, oldest first: they waited.
 local room = function() return count - #leases / 2 end
 local over = 0  -- held jobs left for the budget
+-- Jobs looked at that took no room (held, or cancelled by their workflow): a thousand a
+-- call at most, the next call goes on.
+local looked = 0
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, 100)) do
   local held = jobp .. 'held:' .. g
   F.gated[g] = true
-  while room() > 0 do
+  while room() > 0 and looked < 1000 do
     local s = limits_of(F, g)
     local when = s and blocked(F, g, s)
     if when then
@@ -109,10 +112,13 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0
       F.gated[g] = false
       break
     end
-    if lease(id, true) == 'budget' then
+    local got = lease(id, true)
+    if got == 'budget' then
       redis.call('LPUSH', held, id)
       over = over + 1
       break
+    elseif got == 'ended' then
+      looked = looked + 1
     end
   end
 end
@@ -120,7 +126,7 @@ end
 -- the jobs behind it are looked at in the same call: a limited task does not hold up the
 -- others (a thousand held a call at most; the next call goes on). So does one its workflow
 -- cancelled where it waited.
-local looked, found = 0, {}
+local found = {}
 while room() > 0 and #back == 0 and looked < 1000 do
   local held_some, ids, priorities = false, nil, nil
   ids, priorities, found = pop(KEYS[1], KEYS[2], room())

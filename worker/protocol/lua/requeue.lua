@@ -6,6 +6,8 @@
 --   forever). The job is marked 'lost' with the attempt, for ACK to tell a late outcome of
 --   a worker taken for dead from a replayed one.
 -- mode 'released': the worker is shutting down; the attempt does not count.
+-- Either way, a workflow's step that its workflow asked to stop ends as cancelled instead
+-- (lua/workflow.lua's stopping()).
 -- With ids after ARGV[4], only those of the worker's leases (still leased) go back, as
 -- 'released': leases a live worker holds but never ran (the reply of their FETCH was lost).
 -- A worker of the previous protocol (0.1) held its leases in a set (legacy wip), its jobs
@@ -89,6 +91,8 @@ for _, lease in ipairs(held) do
       dead = dead + 1
       over[#over + 1] = id
       failed[#failed + 1] = task
+    elseif stopping(jobp, id, attempt - (mode == 'released' and 1 or 0), now) then
+      -- a workflow's step that its workflow asked to stop: cancelled, not put back
     else
       if task then retried[#retried + 1] = task end
       if not value or mode == 'lost' then redis.call('HSET', key, 's', 'Q') end

@@ -1,4 +1,4 @@
---! uses: each, wake, ready, job, store, cancelled
+--! uses: each, wake, ready, job, store, tell, cancelled
 -- Workflows and batches (worker/workflows, docs/workflows.md). Their bookkeeping runs in
 -- the script that ends a step (ACK, REQUEUE, CANCEL, DELETE: settle()), so a step's end
 -- and what follows from it (the steps it releases, a stop) are one atomic change, and a
@@ -12,8 +12,14 @@
 --   it still waits for (a step waiting holds 'b' in its job hash, and is on no list);
 --   i:i what it takes of the steps before it (input()); c:i '1': its failure does not stop
 --   the workflow; r:i '1': a step takes its value, v:i (once it succeeded); e:i how it
---   ended (S, F or C; the first end stands). A batch: n jobs added; z '1' once closed; os,
---   oc: the steps on_success and on_complete; f: ids of its jobs that did not succeed.
+--   ended (S, F or C; the first end stands). A step without j:i is a join: J of them, no
+--   job, ended as soon as the steps it waits for have (a group after a group waits for one
+--   join, not each for every step: edges grow as the steps, not as their product); joins
+--   count in neither d nor the steps shown. A batch: n jobs added; z '1' once closed; os,
+--   oc: the steps on_success and on_complete; the list W:f, the ids of its jobs that did
+--   not succeed.
+-- When its status leaves R, the processes waiting for the workflow's id are told its end,
+-- as for a job's (lua/tell.lua, on its first step's queue).
 -- A step's job hash names its workflow in 'W'. Each queue's `steps` hash maps the id of a job of a workflow or batch to "<W> <i>" (i 0:
 -- a batch's job) until it ends: one EXISTS tells a script that a queue has none.
 -- Keys of other queues are named from P: a workflow spans queues, so these scripts need a
@@ -45,8 +51,10 @@ local function input(wkey, spec)
   local kind, rest = string.match(spec, '^(%a+) ?(.*)$')
   local failed = {}
   if kind == 'b' then
-    local f = redis.call('HMGET', wkey, 'id', 'n', 'f')
-    for id in string.gmatch(f[3] or '', '%S+') do failed[#failed + 1] = cjson.encode(id) end
+    local f = redis.call('HMGET', wkey, 'id', 'n')
+    for _, id in ipairs(redis.call('LRANGE', wkey .. ':f', 0, -1)) do
+      failed[#failed + 1] = cjson.encode(id)
+    end
     return '{"batch":' .. cjson.encode(f[1]) .. ',"jobs":' .. f[2] .. ',"failed":['
       .. table.concat(failed, ',') .. ']}', nil
   end
@@ -65,16 +73,45 @@ local function input(wkey, spec)
   return value, nil
 end
 
+-- finish(W): the workflow's status has left R: those waiting for it are told, and it is
+-- kept for its TTL.
+local function finish(wkey)
+  local w = redis.call('HMGET', wkey, 'id', 'P', 't')
+  tell(jobp_of(w[2], w[1]), 'end', {w[1]})
+  for _, key in ipairs({wkey, wkey .. ':f'}) do
+    if tonumber(w[3]) > 0 then
+      redis.call('PEXPIRE', key, w[3])
+    else
+      redis.call('DEL', key)
+    end
+  end
+end
+
+-- The ids of the jobs the running script is ending (settle()): a stop they cause leaves
+-- them to their own end, which follows.
+local ending = {}
+
+local step_ended  -- (defined below: a step released may end at once, a join)
+
 -- release(W, prefix, i, now): step i waits no more: what it takes goes into its message
 -- (fields "input" and "failed", which the worker passes as its first argument and as
--- `failed`), and it joins its queue.
+-- `failed`), and it joins its queue. A join ends there and then.
 local function release(wkey, prefix, i, now)
-  local f = redis.call('HMGET', wkey, 'j:' .. i, 'i:' .. i)
+  local f = redis.call('HMGET', wkey, 'j:' .. i, 'i:' .. i, 'e:' .. i)
+  if f[3] then return end  -- it ended already (cancelled by hand, say)
   local id = f[1]
+  if not id then
+    step_ended(wkey, i, false, 'S', false, now)
+    return
+  end
   local jobp = jobp_of(prefix, id)
   local key = job(jobp, id)
   local g = redis.call('HMGET', key, 'm', 'p', 'r', 'k')
-  if not g[1] then return end  -- deleted by hand
+  if not g[1] then  -- its record is gone: it cannot run, and must not hold up the rest
+    step_ended(wkey, i, id, 'C', false, now)
+    redis.call('HDEL', jobp .. 'steps', id)
+    return
+  end
   redis.call('HDEL', key, 'b')
   if f[2] then
     local value, failed = input(wkey, f[2])
@@ -85,21 +122,13 @@ local function release(wkey, prefix, i, now)
   enter(jobp, id, tonumber(g[2] or '0'), tonumber(g[3]), g[4], now)
 end
 
--- over(W, ttl): nothing of the workflow will change its status again: kept ttl ms.
-local function over(wkey, ttl)
-  if tonumber(ttl) > 0 then
-    redis.call('PEXPIRE', wkey, ttl)
-  else
-    redis.call('DEL', wkey)
-  end
-end
-
 -- halt(W, status, now): the workflow ends as F or C with steps not ended: a waiting or
 -- queued one is cancelled now (a queued one marked 'x', which FETCH skips where it lies,
 -- rather than searched for in its list), a running one is asked to stop (a cancel
--- request, as for any running job: its ACK ends it).
+-- request, as for any running job: its ACK ends it), a join just ends. A batch's are its
+-- callbacks.
 local function halt(wkey, status, now)
-  local w = redis.call('HMGET', wkey, 'P', 'm', 't', 'h', 'ce')
+  local w = redis.call('HMGET', wkey, 'P', 'm', 't', 'h', 'ce', 'k')
   local prefix, m, ttl, history, ce = w[1], tonumber(w[2]), w[3], w[4], w[5]
   redis.call('HSET', wkey, 's', status, 'e', now)
   local fields = {}
@@ -108,16 +137,23 @@ local function halt(wkey, status, now)
     fields[#fields + 1] = 'j:' .. i
     fields[#fields + 1] = 'w:' .. i
   end
-  local got, ended, queued = each('HMGET', wkey, fields), {}, {}
+  local got, ended, marks, queued = each('HMGET', wkey, fields), 0, {}, {}
+  local function mark(i)
+    marks[#marks + 1] = 'e:' .. i
+    marks[#marks + 1] = 'C'
+  end
   for i = 1, m do
     local e, id, waits = got[3 * i - 2], got[3 * i - 1], got[3 * i]
-    if not e then
+    if not e and not id then
+      mark(i)  -- a join
+    elseif not e and not ending[id] then
       local jobp = jobp_of(prefix, id)
       if waits then
         redis.call('HDEL', job(jobp, id), 'b')
         cancelled(jobp, id, 0, now, ce, ttl, history)
         redis.call('HDEL', jobp .. 'steps', id)
-        ended[#ended + 1] = i
+        mark(i)
+        ended = ended + 1
       else
         local q = queued[jobp] or {ids = {}, at = {}}
         q.ids[#q.ids + 1] = id
@@ -131,13 +167,12 @@ local function halt(wkey, status, now)
   for jobp, q in pairs(queued) do
     local leased = {}
     for _, worker in ipairs(redis.call('SMEMBERS', jobp .. 'workers')) do
-      local held = each('HMGET', jobp .. 'leases:' .. worker, q.ids)
-      for k = 1, #q.ids do
-        if held[k] then leased[k] = true end
+      for _, id in ipairs(redis.call('HKEYS', jobp .. 'leases:' .. worker)) do
+        leased[id] = true
       end
     end
     for k, id in ipairs(q.ids) do
-      if leased[k] then
+      if leased[id] then
         redis.call('ZADD', jobp .. 'cancel', 'NX', now, id)
       else
         local key = job(jobp, id)
@@ -146,19 +181,17 @@ local function halt(wkey, status, now)
           cancelled(jobp, id, tonumber(a or '0'), now, ce, keep, history)
         end
         redis.call('HDEL', jobp .. 'steps', id)
-        ended[#ended + 1] = q.at[k]
+        mark(q.at[k])
+        ended = ended + 1
       end
     end
   end
-  local marks = {}
-  for _, i in ipairs(ended) do
-    marks[#marks + 1] = 'e:' .. i
-    marks[#marks + 1] = 'C'
-  end
   each('HSET', wkey, marks)
-  redis.call('HINCRBY', wkey, 'd', #ended)
-  redis.call('HINCRBY', wkey, 'x', #ended)
-  over(wkey, ttl)
+  if w[6] ~= 'b' then  -- a batch counts its jobs, not its callbacks
+    redis.call('HINCRBY', wkey, 'd', ended)
+    redis.call('HINCRBY', wkey, 'x', ended)
+  end
+  finish(wkey)
 end
 
 -- fire(W, now): a closed batch whose jobs have all ended releases on_complete, and
@@ -181,30 +214,35 @@ local function fire(wkey, now)
     end
   end
   if w[7] then release(wkey, w[8], w[7], now) end
-  over(wkey, w[9])
+  finish(wkey)
 end
 
 -- step_ended(W, i, id, outcome, value, now): step i (0: a job of a batch) ended: S with
 -- its JSON value, F or C.
-local function step_ended(wkey, i, id, outcome, value, now)
-  local w = redis.call('HMGET', wkey, 's', 'k', 'P', 'm', 'e:' .. i, 'c:' .. i, 'o:' .. i, 'r:' .. i)
-  if not w[1] then return end  -- the workflow's record is gone (ended, kept no longer)
+step_ended = function(wkey, i, id, outcome, value, now)
   local ok = outcome == 'S'
   if i == 0 then
+    if not redis.call('HGET', wkey, 's') then return end
     redis.call('HINCRBY', wkey, 'd', 1)
     if not ok then
       redis.call('HINCRBY', wkey, 'x', 1)
-      redis.call('HSET', wkey, 'f', (redis.call('HGET', wkey, 'f') or '') .. ' ' .. id)
+      redis.call('RPUSH', wkey .. ':f', id)
     end
     fire(wkey, now)
     return
   end
-  if w[5] then return end
+  local w = redis.call('HMGET', wkey, 's', 'k', 'P', 'm', 'e:' .. i, 'c:' .. i, 'o:' .. i,
+                       'r:' .. i, 'j:' .. i, 'J')
+  if not w[1] or w[5] then return end  -- its workflow is gone; or it ended already
   redis.call('HSET', wkey, 'e:' .. i, outcome)
+  redis.call('HDEL', wkey, 'w:' .. i)  -- (cancelled while it waited: never released)
   if w[2] == 'b' then return end  -- a batch's callback: the batch ended already
   if ok and w[8] then redis.call('HSET', wkey, 'v:' .. i, value) end
-  local d = redis.call('HINCRBY', wkey, 'd', 1)
-  if not ok then redis.call('HINCRBY', wkey, 'x', 1) end
+  local d = tonumber(redis.call('HGET', wkey, 'd'))
+  if w[9] then  -- a job, not a join
+    d = redis.call('HINCRBY', wkey, 'd', 1)
+    if not ok then redis.call('HINCRBY', wkey, 'x', 1) end
+  end
   if w[1] ~= 'R' then return end
   if not ok and not w[6] then
     halt(wkey, 'F', now)
@@ -216,9 +254,9 @@ local function step_ended(wkey, i, id, outcome, value, now)
       release(wkey, w[3], j, now)
     end
   end
-  if d >= tonumber(w[4]) then
+  if d >= tonumber(w[4]) - tonumber(w[10] or '0') and redis.call('HGET', wkey, 's') == 'R' then
     redis.call('HSET', wkey, 's', 'S', 'e', now)
-    over(wkey, redis.call('HGET', wkey, 't'))
+    finish(wkey)
   end
 end
 
@@ -229,6 +267,9 @@ local function settle(jobp, ids, outcomes, values, now)
   if #ids == 0 or redis.call('EXISTS', jobp .. 'steps') == 0 then return end
   local found, mine = each('HMGET', jobp .. 'steps', ids), {}
   for k = 1, #ids do
+    if found[k] then ending[ids[k]] = true end
+  end
+  for k = 1, #ids do
     if found[k] then
       mine[#mine + 1] = ids[k]
       local wkey, i = string.match(found[k], '^(.*) (%d+)$')
@@ -236,4 +277,19 @@ local function settle(jobp, ids, outcomes, values, now)
     end
   end
   each('HDEL', jobp .. 'steps', mine)
+end
+
+-- stopping(jobp, id, attempts, now): a workflow's step put back on its queue (REQUEUE)
+-- that its workflow asked to stop (a cancel request, lua/workflow.lua's halt) is not put
+-- back: it ends as cancelled, and true.
+local function stopping(jobp, id, attempts, now)
+  local found = redis.call('HGET', jobp .. 'steps', id)
+  if not found or redis.call('ZREM', jobp .. 'cancel', id) == 0 then return false end
+  local wkey = string.match(found, '^(.*) %d+$')
+  local w = redis.call('HMGET', wkey, 'ce', 't', 'h')
+  local error_json = w[1] or cjson.encode({exception_class_path = 'worker.exceptions.Cancelled',
+                                            traceback = 'its workflow ended'})
+  cancelled(jobp, id, attempts, now, error_json, tonumber(w[2] or '3600000'), w[3] or 10000)
+  settle(jobp, {id}, {'C'}, {false}, now)
+  return true
 end
