@@ -324,3 +324,38 @@ async def _sync(function, *args):
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(function, thread_sensitive=False)(*args)
+
+
+async def test_a_large_workflow_is_written_in_short_calls_and_runs_whole(run_worker, backend):
+    flow = group([step(tasks.add, i, 0) for i in range(2500)]).then(
+        step(tasks.gather).taking_result()
+    )
+    workflow = await flow.aenqueue()
+    async with run_worker(concurrency=50):
+        progress = await workflow.afinished(60)
+    assert (progress.status, progress.ended, progress.total) == (
+        WorkflowStatus.SUCCEEDED,
+        2501,
+        2501,
+    )
+    assert ran("gather") == [list(range(2500))]
+
+
+async def test_a_large_workflow_whose_enqueue_broke_off_leaves_nothing_that_runs(backend):
+    from worker.protocol.workflows import STAGED_MS
+    from worker.workflows.start import _prepared
+
+    workflow, flow, _, _ = _prepared(group([step(tasks.record, f"s{i}") for i in range(2500)]))
+    workflows = backend.broker.workflows
+    client = backend.broker.aclient()
+    fast = backend.broker.loop().fast
+    for script, keys, args in workflows._calls(flow)[:-1]:  # every call but START's
+        await fast.run(script, keys, args)
+    staged = await client.hgetall(backend.broker.keys.job(workflow.steps[0]))
+    assert staged  # written, but out of sight:
+    assert await client.llen(backend.broker.keys.ready("default")) == 0
+    assert not await client.exists(backend.broker.keys.steps("default"))
+    with pytest.raises(WorkflowDoesNotExist):
+        await Workflow.aget(workflow.id)
+    ttl = await client.pttl(backend.broker.keys.job(workflow.steps[0]))
+    assert 0 < ttl <= STAGED_MS  # and gone after a while

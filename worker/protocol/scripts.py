@@ -6,7 +6,7 @@ in that order (each helper's own needs first). Every script about a queue touche
 queue's keys only, all under its {queue} hash tag; job hashes are reached from ids through
 the key prefix in ARGV, which stays inside the same hash slot. The others touch keys of the
 whole prefix, without a hash tag (HEARTBEAT: a worker's heartbeat and the list of them).
-The workflow scripts (START, STOP, BATCH, PROGRESS, and the end of a workflow's step in ACK,
+The workflow scripts (START, STAGE, STOP, BATCH, PROGRESS, and the end of a workflow's step in ACK,
 REQUEUE, CANCEL, DELETE, PURGE) reach the keys of every queue its steps use: a workflow
 needs one Redis.
 """
@@ -92,6 +92,7 @@ RECOUNT = load("recount")
 GAUGES = load("gauges")
 HEARTBEAT = load("heartbeat")
 START = load("start")
+STAGE = load("stage")
 STOP = load("stop")
 BATCH = load("batch")
 PROGRESS = load("progress")

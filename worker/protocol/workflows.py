@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from worker.protocol.enqueue import job_fields
+from worker.protocol.enqueue import CHUNK, job_fields
 from worker.protocol.queue import HISTORY
 from worker.protocol.records import NewJob
-from worker.protocol.scripts import BATCH, PROGRESS, START, STOP
+from worker.protocol.scripts import BATCH, PROGRESS, STAGE, START, STOP, Lua
 
 if TYPE_CHECKING:
     from worker.protocol.broker import Broker
+
+
+# How long the first steps of a large workflow, written ahead of its START, wait for it
+# (ms): a workflow whose enqueue broke off leaves them for no longer.
+STAGED_MS = 3600 * 1000
 
 
 class NewStep(NamedTuple):
@@ -59,25 +64,32 @@ class Workflows:
         self.broker = broker
         self.keys = broker.keys
 
-    def _start_arguments(self, flow: NewWorkflow) -> tuple[list[str], list[Any]]:
-        args: list[Any] = [self.keys.prefix, flow.kind, flow.id, flow.keep_ms]
-        args += [HISTORY, flow.cancelled_error, len(flow.steps)]
-        args += [_or_empty(flow.on_success), _or_empty(flow.on_complete)]
-        for s in flow.steps:
-            if (j := s.job) is None:
-                args += ("", "", "", "", "", "")
-            else:
-                args += (j.id, j.body, j.priority, j.max_attempts, _or_empty(j.run_after_ms))
-                args += (j.limit or "",)
-            args += (s.waits, " ".join(map(str, s.after)), s.takes)
-            args += ("1" if s.continues else "", "1" if s.kept else "")
-        return [self.keys.workflow(flow.id)], args
+    def _calls(self, flow: NewWorkflow) -> list[tuple[Lua, list[str], list[Any]]]:
+        """The script calls that write ``flow``: STAGE per CHUNK of its first steps, then
+        START with the rest (lua/start.lua), each a short call."""
+        keys = [self.keys.workflow(flow.id)]
+        staged = max(0, len(flow.steps) - CHUNK)
+        calls: list[tuple[Lua, list[str], list[Any]]] = []
+        for first in range(0, staged, CHUNK):
+            args: list[Any] = [self.keys.prefix, flow.id, STAGED_MS, first + 1]
+            calls.append(
+                (STAGE, keys, args + _steps(flow.steps[first : min(first + CHUNK, staged)]))
+            )
+        joins = sum(1 for s in flow.steps if s.job is None)
+        args = [self.keys.prefix, flow.kind, flow.id, flow.keep_ms, HISTORY, flow.cancelled_error]
+        args += [len(flow.steps), _or_empty(flow.on_success), _or_empty(flow.on_complete)]
+        args += [staged, joins, *_steps(flow.steps[staged:])]
+        calls.append((START, keys, args))
+        return calls
 
     def start(self, flow: NewWorkflow) -> None:
-        START.run_sync(self.broker.sync, *self._start_arguments(flow))
+        for script, keys, args in self._calls(flow):
+            script.run_sync(self.broker.sync, keys, args)
 
     async def astart(self, flow: NewWorkflow) -> None:
-        await self.broker.loop().fast.run(START, *self._start_arguments(flow))
+        fast = self.broker.loop().fast
+        for script, keys, args in self._calls(flow):
+            await fast.run(script, keys, args)
 
     def stop(self, workflow_id: str) -> str:
         """Cancel it: 'cancelled', 'missing', or the status (S, F, C) it ended with."""
@@ -116,6 +128,20 @@ class Workflows:
     async def aread(self, workflow_id: str) -> WorkflowState | None:
         key = self.keys.workflow(workflow_id)
         return _state(workflow_id, await self.broker.loop().fast.run(PROGRESS, [key], []))
+
+
+def _steps(steps: list[NewStep]) -> list[Any]:
+    """11 ARGV per step, as START and STAGE take them."""
+    args: list[Any] = []
+    for s in steps:
+        if (j := s.job) is None:
+            args += ("", "", "", "", "", "")
+        else:
+            args += (j.id, j.body, j.priority, j.max_attempts, _or_empty(j.run_after_ms))
+            args += (j.limit or "",)
+        args += (s.waits, " ".join(map(str, s.after)), s.takes)
+        args += ("1" if s.continues else "", "1" if s.kept else "")
+    return args
 
 
 def _or_empty(value: int | None) -> int | str:

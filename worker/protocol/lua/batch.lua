@@ -14,7 +14,7 @@ if ARGV[1] == 'close' then
   fire(wkey, now)
   return tonumber(w[4])
 end
-local added = 0
+local added, entries = 0, {}
 for i = 2, #ARGV, 7 do
   local id = ARGV[i]
   local jobp = jobp_of(w[3], id)
@@ -23,7 +23,8 @@ for i = 2, #ARGV, 7 do
     redis.call('HSET', jobp .. 'steps', id, wkey .. ' 0')
     added = added + 1
     local due = ARGV[i + 5] ~= '' and tonumber(ARGV[i + 5]) or nil
-    enter(jobp, id, tonumber(ARGV[i + 2]), due, ARGV[i + 6], now)
+    entries[#entries + 1] = {jobp, id, tonumber(ARGV[i + 2]), due, ARGV[i + 6]}
   end
 end
+enter(entries, now)
 return redis.call('HINCRBY', wkey, 'n', added)

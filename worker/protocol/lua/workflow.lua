@@ -30,17 +30,86 @@ local function jobp_of(prefix, id)
   return prefix .. ':{' .. string.match(id, '^([^:]*):') .. '}:'
 end
 
--- enter(jobp, id, priority, due_ms, limit, now): a stored job joins its queue, as a new
--- one does (lua/store.lua).
-local function enter(jobp, id, p, due, limit, now)
-  if due and due > now then
-    redis.call('ZADD', jobp .. 'later', due, id)
-  elseif behind(jobp, jobp .. 'gates', id, limit or '') then
-    return
-  else
-    push(jobp .. 'queued', jobp .. 'priorities', p, {id}, false)
+-- enter(entries, now): stored jobs join their queues, as new ones do (lua/store.lua), a
+-- call per queue and priority: entries {jobp, id, priority, due_ms or nil, limit}, in the
+-- order they run in.
+local function enter(entries, now)
+  local ready, later, woken = {}, {}, {}
+  for _, e in ipairs(entries) do
+    local jobp, id, p, due = e[1], e[2], e[3], e[4]
+    if due and due > now then
+      local ids = later[jobp] or {}
+      ids[#ids + 1] = due
+      ids[#ids + 1] = id
+      later[jobp] = ids
+      woken[jobp] = true
+    elseif not behind(jobp, jobp .. 'gates', id, e[5] or '') then
+      local levels = ready[jobp] or {}
+      local ids = levels[p] or {}
+      ids[#ids + 1] = id
+      levels[p] = ids
+      ready[jobp] = levels
+      woken[jobp] = true
+    end
   end
-  wake(jobp .. 'notify')
+  for jobp, levels in pairs(ready) do
+    for p, ids in pairs(levels) do push(jobp .. 'queued', jobp .. 'priorities', p, ids, false) end
+  end
+  for jobp, ids in pairs(later) do each('ZADD', jobp .. 'later', ids) end
+  for jobp in pairs(woken) do wake(jobp .. 'notify') end
+end
+
+-- write_steps(prefix, wid, first, at, count, fields, staging_ms): the steps numbered from
+-- `first`, 11 ARGV each from ARGV[at] (lua/start.lua lists them): each job's hash, naming
+-- its workflow (with 'b' if it waits), and the workflow's fields of each step added to
+-- `fields`. Returns the steps that wait for none: {jobp, id, priority, due, limit} each.
+-- With staging_ms (a large workflow's first steps, lua/stage.lua), the hashes expire then
+-- unless START takes them, and those steps are returned to START in fields q:<i> instead.
+local function write_steps(prefix, wid, first, at, count, fields, staging_ms)
+  local entries = {}
+  local function field(name, value)
+    if value ~= '' then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = value
+    end
+  end
+  for n = 0, count - 1 do
+    local i, a = first + n, at + n * 11
+    local id = ARGV[a]
+    if id ~= '' then  -- else a join: no job
+      local jobp = jobp_of(prefix, id)
+      local key = job(jobp, id)
+      local f = {'m', ARGV[a + 1], 'n', ARGV[a + 3], 'W', wid}
+      if ARGV[a + 2] ~= '0' then
+        f[#f + 1] = 'p'
+        f[#f + 1] = ARGV[a + 2]
+      end
+      for k, name in ipairs({'r', 'k'}) do
+        if ARGV[a + 3 + k] ~= '' then
+          f[#f + 1] = name
+          f[#f + 1] = ARGV[a + 3 + k]
+        end
+      end
+      if ARGV[a + 6] ~= '0' then
+        f[#f + 1] = 'b'
+        f[#f + 1] = 1
+      elseif staging_ms then  -- for START, which queues it: "priority|due|limit"
+        field('q:' .. i, ARGV[a + 2] .. '|' .. ARGV[a + 4] .. '|' .. ARGV[a + 5])
+      else
+        entries[#entries + 1] = {jobp, id, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 4]),
+                                 ARGV[a + 5]}
+      end
+      redis.call('HSET', key, unpack(f))
+      if staging_ms then redis.call('PEXPIRE', key, staging_ms) end
+      field('j:' .. i, id)
+    end
+    field('w:' .. i, ARGV[a + 6] ~= '0' and ARGV[a + 6] or '')
+    field('o:' .. i, ARGV[a + 7])
+    field('i:' .. i, ARGV[a + 8])
+    field('c:' .. i, ARGV[a + 9])
+    field('r:' .. i, ARGV[a + 10])
+  end
+  return entries
 end
 
 -- input(W, spec): the JSON a released step takes, and the JSON list of the ids of those
@@ -119,7 +188,7 @@ local function release(wkey, prefix, i, now)
     if failed then m = m .. ',"failed":' .. failed end
     redis.call('HSET', key, 'm', m .. '}')
   end
-  enter(jobp, id, tonumber(g[2] or '0'), tonumber(g[3]), g[4], now)
+  enter({{jobp, id, tonumber(g[2] or '0'), tonumber(g[3]), g[4]}}, now)
 end
 
 -- halt(W, status, now): the workflow ends as F or C with steps not ended: a waiting or
