@@ -1,7 +1,8 @@
 """Workflows and batches at their edges: cancels, deletes and failures that meet another
-step's end, transactions, enqueue checks and the cost of large workflows. Races are driven
-through the protocol (FETCH, ACK, REQUEUE, CANCEL as the worker and the operators send
-them) so that they happen every run."""
+step's end, transactions, enqueue checks, the cost of large workflows, the order a large
+group is queued in, a waiter across a Redis restart and run_jobs() under TestCase. Races
+are driven through the protocol (FETCH, ACK, REQUEUE, CANCEL, DELETE as the workers and
+the operators send them) so that they happen every run."""
 
 from __future__ import annotations
 
@@ -9,15 +10,23 @@ import asyncio
 import time
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResultStatus, task, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.test import TestCase, override_settings
 
+from tests.conftest import tasks_setting
 from tests.engine import tasks
+from tests.engine.helpers import eventually
+from tests.engine.test_waiting import listening
+from tests.testing.conftest import redis_setting
 from worker.exceptions import Cancelled
 from worker.ops.api import Ops
 from worker.protocol.records import Outcome, OutcomeKind, class_path, error_json
+from worker.protocol.servers import RedisServer
+from worker.testing import JobsTestMixin
 from worker.workflows import (
     Batch,
     Workflow,
@@ -32,6 +41,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BOOM = error_json("builtins.RuntimeError", "boom")
 CANCELLED = error_json(class_path(Cancelled), "cancelled by hand")
+LOST = error_json("worker.exceptions.WorkerLost", "the worker died")
 KEEP_MS = 3_600_000
 
 
@@ -114,6 +124,19 @@ async def test_a_waiting_step_cancelled_by_hand_under_continue_never_runs(run_wo
     assert cancelled.status == TaskResultStatus.FAILED
 
 
+async def test_a_chain_step_after_one_cancelled_while_waiting_waits_for_the_one_before(backend):
+    """chain(a, b, c) runs its parts one after another. Under "continue", cancelling b by
+    hand while it waits for a is b's failure, and c runs after it, but only once a has
+    ended: while a has not even started, c is not released and no FETCH leases it."""
+    workflow = await chain(
+        step(tasks.record, "a"), step(tasks.record, "b"), step(tasks.record, "c"),
+        on_failure="continue",
+    ).aenqueue()  # fmt: skip
+    a, b, _ = workflow.steps
+    assert await _sync(Ops(backend).cancel, b) == "cancelled"
+    assert await _leased(backend, "default", "w1", 5) == [a]  # not c: a has not run yet
+
+
 async def test_a_batch_callback_cancelled_by_hand_never_runs(backend):
     """A batch callback cancelled by hand while the batch is open is not released when the
     batch ends: no worker can lease it."""
@@ -179,8 +202,7 @@ async def test_a_dead_lettered_step_of_a_failed_workflow_can_be_retried(backend)
     workflow = await group([step(tasks.slow_async, 0), step(tasks.slow_async, 0)]).aenqueue()
     first, second = workflow.steps
     assert sorted(await _leased(backend, "default", "w1", 2)) == sorted([first, second])
-    lost = error_json("worker.exceptions.WorkerLost", "the worker died")
-    requeued = await backend.broker.queue("default").requeue("w1", "lost", lost)
+    requeued = await backend.broker.queue("default").requeue("w1", "lost", LOST)
     assert requeued.dead == 2
     progress = await workflow.aprogress()
     assert await _sync(Ops(backend).retry, second) == 1
@@ -312,3 +334,179 @@ async def test_an_async_enqueue_inside_a_rolled_back_transaction_stores_no_workf
         await backend.aget_result(plain.id)  # the engine's own rule, for comparison
     with pytest.raises(WorkflowDoesNotExist):
         await Workflow.aget(workflow.id)
+
+
+# --- START of a staged workflow --------------------------------------------------------
+
+
+async def test_a_staged_groups_steps_join_their_queue_in_the_order_written(backend):
+    """A group's steps join their queue in the order written, first in first out as an
+    enqueue_many's jobs do: also in a group of more than 1,000 steps, whose first steps are
+    staged ahead of START, they are queued ahead of the last 1,000 that START queues."""
+    workflow = await group([step(tasks.record, f"s{i}") for i in range(1100)]).aenqueue()
+    client = backend.broker.aclient()
+    queued = [i.decode() for i in await client.lrange(backend.broker.keys.ready("default"), 0, -1)]
+    assert queued[:3] == list(workflow.steps[:3])
+    assert queued == list(workflow.steps)
+
+
+# --- A batch's on_success already ended by hand ----------------------------------------
+
+
+async def _batch_failing_with_a_callback_ended_by_hand(backend, end_by_hand) -> str:
+    """A batch whose on_success was ended by hand (``end_by_hand(ops, id)``), then one job
+    that fails, then the close: the batch ends FAILED. Returns on_success's id."""
+    batch = await Batch.aopen(
+        on_success=step(tasks.record, "success"), on_complete=step(tasks.record, "complete")
+    )
+    on_success = (await batch.aprogress()).steps[0][0]
+    await _sync(end_by_hand, Ops(backend), on_success)
+    failing = await batch.aenqueue(tasks.fails_with, "boom")
+    await batch.aclose()
+    assert await _leased(backend, "default", "w1", 1) == [failing.id]
+    queue = backend.broker.queue("default")
+    await queue.ack("w1", [Outcome(failing.id, 1, OutcomeKind.FATAL, BOOM)], KEEP_MS)
+    assert (await batch.aprogress()).status == WorkflowStatus.FAILED
+    return on_success
+
+
+async def test_a_batch_callback_cancelled_by_hand_is_not_cancelled_again_when_it_fails(backend):
+    """A batch's on_success cancelled by hand, then the batch fails: the callback is
+    cancelled once only, so the queue counts one cancellation and lists its id once among
+    the latest cancelled jobs."""
+    on_success = await _batch_failing_with_a_callback_ended_by_hand(
+        backend, lambda ops, job_id: ops.cancel(job_id)
+    )
+    client = backend.broker.aclient()
+    keys = backend.broker.keys
+    cancelled = [i.decode() for i in await client.lrange(keys.cancelled("default"), 0, -1)]
+    assert cancelled.count(on_success) == 1
+    assert int(await client.hget(keys.stats("default"), "cancelled")) == 1
+
+
+async def test_a_batch_callback_deleted_by_hand_stays_deleted_when_the_batch_fails(backend):
+    """A batch's on_success deleted by hand, then the batch fails: the callback stays
+    deleted, and no hash comes back under its id."""
+    on_success = await _batch_failing_with_a_callback_ended_by_hand(
+        backend, lambda ops, job_id: ops.delete(job_id)
+    )
+    client = backend.broker.aclient()
+    assert await client.hgetall(backend.broker.keys.job(on_success)) == {}
+
+
+# --- REQUEUE of a step asked to stop ---------------------------------------------------
+
+
+async def test_a_step_asked_to_stop_lost_on_its_last_attempt_ends_cancelled(backend):
+    """A leased step of a workflow that is cancelled gets a cancel request; should its
+    worker die first, REQUEUE ends it as cancelled rather than put it back
+    (docs/protocol.md, Workflows 3), also on its last attempt: it does not go to the dead
+    letters, where `jobs retry` could run a step of a cancelled workflow, and no cancel
+    request is left behind for it."""
+    # slow_async: max_attempts=1, so a lost attempt is its last
+    workflow = await chain(step(tasks.slow_async, 0), step(tasks.record, "after")).aenqueue()
+    first = workflow.steps[0]
+    assert await _leased(backend, "default", "w1", 1) == [first]
+    assert await _sync(workflow.cancel) == "cancelled"
+    await backend.broker.queue("default").requeue("w1", "lost", LOST)
+    client = backend.broker.aclient()
+    keys = backend.broker.keys
+    assert await client.zscore(keys.dead("default"), first) is None
+    assert await client.zscore(keys.cancel("default"), first) is None
+    assert (await workflow.aprogress()).steps[0] == (first, "CANCELLED")
+
+
+async def test_a_lost_step_requeued_after_a_sibling_stopped_its_workflow_reads_failed(backend):
+    """A worker dies holding two steps of one workflow, the first with an operator's cancel
+    request. REQUEUE ends the first as cancelled, which stops the workflow ("fail"): the
+    second, lost, is cancelled too (its workflow's progress reads CANCELLED) and never runs
+    again, and its own result says so: FAILED, with the cancel, not READY."""
+    workflow = await group([step(tasks.record, "x"), step(tasks.record, "y")]).aenqueue()
+    x, y = workflow.steps
+    assert await _leased(backend, "default", "w1", 2) == [x, y]
+    assert await _sync(Ops(backend).cancel, x) == "requested"
+    await backend.broker.queue("default").requeue("w1", "lost", LOST)
+    progress = await workflow.aprogress()
+    assert progress.status == WorkflowStatus.FAILED
+    assert progress.steps == ((x, "CANCELLED"), (y, "CANCELLED"))
+    assert await _leased(backend, "default", "w2", 5) == []  # y never runs again
+    assert (await backend.aget_result(y)).status == TaskResultStatus.FAILED
+
+
+# --- afinished through a Redis restart that lost the waited mark -----------------------
+
+
+@pytest.fixture
+def snapshot_redis(tmp_path, settings, tasks_prefix):
+    """A Redis of the test's own that keeps only what a SAVE wrote (an RDB snapshot, as
+    a server restarted from its last snapshot, or a replica promoted before the latest
+    writes reached it, holds), TASKS on it."""
+    server = RedisServer(tmp_path / "redis").start()
+    settings.TASKS = tasks_setting(server.url, tasks_prefix)
+    yield server
+    server.stop()
+
+
+async def test_afinished_hears_the_end_after_a_restart_that_lost_its_mark(
+    snapshot_redis, run_worker, monkeypatch
+):
+    """A waiter hears its workflow's end across a Redis restart that lost the mark saying
+    the workflow is waited for: the workflow is saved without the mark and Redis restarts
+    from that snapshot. Redis tells only the ids in the waited set, and the listener marks
+    its ids again once it has connected again, so the waiter reads again (still running)
+    and, when the workflow ends, wakes with SUCCEEDED rather than at its timeout."""
+    reads: list[str] = []
+    real = Workflow.aprogress
+
+    async def counted(self):
+        progress = await real(self)
+        reads.append(progress.status)
+        return progress
+
+    monkeypatch.setattr(Workflow, "aprogress", counted)
+    backend = task_backends["default"]
+    workflow = await chain(step(tasks.add, 1, 1)).aenqueue()
+    client = redis.Redis.from_url(snapshot_redis.url)
+    client.save()  # the workflow, not yet the mark
+    client.close()
+    waiter = asyncio.ensure_future(workflow.afinished(8))
+    channel = backend.broker.keys.events("default")
+    await listening(snapshot_redis.url, channel)
+    await eventually(lambda: reads, what="the waiter's first read")
+    snapshot_redis.stop()
+    snapshot_redis.start()  # same port: the workflow is back, the mark is not
+    try:
+        # the listener subscribed again, and the waiter read again: still running
+        await eventually(lambda: len(reads) >= 2, timeout=10, what="the read after the restart")
+        assert reads[-1] == WorkflowStatus.RUNNING
+        async with run_worker():
+            progress = await waiter
+        assert progress.status == WorkflowStatus.SUCCEEDED
+    finally:
+        waiter.cancel()
+        await backend.broker.close_loop()
+
+
+# --- run_jobs() and a batch closed inside a job's own transaction -----------------------
+
+
+@task()
+def closes_batch(batch_id: str) -> None:
+    """Closes its batch inside its own transaction (so the close waits for the commit)."""
+    with transaction.atomic():
+        Batch.get(batch_id).close()
+
+
+@override_settings(TASKS=redis_setting())
+class BatchUnderTestCase(JobsTestMixin, TestCase):
+    def test_run_jobs_runs_the_callback_a_close_in_a_jobs_transaction_released(self):
+        """Under TestCase, run_jobs() sends what jobs left waiting for the test's commit,
+        then runs what that released, as it runs the jobs that a job's own transaction
+        enqueued: a job that closes its batch inside its own atomic() leaves the close
+        waiting (no job in it, so it counts 0 "jobs sent"), and the close releases
+        on_complete, which run_jobs runs before it returns."""
+        tasks.calls.clear()
+        batch = Batch.open(on_complete=step(tasks.record, "complete"))
+        batch.enqueue(closes_batch, batch.id)
+        self.run_jobs()
+        assert ("record", "complete") in tasks.calls

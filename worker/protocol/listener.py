@@ -56,6 +56,7 @@ class Listener:
         self._pubsub: Any = None  # set once connected and subscribed
         self._tasks: list[asyncio.Task[None]] = []  # the reader, the renewer of marks
         self._again = False  # waiters read again once the reconnection is subscribed
+        self._marking: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def watching(self, ids: Iterable[str]) -> AsyncIterator[asyncio.Queue[Event]]:
@@ -202,7 +203,18 @@ class Listener:
                 events.put_nowait((kind, job_id))
 
     def _read_again(self) -> None:
-        """What was published while no connection was subscribed is in the jobs' state."""
+        """What was published while no connection was subscribed is in the jobs' state.
+        The marks go again first: the Redis that came back may not have them (restarted
+        from an older snapshot, a replica promoted before they reached it), and an end is
+        published only for a job marked."""
+        task = asyncio.create_task(self._marked_then_read_again())
+        self._marking.add(task)  # (a task nobody holds may be collected before it ends)
+        task.add_done_callback(self._marking.discard)
+
+    async def _marked_then_read_again(self) -> None:
+        if self._watchers:
+            with contextlib.suppress(*REDIS_ERRORS):  # then the next reconnection marks
+                await self._mark(list(self._watchers))
         for waiters in list(self._watchers.values()):
             for events in waiters:
                 events.put_nowait(AGAIN)

@@ -21,7 +21,7 @@
 -- the task path of each job whose attempt was lost, as its message names it ('' for a
 -- message that does not start as enqueue writes it), for the worker's metrics.
 local now, jobp, wid, mode = clock(), ARGV[1], ARGV[2], ARGV[3]
-local back, dead, over = 0, 0, {}
+local back, dead, over, how = 0, 0, {}, {}  -- over, how: the jobs that end here, F or C
 local retried, failed = {}, {}  -- mode 'lost': the tasks of the jobs requeued, dead-lettered
 local held = {}  -- {id, lease ("attempt started_ms"), or false for a 0.1 lease}
 if #ARGV > 4 then
@@ -85,14 +85,17 @@ for _, lease in ipairs(held) do
       redis.call('HSET', key, unpack(fields))
     end
     local task = mode == 'lost' and (string.match(f[1], '^{"task":"([^"]*)"') or '')
-    if mode == 'lost' and attempt >= tonumber(f[3] or '1') then
+    if stopping(jobp, id, mode == 'lost' and attempt or attempt - 1, now) then
+      -- a workflow's step that its workflow asked to stop: cancelled, not put back
+      over[#over + 1] = id
+      how[#over] = 'C'
+    elseif mode == 'lost' and attempt >= tonumber(f[3] or '1') then
       redis.call('HSET', key, 's', 'F', 'f', since(id, now))
       redis.call('ZADD', KEYS[4], now, id)
       dead = dead + 1
       over[#over + 1] = id
+      how[#over] = 'F'
       failed[#failed + 1] = task
-    elseif stopping(jobp, id, attempt - (mode == 'released' and 1 or 0), now) then
-      -- a workflow's step that its workflow asked to stop: cancelled, not put back
     else
       if task then retried[#retried + 1] = task end
       if not value or mode == 'lost' then redis.call('HSET', key, 's', 'Q') end
@@ -109,10 +112,9 @@ if mode == 'lost' then
   if back + dead > 0 then redis.call('HINCRBY', KEYS[7], 'lost', back + dead) end
   if dead > 0 then redis.call('HINCRBY', KEYS[7], 'failed', dead) end
 end
--- dead-lettered: the processes waiting for them are told, their workflows move on
+-- dead-lettered (or stopped): the processes waiting for them are told (cancelled() told
+-- them of the stopped), their workflows move on, once the rest is back in place
 tell(jobp, 'end', over)
-local how = {}
-for i = 1, #over do how[i] = 'F' end
 settle(jobp, over, how, {}, now)
 local freed = give_back(flow(jobp, '', KEYS[9], KEYS[10], now), slots)
 if back > 0 or freed then wake(KEYS[6]) end

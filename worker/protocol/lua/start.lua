@@ -47,7 +47,7 @@ if staged > 0 then
   queued = each('HMGET', wkey, names)
   each('HDEL', wkey, names)
 end
-local members = {}
+local members, first = {}, {}  -- first: the staged steps queued, before START's own
 for i = 1, m do
   local id = ids[i]
   if id then
@@ -60,11 +60,12 @@ for i = 1, m do
       redis.call('PERSIST', job(jobp, id))
       if queued[i] then
         local p, due, limit = string.match(queued[i], '^([^|]*)|([^|]*)|(.*)$')
-        entries[#entries + 1] = {jobp, id, tonumber(p), tonumber(due), limit}
+        first[#first + 1] = {jobp, id, tonumber(p), tonumber(due), limit}
       end
     end
   end
 end
 for jobp, list in pairs(members) do each('HSET', jobp .. 'steps', list) end
-enter(entries, now)
+for _, e in ipairs(entries) do first[#first + 1] = e end
+enter(first, now)
 return m

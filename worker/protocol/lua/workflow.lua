@@ -160,14 +160,28 @@ end
 -- them to their own end, which follows.
 local ending = {}
 
-local step_ended  -- (defined below: a step released may end at once, a join)
+local step_ended, release  -- (defined below: each may lead to the other)
+
+-- advance(W, prefix, after, now): a step ended (and had been released): each step of
+-- `after` ("2 3") waits for one fewer; those that wait for none are released.
+local function advance(wkey, prefix, after, now)
+  for j in string.gmatch(after or '', '%d+') do
+    if redis.call('HINCRBY', wkey, 'w:' .. j, -1) <= 0 then
+      redis.call('HDEL', wkey, 'w:' .. j)
+      release(wkey, prefix, j, now)
+    end
+  end
+end
 
 -- release(W, prefix, i, now): step i waits no more: what it takes goes into its message
 -- (fields "input" and "failed", which the worker passes as its first argument and as
 -- `failed`), and it joins its queue. A join ends there and then.
-local function release(wkey, prefix, i, now)
-  local f = redis.call('HMGET', wkey, 'j:' .. i, 'i:' .. i, 'e:' .. i)
-  if f[3] then return end  -- it ended already (cancelled by hand, say)
+release = function(wkey, prefix, i, now)
+  local f = redis.call('HMGET', wkey, 'j:' .. i, 'i:' .. i, 'e:' .. i, 'o:' .. i)
+  if f[3] then  -- it ended while it waited (cancelled by hand): those after it go on now
+    advance(wkey, prefix, f[4], now)
+    return
+  end
   local id = f[1]
   if not id then
     step_ended(wkey, i, false, 'S', false, now)
@@ -274,12 +288,14 @@ local function fire(wkey, now)
     if good then
       release(wkey, w[8], w[6], now)
     else
-      local id = redis.call('HGET', wkey, 'j:' .. w[6])
-      local jobp = jobp_of(w[8], id)
-      redis.call('HDEL', job(jobp, id), 'b')
-      redis.call('HDEL', jobp .. 'steps', id)
-      redis.call('HSET', wkey, 'e:' .. w[6], 'C')
-      cancelled(jobp, id, 0, now, w[11], w[9], w[10])
+      local f = redis.call('HMGET', wkey, 'j:' .. w[6], 'e:' .. w[6])
+      if not f[2] then  -- (else cancelled or deleted by hand already)
+        local jobp = jobp_of(w[8], f[1])
+        redis.call('HDEL', job(jobp, f[1]), 'b')
+        redis.call('HDEL', jobp .. 'steps', f[1])
+        redis.call('HSET', wkey, 'e:' .. w[6], 'C')
+        cancelled(jobp, f[1], 0, now, w[11], w[9], w[10])
+      end
     end
   end
   if w[7] then release(wkey, w[8], w[7], now) end
@@ -301,10 +317,9 @@ step_ended = function(wkey, i, id, outcome, value, now)
     return
   end
   local w = redis.call('HMGET', wkey, 's', 'k', 'P', 'm', 'e:' .. i, 'c:' .. i, 'o:' .. i,
-                       'r:' .. i, 'j:' .. i, 'J')
+                       'r:' .. i, 'j:' .. i, 'J', 'w:' .. i)
   if not w[1] or w[5] then return end  -- its workflow is gone; or it ended already
   redis.call('HSET', wkey, 'e:' .. i, outcome)
-  redis.call('HDEL', wkey, 'w:' .. i)  -- (cancelled while it waited: never released)
   if w[2] == 'b' then return end  -- a batch's callback: the batch ended already
   if ok and w[8] then redis.call('HSET', wkey, 'v:' .. i, value) end
   local d = tonumber(redis.call('HGET', wkey, 'd'))
@@ -317,12 +332,9 @@ step_ended = function(wkey, i, id, outcome, value, now)
     halt(wkey, 'F', now)
     return
   end
-  for j in string.gmatch(w[7] or '', '%d+') do
-    if redis.call('HINCRBY', wkey, 'w:' .. j, -1) <= 0 then
-      redis.call('HDEL', wkey, 'w:' .. j)
-      release(wkey, w[3], j, now)
-    end
-  end
+  -- One that ended while it still waited (cancelled by hand) holds those after it until
+  -- the steps before it have ended: release() moves them on then.
+  if not w[11] then advance(wkey, w[3], w[7], now) end
   if d >= tonumber(w[4]) - tonumber(w[10] or '0') and redis.call('HGET', wkey, 's') == 'R' then
     redis.call('HSET', wkey, 's', 'S', 'e', now)
     finish(wkey)
@@ -350,7 +362,8 @@ end
 
 -- stopping(jobp, id, attempts, now): a workflow's step put back on its queue (REQUEUE)
 -- that its workflow asked to stop (a cancel request, lua/workflow.lua's halt) is not put
--- back: it ends as cancelled, and true.
+-- back: it ends as cancelled, and true. The caller settles it (with the rest of its call,
+-- once it has put back what it puts back).
 local function stopping(jobp, id, attempts, now)
   local found = redis.call('HGET', jobp .. 'steps', id)
   if not found or redis.call('ZREM', jobp .. 'cancel', id) == 0 then return false end
@@ -359,6 +372,5 @@ local function stopping(jobp, id, attempts, now)
   local error_json = w[1] or cjson.encode({exception_class_path = 'worker.exceptions.Cancelled',
                                             traceback = 'its workflow ended'})
   cancelled(jobp, id, attempts, now, error_json, tonumber(w[2] or '3600000'), w[3] or 10000)
-  settle(jobp, {id}, {'C'}, {false}, now)
   return true
 end
