@@ -103,6 +103,22 @@ def test_a_batch_enqueue_inside_a_rolled_back_transaction_stores_nothing(backend
         backend.get_result(rolled_back.id)
 
 
+def test_a_batch_opened_inside_a_transaction_shows_its_callback_ready_until_the_commit(backend):
+    """Its callbacks are jobs that wait for the commit, as any job enqueued in it: READY."""
+    with transaction.atomic():
+        batch = Batch.open(on_complete=step(tasks.record, "complete"))
+        pending_ids = [r.id for send in pending_sends() for r, _ in send.prepared]
+        assert len(pending_ids) == 1
+        assert backend.get_result(pending_ids[0]).status == TaskResultStatus.READY
+    assert batch.progress().status == WorkflowStatus.RUNNING
+
+
+def pending_sends():
+    from worker.pending import _waiting
+
+    return list(_waiting(task_backends["default"]))
+
+
 # --- A step cancelled by hand while it waits, under "continue" -------------------------
 
 

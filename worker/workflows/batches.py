@@ -56,9 +56,9 @@ class Batch:
         """Open a batch; its callbacks run as its jobs end (``.taking_result()``: they get
         ``{"batch": id, "jobs": n, "failed": [job ids]}`` as their first argument). Inside
         a transaction, this and what follows are sent when it commits."""
-        flow, store = _opening(on_success, on_complete, backend)
+        flow, store, prepared = _opening(on_success, on_complete, backend)
         workflows = store.broker.workflows
-        when_committed(store, f"open batch {flow.id}", lambda: workflows.start(flow))
+        when_committed(store, f"open batch {flow.id}", lambda: workflows.start(flow), prepared)
         return cls(flow.id, backend)
 
     @classmethod
@@ -66,10 +66,10 @@ class Batch:
         cls, *, on_success: Step | None = None, on_complete: Step | None = None,
         backend: str = "default",
     ) -> Batch:  # fmt: skip
-        flow, store = _opening(on_success, on_complete, backend)
+        flow, store, prepared = _opening(on_success, on_complete, backend)
         workflows = store.broker.workflows
         await awhen_committed(store, f"open batch {flow.id}", lambda: workflows.start(flow),
-                              lambda: workflows.astart(flow))  # fmt: skip
+                              lambda: workflows.astart(flow), prepared)  # fmt: skip
         return cls(flow.id, backend)
 
     @classmethod
@@ -174,23 +174,25 @@ def _batch_errors(batch_id: str) -> Iterator[None]:
 
 def _opening(
     on_success: Step | None, on_complete: Step | None, alias: str
-) -> tuple[NewWorkflow, RedisBackend]:
+) -> tuple[NewWorkflow, RedisBackend, list[tuple[Result, NewJob]]]:
+    """The batch to open, its backend, and its callbacks' results and jobs."""
     callbacks = [c for c in (on_success, on_complete) if c is not None]
     for callback in callbacks:
         if not isinstance(callback, Step):
             raise TypeError(f"a batch's callback is a step(task, ...), not {callback!r}")
     backend = backend_named(alias)
-    steps = []
+    steps, prepared = [], []
     for callback in callbacks:
         if redis_backend(callback.task.get_backend()) is not backend:
             raise InvalidTask("a batch's callbacks must use the batch's TASKS backend")
         task = cast(Task, callback.task)
         incoming = (callback.takes_result, False)
-        _, job = backend.prepare(task, callback.args, callback.kwargs, incoming)
+        result, job = backend.prepare(task, callback.args, callback.kwargs, incoming)
+        prepared.append((result, job))
         steps.append(NewStep(job, 1, (), "b" if callback.takes_result else "", False, False))
     first = cast(Task, callbacks[0].task).queue_name if callbacks else "default"
     return NewWorkflow(
         new_job_id(first), "b", keep_ms(backend), STOPPED, steps,
         on_success=1 if on_success is not None else None,
         on_complete=len(steps) if on_complete is not None else None,
-    ), backend  # fmt: skip
+    ), backend, prepared  # fmt: skip
