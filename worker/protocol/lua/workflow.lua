@@ -1,8 +1,8 @@
 --! uses: each, wake, ready, job, store, tell, cancelled
 -- Workflows and batches (worker/workflows, docs/workflows.md). Their bookkeeping runs in
--- the script that ends a step (ACK, REQUEUE, CANCEL, DELETE: settle()), so a step's end
--- and what follows from it (the steps it releases, a stop) are one atomic change, and a
--- replayed outcome (which those scripts tell from a first one) changes nothing more.
+-- the script that ends a step (ACK, REQUEUE, CANCEL, DELETE, PURGE: settle()), so a step's
+-- end and what follows from it (the steps it releases, a stop) are one atomic change, and
+-- a replayed outcome (which those scripts tell from a first one) changes nothing more.
 -- A workflow's hash W (P:{Q}:wf:<token>, Q the queue of its first step) holds:
 --   id; k: 'w' (steps of a graph) or 'b' (a batch); s: R (running), S, F or C; P: the key
 --   prefix; t: how long it, and its steps' records, are kept once ended (ms); h: how many
@@ -20,8 +20,9 @@
 --   not succeed.
 -- When its status leaves R, the processes waiting for the workflow's id are told its end,
 -- as for a job's (lua/tell.lua, on its first step's queue).
--- A step's job hash names its workflow in 'W'. Each queue's `steps` hash maps the id of a job of a workflow or batch to "<W> <i>" (i 0:
--- a batch's job) until it ends: one EXISTS tells a script that a queue has none.
+-- A step's job hash names its workflow in 'W'. Each queue's `steps` hash maps the id of a
+-- job of a workflow or batch to "<W> <i>" (i 0: a batch's job) until it ends: one EXISTS
+-- tells a script that a queue has none.
 -- Keys of other queues are named from P: a workflow spans queues, so these scripts need a
 -- single Redis (docs/workflows.md).
 
