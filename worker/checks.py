@@ -15,6 +15,7 @@ from django.core.checks import Warning as CheckWarning
 from django.tasks import task_backends
 
 from worker.backend import RedisBackend
+from worker.protocol import sentinel
 from worker.protocol.connection import REDIS_ERRORS, redacted, unreachable
 
 OLDEST = (6, 2)  # the oldest Redis the Lua scripts and commands are written for
@@ -43,7 +44,8 @@ def redis_warnings(backend: RedisBackend) -> list[CheckMessage]:
         save = backend.broker.save_points()
     except REDIS_ERRORS as e:
         hint = "start it, or correct OPTIONS['url']; workers wait for it and enqueues fail"
-        return [warning(unreachable(backend.url, e), hint, "worker.W001")]
+        return [warning(unreachable(backend.url, e), hint, "worker.W001"),
+                *_sentinel_warnings(backend, warning)]  # fmt: skip
     server = f"Redis at {redacted(backend.url)}"
     found: list[CheckMessage] = []
     policy = info.get("maxmemory_policy", "noeviction")
@@ -63,6 +65,8 @@ def redis_warnings(backend: RedisBackend) -> list[CheckMessage]:
             "worker.W003",
         ))  # fmt: skip
     found += _results_warnings(backend, info, server, warning)
+    found += _durability_warnings(backend, info, server, warning)
+    found += _sentinel_warnings(backend, warning)
     if not info.get("aof_enabled") and save == "":
         found.append(warning(
             f"{server} keeps nothing on disk (no append-only file, no RDB save points): "
@@ -94,6 +98,37 @@ def _results_warnings(
                 "worker.W005",
             ))  # fmt: skip
     return found
+
+
+def _durability_warnings(
+    backend: RedisBackend, info: dict[str, Any], server: str, warning: Any
+) -> list[CheckMessage]:
+    """W006: durability "replicated" with no replica to confirm writes."""
+    durability = backend.options_.replication()
+    if durability is None or int(info.get("connected_slaves") or 0) >= durability.replicas:
+        return []
+    return [
+        warning(
+            f"{server} has no replica connected, and OPTIONS['durability'] is 'replicated': "
+            "every enqueue fails (stored on the master, unconfirmed) and every ack waits "
+            f"{durability.timeout_ms} ms for a replica",
+            "attach a replica (replicaof), or set OPTIONS['durability'] to 'async'",
+            "worker.W006",
+        )
+    ]
+
+
+def _sentinel_warnings(backend: RedisBackend, warning: Any) -> list[CheckMessage]:
+    """W007: sentinels of the URL that do not answer or do not watch its master, or no
+    replica for them to promote."""
+    if not sentinel.names_sentinels(backend.url):
+        return []
+    hint = ("list every sentinel in the URL, with the name they monitor the master by "
+            "(sentinel monitor <name> ... in sentinel.conf)")  # fmt: skip
+    return [
+        warning(f"Redis at {redacted(backend.url)}: {problem}", hint, "worker.W007")
+        for problem in sentinel.survey(sentinel.parse(backend.url))
+    ]
 
 
 def _version(text: str) -> tuple[int, ...]:

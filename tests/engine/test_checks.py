@@ -76,7 +76,8 @@ def test_unknown_and_mistyped_options_are_e001_with_the_likely_name(settings, ta
     assert [(m.msg, m.hint) for m in found] == [
         ("unknown OPTIONS key 'Lease'", "did you mean 'lease'?"),
         ("unknown OPTIONS key 'prefx'", "did you mean 'prefix'?"),
-        ("unknown OPTIONS key 'zz'", "known options: embedded_dir, lease, log_format, "
+        ("unknown OPTIONS key 'zz'", "known options: durability, durability_timeout, "
+         "embedded_dir, lease, log_format, "
          "loop_lag_threshold, max_connections, max_payload_bytes, metrics_port, "
          "metrics_token, outbox, prefix, queue_weights, result_memory_share, "
          "result_ttl, strict_order, url"),

@@ -16,6 +16,7 @@ import redis
 import redis.asyncio as aioredis
 
 from worker.protocol.connection import async_client, sync_client
+from worker.protocol.durability import Durability
 from worker.protocol.enqueue import EnqueueBatcher
 from worker.protocol.fastredis import FastRedis
 from worker.protocol.keys import Keys, queue_of
@@ -40,10 +41,18 @@ class LoopClients:
 
 
 class Broker:
-    """Redis at ``url``, keys under ``prefix``; at most ``max_connections`` per client pool."""
+    """Redis at ``url``, keys under ``prefix``; at most ``max_connections`` per client pool;
+    with ``durability``, the writes a caller counts on wait for a replica (durability.py)."""
 
-    def __init__(self, url: str, prefix: str, max_connections: int = 50) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        max_connections: int = 50,
+        durability: Durability | None = None,
+    ) -> None:
         self.url = url
+        self.durability = durability
         self.keys = Keys(prefix)
         self.max_connections = max_connections
         self._sync: redis.Redis | None = None
@@ -70,7 +79,7 @@ class Broker:
     def sync(self) -> redis.Redis:
         """The process's blocking client (thread-safe: a pool)."""
         if self._sync is None:
-            self._sync = sync_client(self.url, self.max_connections)
+            self._sync = sync_client(self.url, self.max_connections, self.durability)
         return self._sync
 
     def aclient(self) -> aioredis.Redis:
@@ -90,7 +99,7 @@ class Broker:
                 per_loop = self._loops.setdefault(loop, {})
         found = per_loop.get(self._identity)
         if found is None:
-            fast = FastRedis(self.url)
+            fast = FastRedis(self.url, durability=self.durability)
             client = async_client(self.url, self.max_connections)
             found = per_loop[self._identity] = LoopClients(
                 redis=client,

@@ -1,4 +1,9 @@
-"""Redis clients of the backend (redis-py, for all but the hot path: see fastredis.py)."""
+"""Redis clients of the backend (redis-py, for all but the hot path: see fastredis.py), and
+what the engine says of the errors they meet.
+
+A URL names one Redis server (``redis://``, ``rediss://``, ``unix://``) or a master found
+through Redis Sentinel (``redis+sentinel://``, sentinel.py); every client takes either.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 from redis.backoff import ExponentialBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
+
+from worker.protocol import sentinel
+from worker.protocol.durability import Durability, ReplicatedRedis
 
 # What the worker rides out with backoff: a lost or refused connection, and errors Redis
 # answers with for a while (OOM, READONLY during a failover, LOADING after a restart).
@@ -44,6 +54,8 @@ def never_connected(error: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError | FileNotFoundError | socket.gaierror):
             return True
+        if isinstance(seen, MasterNotFoundError | AsyncMasterNotFoundError):
+            return True  # no sentinel named a master to send it to
         seen = seen.__cause__ or seen.__context__
     return False
 
@@ -101,27 +113,41 @@ def _client_options(url: str, retry_class: type) -> dict[str, Any]:
 POOL_TIMEOUT = 10.0
 
 
-def sync_client(url: str, max_connections: int) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=POOL_TIMEOUT,
-        **_client_options(url, _NotingRetry),
-    )
-    return redis.Redis(connection_pool=pool)
+def sync_client(
+    url: str, max_connections: int, durability: Durability | None = None
+) -> redis.Redis:
+    """redis-py's blocking client of the Redis at ``url``; with ``durability``, the scripts
+    that wait for a replica do (durability.py)."""
+    pool = _pool(url, max_connections, _NotingRetry, redis.BlockingConnectionPool,
+                 sentinel.sync_pool)  # fmt: skip
+    if durability is None:
+        return redis.Redis(connection_pool=pool)
+    where = f"Redis at {redacted(url)}"
+    return ReplicatedRedis(connection_pool=pool, durability=durability, where=where)
 
 
 def async_client(url: str, max_connections: int) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_TIMEOUT, **_client_options(url, Retry)
-    )
+    pool = _pool(url, max_connections, Retry, aioredis.BlockingConnectionPool,
+                 sentinel.async_pool)  # fmt: skip
     return aioredis.Redis(connection_pool=pool)
 
 
+def _pool(
+    url: str, max_connections: int, retry_class: type, plain: Any, through_sentinels: Any
+) -> Any:
+    """A pool of ``max_connections`` (callers beyond wait up to POOL_TIMEOUT for one) to
+    the server of the URL, or to the master its sentinels name."""
+    options = _client_options(url, retry_class)
+    options |= {"max_connections": max_connections, "timeout": POOL_TIMEOUT}
+    if sentinel.names_sentinels(url):
+        return through_sentinels(sentinel.parse(url), **options)
+    return plain.from_url(url, **options)
+
+
 # Query parameters redis-py reads a secret from (a unix:// URL's password, a key's).
-SECRET_PARAMETERS = ("password", "ssl_password")
+SECRET_PARAMETERS = ("password", "ssl_password", "sentinel_password")
 
 
 def redacted(url: str) -> str:
@@ -169,6 +195,12 @@ def failing(url: str, error: BaseException) -> str:
 def describe(error: BaseException) -> str:
     """An error's own message (redis-py's repr is only its category, such as
     ``network:ConnectionError``), or its class's name when it has none."""
+    if isinstance(error, MasterNotFoundError | AsyncMasterNotFoundError):
+        # redis-py's message goes on with each sentinel's client, by its repr: pages of it.
+        return (f"{str(error).partition(' : ')[0]}: no sentinel of the URL answered with a "
+                "master it takes for up (they are unreachable, a failover is under way, or "
+                "they know the master by another name; `manage.py check --deploy` asks each "
+                "one)")  # fmt: skip
     return str(error) or type(error).__name__
 
 
@@ -186,6 +218,8 @@ def wrong_database(error: BaseException) -> bool:
 def database_of(url: str) -> str:
     """The database number a Redis URL selects ("0" unless it names one)."""
     try:
+        if sentinel.names_sentinels(url):
+            return str(sentinel.parse(url).db)
         return str(parse_url(url).get("db") or 0)  # type: ignore[no-untyped-call]
     except ValueError:
         return "?"

@@ -9,7 +9,11 @@ go on the shared connection, so no caller waits behind another one's block: a wo
 for work on a connection of its own.
 
 The URL means what it means to redis-py (redis-py parses it): ``rediss://`` with its
-``ssl_*`` parameters, ``unix://``, user, password and database, ``socket_keepalive``.
+``ssl_*`` parameters, ``unix://``, user (an ACL user) and password, database,
+``socket_keepalive``; or ``redis+sentinel://`` (sentinel.py): each connection is opened to
+the master the sentinels name as it opens. A connection whose server answers READONLY (a
+master turned replica by a failover) takes no more commands: the next ones go to a new
+connection, opened to the master of the moment.
 
 Errors are redis-py's: a lost connection raises ``redis.ConnectionError`` (the engine's
 outage handling applies unchanged), an error reply ``redis.ResponseError``.
@@ -31,7 +35,9 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from worker.protocol.connection import SOCKET_TIMEOUT
+from worker.protocol import sentinel
+from worker.protocol.connection import SOCKET_TIMEOUT, redacted
+from worker.protocol.durability import Durability
 from worker.protocol.scripts import Lua
 
 # The values of a URL's ssl_cert_reqs, as redis-py reads them.
@@ -55,6 +61,7 @@ class _Protocol(asyncio.Protocol):
         self.paused = False
         self.resumed = asyncio.Event()
         self.scripts: set[str] = set()  # SHA1s of the scripts loaded on this connection
+        self.retired = False  # its server turned replica: it ends once its replies are in
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,14 +121,28 @@ class _Protocol(asyncio.Protocol):
             if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(_error(str(reply)))
+                error = _error(str(reply))
+                if _turned_replica(error):
+                    self._retire(error)
+                future.set_exception(error)
             else:
                 future.set_result(reply)
+        if self.retired and not self.waiting and self.transport is not None:
+            self.transport.close()
+
+    def _retire(self, error: redis.RedisError) -> None:
+        """Take no more commands (those waiting to be written are refused as this one
+        was); the replies of those sent still come."""
+        if self.lost is None:
+            self.lost = error
+            self.retired = True
+            self.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self.lost is None:
+        if self.lost is None or (self.retired and self.waiting):
+            # (A retired one's replies that never came: their commands' fate is unknown.)
             self.lost = redis.ConnectionError(f"connection to Redis lost ({exc or 'closed'})")
         while self.waiting:
             future, _ = self.waiting.popleft()
@@ -154,6 +175,12 @@ def _error(message: str) -> redis.RedisError:
     return _ERRORS.get(message.partition(" ")[0], redis.ResponseError)(message)
 
 
+def _turned_replica(error: redis.RedisError) -> bool:
+    """Whether ``error`` is a replica refusing a write: READONLY, or (Redis 6) a script's
+    write refused so ("ERR Error running script ... -READONLY ...")."""
+    return isinstance(error, redis.ReadOnlyError) or "-READONLY " in str(error)
+
+
 class FastRedis:
     """One pipelined connection to the Redis at ``url``, opened on first use and again
     after it is lost. ValueError if the URL is not one redis-py reads. ``timer``, when set
@@ -162,12 +189,21 @@ class FastRedis:
 
     timer: ClassVar[Callable[[float], None] | None] = None
 
-    def __init__(self, url: str, blocking: bool = False) -> None:
+    def __init__(
+        self, url: str, blocking: bool = False, durability: Durability | None = None
+    ) -> None:
+        self.url = url
         self.blocking = blocking
-        pool = redis.asyncio.ConnectionPool.from_url(url)  # opens nothing
-        self.options: dict[str, Any] = pool.connection_kwargs
-        self.unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
-        self.tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
+        self.durability = durability
+        self._sentinels = sentinel.parse(url) if sentinel.names_sentinels(url) else None
+        if self._sentinels is not None:
+            self.options: dict[str, Any] = self._sentinels.master
+            self.unix, self.tls = False, self._sentinels.tls
+        else:
+            pool = redis.asyncio.ConnectionPool.from_url(url)  # opens nothing
+            self.options = pool.connection_kwargs
+            self.unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
+            self.tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
         if self.tls and self.options.get("ssl_cert_reqs", "required") not in CERT_REQS:
             raise ValueError(
                 f"ssl_cert_reqs in the Redis URL must be one of {', '.join(CERT_REQS)}, "
@@ -176,6 +212,10 @@ class FastRedis:
         self._protocol: _Protocol | None = None
         self._turns = asyncio.Lock()  # held by the caller whose turn it is to send
         self._queued = 0  # callers waiting for their turn
+        # The writes that wait for replicas go on a connection of their own: a WAIT holds
+        # up every command behind it on its connection, heartbeats included, for as long
+        # as the replicas take (its timeout, while none answers).
+        self._waiting_for_replicas: FastRedis | None = None
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; redis.TimeoutError if none comes within
@@ -225,7 +265,10 @@ class FastRedis:
     async def run(self, script: Lua, keys: list[Any], args: list[Any]) -> Any:
         """EVALSHA, the script loaded first (in the same write) where this connection has
         not loaded it: a NOSCRIPT answered and the call sent again would let calls made
-        after it overtake it."""
+        after it overtake it. With ``durability``, a script whose writes wait for replicas
+        is followed by WAIT (durability.py)."""
+        if self.durability is not None and self.durability.waits(script.sha):
+            return await self._replicated(script, keys, args, self.durability)
         try:
             [reply] = await self.pipeline(
                 ("EVALSHA", script.sha, len(keys), *keys, *args), script=script
@@ -234,6 +277,21 @@ class FastRedis:
         except NoScriptError:  # flushed since it was loaded (SCRIPT FLUSH, a failover)
             await self.execute("SCRIPT", "LOAD", script.source)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _replicated(
+        self, script: Lua, keys: list[Any], args: list[Any], durability: Durability
+    ) -> Any:
+        connection = self._waiting_for_replicas
+        if connection is None:
+            connection = self._waiting_for_replicas = FastRedis(self.url)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            reply, confirmed = await connection.pipeline(command, durability.command, script=script)
+        except NoScriptError:  # flushed since it was loaded (SCRIPT FLUSH, a failover)
+            await connection.execute("SCRIPT", "LOAD", script.source)
+            reply, confirmed = await connection.pipeline(command, durability.command)
+        durability.settle(script.sha, int(confirmed), f"Redis at {redacted(self.url)}")
+        return reply
 
     async def _connect(self) -> _Protocol:
         if self._protocol is None or self._protocol.lost is not None:
@@ -244,6 +302,10 @@ class FastRedis:
         loop = asyncio.get_running_loop()
         options = self.options
         protocol: _Protocol
+        if self._sentinels is not None:  # MasterNotFoundError (a ConnectionError) if none can say
+            host, port = await sentinel.master_address(self._sentinels)
+        else:
+            host, port = options.get("host", "localhost"), options.get("port", 6379)
         try:
             async with asyncio.timeout(5):
                 made = partial(_Protocol, not self.blocking)
@@ -251,9 +313,8 @@ class FastRedis:
                     _, protocol = await loop.create_unix_connection(made, options["path"])
                 else:
                     _, protocol = await loop.create_connection(
-                        made, options.get("host", "localhost"), options.get("port", 6379),
-                        ssl=self._tls_context() if self.tls else None,
-                    )  # fmt: skip
+                        made, host, port, ssl=self._tls_context() if self.tls else None
+                    )
         except (OSError, TimeoutError) as e:
             raise redis.ConnectionError(f"cannot connect to Redis ({e})") from e
         if not self.unix and options.get("socket_keepalive", True):
@@ -315,3 +376,5 @@ class FastRedis:
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None
+        if self._waiting_for_replicas is not None:
+            self._waiting_for_replicas.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,14 @@ class RedisServer:
         persist: bool = False,
         password: str | None = None,
         binary: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.directory = directory
         self.port = free_port()
         self.persist = persist
         self.password = password
         self.binary = binary or _binary()
+        self.args = list(args)  # more of redis-server's options (--replicaof HOST PORT, ...)
         self.process: subprocess.Popen[bytes] | None = None
 
     def url_of(self, db: int = 0) -> str:
@@ -127,6 +130,7 @@ class RedisServer:
                 "--appendonly", "yes" if self.persist else "no",
                 "--appendfsync", "always",
                 *(["--requirepass", self.password] if self.password else []),
+                *self.args,
             ],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -1,0 +1,211 @@
+"""Finding the master through Redis Sentinel: the ``redis+sentinel://`` URL, redis-py's
+connection pools that ask the sentinels for the master (sync and asyncio), and the address
+the hot path's connection (fastredis.py) connects to.
+
+    redis+sentinel://[user:password@]host[:port][,host[:port]...]/master-name[/db][?query]
+
+Each host is a sentinel (port 26379 unless given); ``master-name`` is the name the
+sentinels monitor the master by. ``rediss+sentinel://`` speaks TLS to the master and the
+sentinels. The user and password are the master's (an ACL user, or ``:password``); the
+query takes what a ``redis://`` URL takes (TLS files, ``socket_keepalive``...), for the
+sentinels too, and ``sentinel_username`` / ``sentinel_password`` for sentinels that ask
+for a password of their own (``requirepass`` in sentinel.conf).
+
+A client follows a failover: a connection that is lost, or that finds its server turned
+into a replica (READONLY), is opened again to the master the sentinels name then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEFAULT_PORT = 26379
+# The query parameters that are the sentinels' own credentials, not the master's.
+CREDENTIALS = ("sentinel_username", "sentinel_password")
+# A sentinel answers from memory: one silent this long is skipped for the next.
+SENTINEL_TIMEOUT = 2.0
+USAGE = "redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]"
+
+
+def names_sentinels(url: str) -> bool:
+    return url.partition("://")[0] in SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class Sentinels:
+    """What a ``redis+sentinel://`` URL says: where the sentinels are, the name of the
+    master they watch, and redis-py's options for a connection to either (its address
+    aside: a sentinel's is in ``addresses``, the master's is asked of them)."""
+
+    addresses: tuple[tuple[str, int], ...]
+    service: str
+    tls: bool
+    master: dict[str, Any]
+    sentinel: dict[str, Any]
+
+    @property
+    def db(self) -> int:
+        return int(self.master.get("db") or 0)
+
+
+def parse(url: str) -> Sentinels:
+    """ValueError naming what is wrong (never the password)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in SCHEMES:
+        raise ValueError(f"has scheme {scheme!r}; a sentinel URL's is one of {', '.join(SCHEMES)}")
+    place, _, query = rest.partition("?")
+    userinfo, at, hosts_and_path = place.rpartition("@")
+    hosts, _, path = hosts_and_path.partition("/")
+    addresses = tuple(_address(host) for host in hosts.split(","))
+    service, _, db = unquote(path).partition("/")
+    if not service:
+        raise ValueError(f"names no master (the name the sentinels know it by): {USAGE}")
+    if db and not db.isdigit():
+        raise ValueError(f"names database {db!r}: give a number (/mymaster/0, /mymaster/1, ...)")
+    params = parse_qsl(query, keep_blank_values=True)
+    own = urlencode([(name, value) for name, value in params if name not in CREDENTIALS])
+    plain = "rediss" if scheme.startswith("rediss") else "redis"
+    # redis-py reads the rest as it reads a redis:// URL's (the host is a stand-in).
+    master = _options(f"{plain}://{userinfo}{at}sentinel/{db or 0}?{own}")
+    sentinel = _options(f"{plain}://sentinel/0?{own}")
+    for name, value in params:
+        if name in CREDENTIALS:
+            sentinel[name.removeprefix("sentinel_")] = value
+    for options in (master, sentinel):
+        options.pop("connection_class", None)
+        options.pop("host", None)
+    sentinel.pop("db", None)
+    return Sentinels(addresses, service, plain == "rediss", master, sentinel)
+
+
+def sentinel_url(
+    sentinels: Iterable[str],
+    master: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    db: int = 0,
+) -> str:
+    """The ``redis+sentinel://`` URL of ``master`` (its name) as ``sentinels`` (each
+    ``host:port``) know it, its credentials quoted."""
+    userinfo = quote(username or "", safe="")
+    if password:
+        userinfo += ":" + quote(password, safe="")
+    hosts = ",".join(host.strip() for host in sentinels)
+    return (
+        f"{SCHEMES[0]}://{userinfo}{'@' if userinfo else ''}{hosts}/{quote(master, safe='')}/{db}"
+    )
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, port = text, ""
+    if text.startswith("["):  # [IPv6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"names a sentinel without a host ({text!r}): {USAGE}")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"names sentinel {text!r}, whose port is not a number of 1-65535")
+    return unquote(host), int(port or DEFAULT_PORT)
+
+
+def _options(url: str) -> dict[str, Any]:
+    try:
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as e:  # its message names the option, not the value
+        raise ValueError(f"cannot be used ({e})") from None
+    return options
+
+
+def _sentinel_options(sentinels: Sentinels, retry: type = Retry) -> dict[str, Any]:
+    # No retries: a sentinel that does not answer is passed over for the next one.
+    return {
+        "socket_connect_timeout": SENTINEL_TIMEOUT,
+        "socket_timeout": SENTINEL_TIMEOUT,
+        **sentinels.sentinel,
+        "ssl": sentinels.tls,
+        "retry": retry(NoBackoff(), 0),
+    }
+
+
+class _SyncPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """Sentinel's pool, blocking as the engine's other pools: callers beyond its size wait
+    for a connection."""
+
+
+class _AsyncPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The same for redis.asyncio."""
+
+
+def sync_pool(sentinels: Sentinels, **options: Any) -> redis.ConnectionPool:
+    """A pool of connections to the master, which ask the sentinels where it is whenever
+    they connect. ``options`` are redis-py's pool and connection options."""
+    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels.addresses), sentinel_kwargs=_sentinel_options(sentinels)
+    )
+    return _SyncPool(  # type: ignore[no-untyped-call]
+        sentinels.service, manager, ssl=sentinels.tls, **{**options, **sentinels.master}
+    )
+
+
+def async_pool(sentinels: Sentinels, **options: Any) -> aioredis.ConnectionPool:
+    manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels.addresses), sentinel_kwargs=_sentinel_options(sentinels, AsyncRetry)
+    )
+    return _AsyncPool(  # type: ignore[no-untyped-call]
+        sentinels.service, manager, ssl=sentinels.tls, **{**options, **sentinels.master}
+    )
+
+
+async def master_address(sentinels: Sentinels) -> tuple[str, int]:
+    """Where the sentinels say the master is now (one that none of them takes for down);
+    ``redis.ConnectionError`` (MasterNotFoundError) naming each sentinel's answer if none
+    can say. Asked afresh each time: the hot path asks only as it (re)connects."""
+    manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels.addresses), sentinel_kwargs=_sentinel_options(sentinels, AsyncRetry)
+    )
+    try:
+        host, port = await manager.discover_master(sentinels.service)
+        return str(host), int(port)
+    finally:
+        await manager.aclose()
+
+
+def survey(sentinels: Sentinels) -> list[str]:
+    """What is wrong with the sentinels of the URL, for ``check --deploy``: each one that
+    does not answer or does not watch the master, and a master they know no replica of
+    (a failover would have nothing to promote)."""
+    found = []
+    replicas = None
+    for host, port in sentinels.addresses:
+        client = redis.Redis(host, port, **_sentinel_options(sentinels))
+        where = f"sentinel {host}:{port}"
+        try:
+            state = cast("dict[str, Any]", client.sentinel_master(sentinels.service))
+        except redis.ResponseError as e:
+            found.append(f"{where} does not watch a master named {sentinels.service!r} ({e})")
+        except (redis.RedisError, OSError) as e:
+            found.append(f"{where} does not answer ({e})")
+        else:
+            replicas = max(replicas or 0, int(state.get("num-slaves", 0)))
+        finally:
+            client.close()
+    if replicas == 0:
+        found.append(f"the sentinels know no replica of {sentinels.service!r}: a failover "
+                     "would have nothing to promote")  # fmt: skip
+    return found
