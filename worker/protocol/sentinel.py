@@ -69,7 +69,7 @@ def parse(url: str) -> Sentinels:
     place, _, query = rest.partition("?")
     userinfo, at, hosts_and_path = place.rpartition("@")
     hosts, _, path = hosts_and_path.partition("/")
-    addresses = tuple(_address(host) for host in hosts.split(","))
+    addresses = tuple(address(host) for host in hosts.split(","))
     service, _, db = unquote(path).partition("/")
     if not service:
         raise ValueError(f"names no master (the name the sentinels know it by): {USAGE}")
@@ -79,8 +79,8 @@ def parse(url: str) -> Sentinels:
     own = urlencode([(name, value) for name, value in params if name not in CREDENTIALS])
     plain = "rediss" if scheme.startswith("rediss") else "redis"
     # redis-py reads the rest as it reads a redis:// URL's (the host is a stand-in).
-    master = _options(f"{plain}://{userinfo}{at}sentinel/{db or 0}?{own}")
-    sentinel = _options(f"{plain}://sentinel/0?{own}")
+    master = redis_options(f"{plain}://{userinfo}{at}sentinel/{db or 0}?{own}")
+    sentinel = redis_options(f"{plain}://sentinel/0?{own}")
     for name, value in params:
         if name in CREDENTIALS:
             sentinel[name.removeprefix("sentinel_")] = value
@@ -110,7 +110,10 @@ def sentinel_url(
     )
 
 
-def _address(text: str) -> tuple[str, int]:
+def address(
+    text: str, default_port: int = DEFAULT_PORT, role: str = "sentinel", usage: str = USAGE
+) -> tuple[str, int]:
+    """``host[:port]`` or ``[IPv6]:port`` of a URL's list of hosts (each a ``role``)."""
     host, port = text, ""
     if text.startswith("["):  # [IPv6]:port
         host, _, port = text[1:].partition("]")
@@ -118,13 +121,13 @@ def _address(text: str) -> tuple[str, int]:
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     if not host:
-        raise ValueError(f"names a sentinel without a host ({text!r}): {USAGE}")
+        raise ValueError(f"names a {role} without a host ({text!r}): {usage}")
     if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"names sentinel {text!r}, whose port is not a number of 1-65535")
-    return unquote(host), int(port or DEFAULT_PORT)
+        raise ValueError(f"names {role} {text!r}, whose port is not a number of 1-65535")
+    return unquote(host), int(port or default_port)
 
 
-def _options(url: str) -> dict[str, Any]:
+def redis_options(url: str) -> dict[str, Any]:
     try:
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as e:  # its message names the option, not the value

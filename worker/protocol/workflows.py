@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from redis.crc import key_slot
+
+from worker.protocol import cluster
 from worker.protocol.enqueue import CHUNK, job_fields
 from worker.protocol.queue import HISTORY
 from worker.protocol.records import NewJob
@@ -67,6 +70,7 @@ class Workflows:
     def _calls(self, flow: NewWorkflow) -> list[tuple[Lua, list[str], list[Any]]]:
         """The script calls that write ``flow``: STAGE per CHUNK of its first steps, then
         START with the rest (lua/start.lua), each a short call."""
+        self._one_slot(flow.id, [s.job for s in flow.steps if s.job is not None])
         keys = [self.keys.workflow(flow.id)]
         staged = max(0, len(flow.steps) - CHUNK)
         calls: list[tuple[Lua, list[str], list[Any]]] = []
@@ -99,7 +103,23 @@ class Workflows:
         fast = self.broker.loop().fast
         return _text(await fast.run(STOP, [self.keys.workflow(workflow_id)], []))
 
+    def _one_slot(self, workflow_id: str, jobs: list[NewJob]) -> None:
+        """On a Redis Cluster, a workflow's scripts write every step's queue from the
+        workflow's own slot: ValueError naming the queues unless all share that slot."""
+        if not cluster.names_cluster(self.broker.url):
+            return
+        home = workflow_id.partition(":")[0]
+        slot = key_slot(home.encode())
+        apart = sorted({j.queue for j in jobs if key_slot(j.queue.encode()) != slot})
+        if apart:
+            raise ValueError(
+                f"on a Redis Cluster, every step of a workflow or batch must be on a queue of "
+                f"the slot of its first queue {home!r}; {', '.join(map(repr, apart))} "
+                "hash to other slots: put its steps on one queue (docs/redis.md#cluster)"
+            )
+
     def _batch_arguments(self, batch_id: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        self._one_slot(batch_id, jobs)
         args: list[Any] = ["add"]
         for job in jobs:
             args += job_fields(job)
