@@ -1,5 +1,6 @@
 """Enqueuing a workflow: its canvas planned, each step's call checked and encoded as an
-enqueue would, then all of it stored in one atomic call (lua/start.lua)."""
+enqueue would, then stored: made visible whole by one atomic call (lua/start.lua), a large
+one's first steps written ahead out of sight (lua/stage.lua)."""
 
 from __future__ import annotations
 
