@@ -43,6 +43,7 @@ from worker.protocol.connection import (
     unreachable,
 )
 from worker.protocol.durability import NotReplicated
+from worker.protocol.enqueue import CHUNK
 from worker.protocol.message import Incoming, encode, new_job
 from worker.protocol.records import NewJob, now_ms
 from worker.protocol.servers import embedded_url
@@ -256,7 +257,7 @@ class RedisBackend(BaseTaskBackend):
                     return await self.aget_result(first_id)
             self._after_commit([(result, job)])
             return result
-        with self.reaching_redis(f"enqueue {task.module_path}"):
+        with self.reaching_redis(f"enqueue {task.module_path}", keyed=True):
             first_id = await self.broker.queue(job.queue).aenqueue(job)
         if first_id is not None:  # a duplicate of a unique task: the first job stands for it
             return await self.aget_result(first_id)
@@ -280,17 +281,25 @@ class RedisBackend(BaseTaskBackend):
         task = prepared[0][0].task
         if len(prepared) == 1:
             result, job = prepared[0]
-            with self.reaching_redis(f"enqueue {task.module_path}"):
+            with self.reaching_redis(f"enqueue {task.module_path}", keyed=True):
                 first = self.broker.queue(job.queue).enqueue(job)
             if first is not None:
                 return self.get_result(first)
         else:
             results = [result for result, _ in prepared]
             stored: list[Result] = []  # those Redis confirmed, should a later chunk fail
-            with self.reaching_redis(f"enqueue {task.module_path}", stored, len(prepared)):
-                self.broker.queue(task.queue_name).enqueue_many(
-                    [job for _, job in prepared], lambda n: stored.extend(results[len(stored) : n])
-                )
+            unconfirmed: list[Result] = []  # a chunk stored that no replica confirmed
+            reaching = self.reaching_redis(f"enqueue {task.module_path}", stored, len(prepared),
+                                           unconfirmed=unconfirmed)  # fmt: skip
+            with reaching:
+                try:
+                    self.broker.queue(task.queue_name).enqueue_many(
+                        [job for _, job in prepared],
+                        lambda n: stored.extend(results[len(stored) : n]),
+                    )
+                except NotReplicated:  # the chunk after those confirmed stops the rest
+                    unconfirmed += results[len(stored) : len(stored) + CHUNK]
+                    raise
         for result, _ in prepared:
             task_enqueued.send(type(self), task_result=result)
         return None
@@ -365,9 +374,14 @@ class RedisBackend(BaseTaskBackend):
                 sent.cancel()
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
-            stored = [r for rs, o in zip(slices, outcomes, strict=True) if o is None for r in rs]
-            with self.reaching_redis(f"enqueue {task.module_path}", stored, len(encoded)):
-                raise errors[0]
+            ended = list(zip(slices, outcomes, strict=True))
+            stored = [r for rs, o in ended if o is None for r in rs]
+            unconfirmed = [r for rs, o in ended if isinstance(o, NotReplicated) for r in rs]
+            # An error that leaves jobs' fate unknown says more than a replica's silence.
+            error = next((e for e in errors if not isinstance(e, NotReplicated)), errors[0])
+            with self.reaching_redis(f"enqueue {task.module_path}", stored, len(encoded),
+                                     unconfirmed=unconfirmed):  # fmt: skip
+                raise error
         return [result for results in slices for result in results]
 
     def get_result(self, result_id: str) -> Result:
@@ -407,13 +421,17 @@ class RedisBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(str(e)) from None
 
     def reaching_redis(
-        self, what: str, stored: list[Result] | None = None, of: int = 1, sends: bool = True
-    ) -> _Reaching:
+        self, what: str, stored: list[Result] | None = None, of: int = 1, sends: bool = True,
+        *, keyed: bool = False, unconfirmed: list[Result] | None = None,
+    ) -> _Reaching:  # fmt: skip
         """Turns a lost connection, or Redis refusing writes, into BrokerUnavailable naming
         ``what`` was being done. For an enqueue (``sends``) it says whether Redis may have
         stored the job anyway; for a bulk one cut off midway, ``stored`` are the results of
-        the jobs Redis confirmed, out of ``of``."""
-        return _Reaching(self, what, stored, of, sends)
+        the jobs Redis confirmed, out of ``of``, and ``unconfirmed`` those Redis stored but
+        no replica confirmed (durability "replicated"). ``keyed``: one job, which an
+        idempotency key can make a repeat of store once."""
+        unconfirmed = [] if unconfirmed is None else unconfirmed  # the caller fills its own
+        return _Reaching(self, what, stored, of, sends, keyed, unconfirmed)
 
 
 # A task's function -> whether the task was first made after Django had set up (its first
@@ -453,12 +471,14 @@ class _Reaching:
     """See ``RedisBackend.reaching_redis``. (A class, not a generator: entered on every
     enqueue, where a generator costs a few microseconds.)"""
 
-    __slots__ = ("backend", "of", "sends", "stored", "what")
+    __slots__ = ("backend", "keyed", "of", "sends", "stored", "unconfirmed", "what")
 
     def __init__(
-        self, backend: RedisBackend, what: str, stored: list[Result] | None, of: int, sends: bool
-    ) -> None:
+        self, backend: RedisBackend, what: str, stored: list[Result] | None, of: int, sends: bool,
+        keyed: bool, unconfirmed: list[Result],
+    ) -> None:  # fmt: skip
         self.backend, self.what, self.stored, self.of, self.sends = backend, what, stored, of, sends
+        self.keyed, self.unconfirmed = keyed, unconfirmed
 
     def __enter__(self) -> None:
         forget_tries()
@@ -467,12 +487,7 @@ class _Reaching:
         if error is None:
             return
         if isinstance(error, NotReplicated):  # stored on the master only: the caller decides
-            raise BrokerUnavailable(
-                f"{self.what}: {error}; enqueue it again with the same idempotency_key "
-                "(task.using(idempotency_key=...)) to be sure it is kept, once",
-                enqueued=self.stored,
-                maybe_stored=True,
-            ) from error
+            raise self._not_replicated(error) from error
         if refuses_writes(error):
             where = f"{self.what}: Redis refused it ({error})"
         elif isinstance(error, REDIS_DOWN):
@@ -480,6 +495,8 @@ class _Reaching:
         else:
             return
         sure = surely_unstored(error)  # else a request went out: its fate is unknown
+        if self.stored is not None:
+            self.stored += self.unconfirmed  # (stored on the master, all the same)
         if not self.sends:
             raise BrokerUnavailable(where) from error
         if self.stored is None:
@@ -496,4 +513,23 @@ class _Reaching:
             f"the error's .enqueued), the others {others}",
             enqueued=self.stored,
             maybe_stored=not sure,
+            unconfirmed=self.unconfirmed,
         ) from error
+
+    def _not_replicated(self, error: NotReplicated) -> BrokerUnavailable:
+        if self.keyed:
+            return BrokerUnavailable(
+                f"{self.what}: {error}; it is stored on the master: do not enqueue it again, "
+                "unless with the idempotency_key it was sent with "
+                "(task.using(idempotency_key=...)), which stores it once",
+                maybe_stored=True,
+            )
+        stored = [*(self.stored or []), *self.unconfirmed]
+        return BrokerUnavailable(
+            f"{self.what}: {error}; its jobs are stored on the master (their results are the "
+            "error's .enqueued, those no replica confirmed its .unconfirmed): do not send "
+            "them again, which would store them twice",
+            enqueued=stored,
+            maybe_stored=True,
+            unconfirmed=self.unconfirmed,
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -65,6 +65,14 @@ class Options:
     # durability_timeout seconds (worker/protocol/durability.py); "async": Redis's own
     durability: str = "async"
     durability_timeout: float = 1.0
+
+    def __repr__(self) -> str:
+        # What a traceback's locals show (Django's debug page, Sentry): no secret.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["url"] = None if self.url is None else redacted(self.url)
+        if self.metrics_token is not None:
+            shown["metrics_token"] = "***"
+        return f"Options({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def replication(self) -> Durability | None:
         """What the writes that wait for a replica wait for; None: none waits."""

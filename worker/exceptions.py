@@ -20,14 +20,19 @@ class BrokerUnavailable(TaskException):
     enqueue cut off midway lists in ``enqueued`` the results of the jobs Redis confirmed it
     stored. ``maybe_stored`` is True when Redis may have stored a job it did not confirm
     (the request went out, no reply came): enqueue it again with the same idempotency key
-    (``task.using(idempotency_key=...)``) and it is stored once."""
+    (``task.using(idempotency_key=...)``) and it is stored once. With durability
+    "replicated", ``unconfirmed`` are the results in ``enqueued`` that Redis stored but no
+    replica confirmed in time: on the master only, lost should it fail before a replica
+    has them; sending them again stores them twice."""
 
     def __init__(
-        self, message: str, enqueued: list[Result] | None = None, maybe_stored: bool = False
-    ) -> None:
+        self, message: str, enqueued: list[Result] | None = None, maybe_stored: bool = False,
+        unconfirmed: list[Result] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.enqueued = enqueued or []
         self.maybe_stored = maybe_stored
+        self.unconfirmed = unconfirmed or []
 
 
 class PermanentFailure(Exception):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResultStatus, task_backends
 
 from tests.conftest import tasks_setting
 from tests.engine import tasks
@@ -192,3 +192,36 @@ def test_a_refused_login_names_the_url_without_its_password(
         assert "invalid username-password pair" in said
         assert "not-the-password" not in said
     assert status.returncode == 1 and status.stderr.count("\n") == 1
+
+
+@pytest.mark.usefixtures("engine_url")
+async def test_operators_paths_run_under_the_documented_acl(request, run_worker):
+    """Every operator's path, the dashboard's reading, and workflows' and batches' calls run
+    under the documented ACL user without a refusal."""
+    from worker.ops import Ops
+    from worker.workflows import Batch
+
+    root = request.getfixturevalue("admin")
+
+    ops = Ops(task_backends["default"])
+    dead = await tasks.permanent.aenqueue()
+    async with run_worker(queues=["default"]):
+        await finished(dead)
+    ready = await tasks.add.aenqueue(1, 1)
+    flow = await chain(step(tasks.add, 1, 1), step(tasks.add, 2, 2)).aenqueue()
+    batch = Batch.open()
+    batch.enqueue(tasks.add, 3, 3)
+    batch.close()
+    ops.queues(), ops.stats("default"), ops.workers(), ops.server(), ops.health()
+    ops.jobs("default", "dead"), ops.dead("default"), ops.dead_count("default")
+    ops.retry(dead.id), ops.retry_dead("default")
+    ops.workflow(flow.id), ops.cancel_workflow(flow.id), ops.workflow(batch.id)
+    ops.cancel(ready.id)
+    ops.pause("default"), ops.paused(), ops.resume("default")
+    await tasks.rated.aenqueue("acl")
+    ops.set_limit("tests.engine.tasks.rated", rate="10/s"), ops.limits()
+    ops.set_limit("tests.engine.tasks.rated", reset=True)
+    ops.history(), ops.task_figures(), ops.backfills(), ops.schedules()
+    await ops.asnapshot()
+    ops.purge_counts("default"), ops.purge("default", dead=True), ops.delete(dead.id)
+    assert denials(root) == set()

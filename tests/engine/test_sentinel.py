@@ -6,17 +6,21 @@ worker's load is tests/faults/test_sentinel.py."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 from django.core.checks import Error
 from django.tasks import task_backends
+from redis.connection import parse_url
 
 from tests.conftest import tasks_setting
 from tests.engine import tasks
 from tests.engine.helpers import eventually
-from tests.engine.test_tls import ping
+from tests.engine.test_tls import CLIENTS, ping
+from tests.processes import runworker, stop, wait_until, worker_env
 from tests.sentinel import SERVICE, SentinelRedis, needed_redis_binary
 from worker import config
 from worker.checks import redis_warnings
@@ -25,6 +29,7 @@ from worker.protocol.connection import async_client, redacted, sync_client, unre
 from worker.protocol.fastredis import FastRedis
 from worker.protocol.sentinel import parse, sentinel_url
 from worker.protocol.servers import RedisServer
+from worker.waiting import afinished
 
 
 @pytest.fixture
@@ -85,6 +90,47 @@ def test_the_check_never_shows_the_passwords_of_a_sentinel_url():
     [message] = url_errors("redis+sentinel://u:hunter2@h1:bad/m?sentinel_password=hunter3")
     assert "hunter" not in message
     assert "redis+sentinel://u:***@h1:bad/m?sentinel_password=***" in message
+
+
+SECRET = "zq7wk3"
+PIECES = [
+    f"redis+sentinel://:{SECRET[:3]}?{SECRET[3:]}@h1:26379/{SERVICE}/0",  # a '?' not quoted
+    f"redis+sentinel://jobs:{SECRET[:3]}#{SECRET[3:]}@h1/{SERVICE}",  # a '#' not quoted
+    f"redis://h1:6379/0?pass%77ord={SECRET}",  # a parameter's name percent-encoded
+    f"redis+sentinel://h1/{SERVICE}/0?sentinel%5Fpassword={SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", PIECES)
+def test_no_message_shows_a_piece_of_a_password(url):
+    said = [redacted(url), *url_errors(url)]
+    assert not any(SECRET[:3] in message for message in said), said
+
+
+def test_a_percent_encoded_secret_parameter_is_one_redis_py_uses():
+    """(Why the last two URLs above hold a secret.)"""
+    assert parse_url(PIECES[2])["password"] == SECRET
+    assert parse(PIECES[3]).sentinel["password"] == SECRET
+
+
+def test_a_password_with_reserved_characters_not_quoted_is_read_whole():
+    assert parse(PIECES[0]).master["password"] == f"{SECRET[:3]}?{SECRET[3:]}"
+    assert parse(PIECES[1]).master == {"username": "jobs", "password": f"{SECRET[:3]}#{SECRET[3:]}",
+                                       "db": 0}  # fmt: skip
+
+
+def test_the_objects_a_url_is_read_into_show_no_password_in_their_repr():
+    """A repr is what a traceback's locals show (Django's debug page, Sentry's frames)."""
+    url = f"redis+sentinel://jobs:{SECRET}@h1/{SERVICE}/0?sentinel_password={SECRET}"
+    assert SECRET not in repr(parse(url))
+    options = config.Options(url=f"redis://jobs:{SECRET}@h1:6379/0", metrics_token=SECRET)
+    assert SECRET not in repr(options) and "redis://jobs:***@h1:6379/0" in repr(options)
+
+
+def test_the_masters_credentials_in_the_query_are_not_the_sentinels():
+    found = parse(f"redis+sentinel://h1/{SERVICE}/0?username=jobs&password={SECRET}")
+    assert found.master["username"] == "jobs" and found.master["password"] == SECRET
+    assert "username" not in found.sentinel and "password" not in found.sentinel
 
 
 def test_durability_must_be_async_or_replicated_with_a_timeout_it_can_wait():
@@ -183,6 +229,150 @@ async def test_the_hot_path_leaves_a_server_that_turned_replica(tmp_path, write)
         server.stop()
 
 
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_the_masters_user_in_the_query_logs_in_to_the_master_only(topology, client):
+    for server in (topology.pair.master, topology.pair.replica):
+        root = redis.Redis(port=server.port)
+        root.acl_setuser("jobs", enabled=True, passwords=["+jobs-secret"], keys=["*"],
+                         channels=["*"], commands=["+@all"])  # fmt: skip
+        root.close()
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in topology.sentinels)
+    await ping(client, f"redis+sentinel://jobs:jobs-secret@{hosts}/{SERVICE}/0")
+    await ping(client, f"redis+sentinel://{hosts}/{SERVICE}/0?username=jobs&password=jobs-secret")
+
+
+async def test_a_wrong_sentinel_password_is_said_as_such(tmp_path):
+    guarded = SentinelRedis(tmp_path, needed_redis_binary(), password="master-secret",
+                            sentinel_password="sentinel-secret").start()  # fmt: skip
+    wrong = guarded.url().replace("sentinel-secret", "not-it")
+    try:
+        for client in CLIENTS:
+            with pytest.raises(redis.ConnectionError) as failed:
+                await ping(client, wrong)
+            message = unreachable(wrong, failed.value)
+            assert (
+                "the sentinels refused the URL's login to them (invalid username-password "
+                "pair" in message
+            ), f"{client}: {message}"
+            assert "not-it" not in message
+    finally:
+        guarded.stop()
+
+
+async def test_every_client_follows_a_failover_from_a_hung_master(topology):
+    """A master that hangs (SIGSTOP: a frozen host, a partition) is left for the one the
+    sentinels promote within about SOCKET_TIMEOUT: a retry of a command asks the
+    sentinels again rather than reconnecting to the hung one."""
+    url = topology.url()
+    blocking, aclient, fast = sync_client(url, 2), async_client(url, 2), FastRedis(url)
+    clients = {
+        "sync": lambda value: asyncio.to_thread(blocking.set, "sync", value),
+        "async": lambda value: aclient.set("async", value),
+        "fast": lambda value: fast.execute("SET", "fast", value),
+    }
+    master = topology.pair.master.process
+    try:
+        for write in clients.values():
+            await write("before")
+        master.send_signal(signal.SIGSTOP)
+        await asyncio.to_thread(
+            wait_until, lambda: topology.master_port() == topology.pair.replica.port, 30,
+            "the sentinels to promote the replica",
+        )  # fmt: skip
+        promoted = time.monotonic()
+
+        async def written(name: str, write) -> tuple[str, float]:
+            while True:  # as the worker's outage handling does: try again until it works
+                try:
+                    await write("after")
+                    return name, time.monotonic() - promoted
+                except (redis.ConnectionError, redis.TimeoutError):
+                    await asyncio.sleep(0.05)
+
+        took = dict(await asyncio.gather(*(written(n, w) for n, w in clients.items())))
+        # SOCKET_TIMEOUT (10 s) for a command sent to the hung master, then the new one.
+        assert max(took.values()) < 15, {name: f"{s:.1f} s" for name, s in took.items()}
+    finally:
+        master.kill()  # (a stopped process takes no SIGTERM)
+        master.wait()
+        blocking.close()
+        await aclient.aclose()
+        fast.close()
+
+
+async def polled(backend, job_id: str, timeout: float):
+    """The job's result once it has finished, read again and again (Redis may not answer
+    for a while: the hot path's connection to the hung master times out first)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                result = await backend.aget_result(job_id)
+            except BrokerUnavailable:
+                result = None
+            if result is not None and result.is_finished:
+                return result
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def on_sentinels(topology, settings, tasks_prefix) -> SentinelRedis:
+    """TASKS on the sentinels' master; set before ``backend`` is made."""
+    settings.TASKS = tasks_setting(topology.url(), tasks_prefix)
+    return topology
+
+
+async def test_a_waiter_hears_of_a_job_ended_on_the_master_that_replaced_a_hung_one(
+    on_sentinels, tasks_prefix, backend, tmp_path
+):
+    """The waiters' pub/sub connection leaves a master that hangs once the sentinels name
+    another, though it says nothing."""
+    topology = on_sentinels
+    result = await tasks.add.aenqueue(2, 3)
+    waiter = asyncio.create_task(afinished(result, timeout=90))
+    keys = backend.broker.keys
+    old = redis.Redis(port=topology.pair.master.port)
+
+    def watched() -> bool:
+        [(_, subscribers)] = old.pubsub_numsub(keys.events("default"))
+        return subscribers == 1 and bool(old.sismember(keys.waited("default"), result.id))
+
+    try:
+        await asyncio.to_thread(wait_until, watched, 10, "the waiter to subscribe and mark")
+        # A write of this connection's own, so that WAIT covers every write before it: the
+        # job, and the mark that it is waited for, are on the replica.
+        old.set(f"{tasks_prefix}:probe", 1)
+        assert old.execute_command("WAIT", 1, 5000) == 1
+    finally:
+        old.close()
+    master = topology.pair.master.process
+    master.send_signal(signal.SIGSTOP)
+    worker = None
+    try:
+        await asyncio.to_thread(
+            wait_until, lambda: topology.master_port() == topology.pair.replica.port, 30,
+            "the sentinels to promote the replica",
+        )  # fmt: skip
+        # A worker of its own, started now: it finds the new master at once.
+        worker = runworker(worker_env(topology.url(), tasks_prefix), tmp_path / "worker.log",
+                           "--no-scheduler")  # fmt: skip
+        # Read by polling (another result object): the job ran on the new master.
+        ended = await polled(backend, result.id, timeout=40)
+        assert ended.return_value == 5
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), 10)
+        except TimeoutError:
+            pytest.fail(
+                "the job ended on the new master 10 s ago and its waiter has not heard: "
+                "its pub/sub connection is still to the hung master"
+            )
+    finally:
+        if worker is not None:
+            stop(worker)
+        master.kill()  # (a stopped process takes no SIGTERM)
+        master.wait()
+        waiter.cancel()
+
+
 # What check --deploy says
 
 
@@ -200,6 +390,28 @@ def test_check_deploy_names_sentinels_that_do_not_answer_or_know_the_master(
     settings.TASKS = tasks_setting(f"redis+sentinel://{hosts}/other/0", tasks_prefix)
     unknown = [w.msg for w in redis_warnings(task_backends["default"])]
     assert any("does not watch a master named 'other'" in message for message in unknown)
+
+
+def replicas_down(topology: SentinelRedis) -> bool:
+    """Whether every sentinel takes every replica it knows for down (and knows one)."""
+    for sentinel in topology.sentinels:
+        client = redis.Redis(port=sentinel.port, socket_timeout=1, decode_responses=True)
+        try:
+            views = client.sentinel_slaves(SERVICE)
+        finally:
+            client.close()
+        if not views or not all(view["is_sdown"] for view in views):
+            return False
+    return True
+
+
+def test_check_deploy_warns_when_the_only_replica_is_down(topology, settings, tasks_prefix):
+    settings.TASKS = tasks_setting(topology.url(), tasks_prefix)
+    topology.pair.replica.process.kill()
+    topology.pair.replica.process.wait()
+    wait_until(lambda: replicas_down(topology), 20, "the sentinels to take the replica for down")
+    found = [w.msg for w in redis_warnings(task_backends["default"]) if w.id == "worker.W007"]
+    assert any("nothing to promote" in message for message in found), found
 
 
 def test_check_deploy_warns_of_replicated_durability_without_a_replica(settings, tasks_prefix):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Any, cast
+from urllib.parse import unquote_plus
 
 import redis
 import redis.asyncio as aioredis
@@ -175,8 +176,9 @@ def redacted(url: str) -> str:
         if colon:
             rest = f"{user}:***@{after}"
     address, mark, query = rest.partition("?")
+    # Names as redis-py reads them (percent-decoded): ``pass%77ord=`` is a password too.
     query = "&".join(
-        f"{name}=***" if name in SECRET_PARAMETERS else pair
+        f"{name}=***" if unquote_plus(name) in SECRET_PARAMETERS else pair
         for pair in query.split("&")
         for name in [pair.partition("=")[0]]
     )
@@ -205,13 +207,34 @@ def failing(url: str, error: BaseException) -> str:
 def describe(error: BaseException) -> str:
     """An error's own message (redis-py's repr is only its category, such as
     ``network:ConnectionError``), or its class's name when it has none."""
-    if isinstance(error, MasterNotFoundError | AsyncMasterNotFoundError):
-        # redis-py's message goes on with each sentinel's client, by its repr: pages of it.
-        return (f"{str(error).partition(' : ')[0]}: no sentinel of the URL answered with a "
+    if (unfound := _master_not_found(error)) is not None:
+        # redis-py's message goes on with each sentinel's client, by its repr (pages of it),
+        # and its error by category: only a refused login says what to mend.
+        head, _, answers = str(unfound).partition(" : ")
+        if _REFUSED_LOGIN in answers:
+            return (f"{head}: the sentinels refused the URL's login to them (invalid "
+                    "username-password pair, or none given where they ask for one): check "
+                    "its sentinel_username and sentinel_password")  # fmt: skip
+        return (f"{head}: no sentinel of the URL answered with a "
                 "master it takes for up (they are unreachable, a failover is under way, or "
                 "they know the master by another name; `manage.py check --deploy` asks each "
                 "one)")  # fmt: skip
     return str(error) or type(error).__name__
+
+
+# How redis-py's MasterNotFoundError names a sentinel's refusal of its login (by category).
+_REFUSED_LOGIN = "AuthenticationError"
+
+
+def _master_not_found(error: BaseException) -> BaseException | None:
+    """The MasterNotFoundError that ``error`` is or was raised from (redis.asyncio's client
+    wraps it in a ConnectionError of the same message), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MasterNotFoundError | AsyncMasterNotFoundError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def wrong_database(error: BaseException) -> bool:

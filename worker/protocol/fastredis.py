@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import hiredis
 import redis
@@ -183,6 +183,22 @@ def _turned_replica(error: redis.RedisError) -> bool:
     return isinstance(error, redis.ReadOnlyError) or "-READONLY " in str(error)
 
 
+def _tell(
+    group: list[tuple[tuple[Any, ...], Lua, asyncio.Future[Any]]], replies: list[Any],
+    confirmed: Any, trouble: BaseException | None,
+) -> None:  # fmt: skip
+    """Give each write of a group its reply and the group's WAIT's, or its error (its own,
+    else ``trouble``: the group's)."""
+    for (_, _, done), reply in zip(group, replies, strict=True):
+        if done.done():  # its caller gave up (cancelled)
+            continue
+        error = reply if isinstance(reply, BaseException) else trouble
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result((reply, confirmed))
+
+
 class FastRedis:
     """One pipelined connection to the Redis at ``url``, opened on first use and again
     after it is lost. ValueError if the URL is not one redis-py reads. ``timer``, when set
@@ -227,6 +243,11 @@ class FastRedis:
         # up every command behind it on its connection, heartbeats included, for as long
         # as the replicas take (its timeout, while none answers).
         self._waiting_for_replicas: FastRedis | None = None
+        # Redis runs nothing after a WAIT on its connection until it ends: the writes that
+        # come meanwhile go out together once it has, under one WAIT (each caller waits
+        # two durability timeouts at most, not one each in turn).
+        self._next_group: list[tuple[tuple[Any, ...], Lua, asyncio.Future[Any]]] = []
+        self._sending_groups: asyncio.Task[None] | None = None
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; redis.TimeoutError if none comes within
@@ -298,17 +319,47 @@ class FastRedis:
     async def _replicated(
         self, script: Lua, keys: list[Any], args: list[Any], durability: Durability
     ) -> Any:
-        connection = self._waiting_for_replicas
-        if connection is None:
-            connection = self._waiting_for_replicas = FastRedis(self.url)
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            reply, confirmed = await connection.pipeline(command, durability.command, script=script)
+            reply, confirmed = await self._in_next_group(command, script, durability)
         except NoScriptError:  # flushed since it was loaded (SCRIPT FLUSH, a failover)
-            await connection.execute("SCRIPT", "LOAD", script.source)
-            reply, confirmed = await connection.pipeline(command, durability.command)
+            await self._replicas_connection().execute("SCRIPT", "LOAD", script.source)
+            reply, confirmed = await self._in_next_group(command, script, durability)
         durability.settle(script.sha, int(confirmed), f"Redis at {redacted(self.url)}")
         return reply
+
+    def _replicas_connection(self) -> FastRedis:
+        if self._waiting_for_replicas is None:
+            self._waiting_for_replicas = FastRedis(self.url)
+        return self._waiting_for_replicas
+
+    async def _in_next_group(
+        self, command: tuple[Any, ...], script: Lua, durability: Durability
+    ) -> tuple[Any, Any]:
+        """The reply of ``command`` and of the WAIT of the group of writes it went in."""
+        done = asyncio.get_running_loop().create_future()
+        self._next_group.append((command, script, done))
+        if self._sending_groups is None or self._sending_groups.done():
+            self._sending_groups = asyncio.create_task(self._send_groups(durability))
+        return cast("tuple[Any, Any]", await done)
+
+    async def _send_groups(self, durability: Durability) -> None:
+        while self._next_group:
+            group, self._next_group = self._next_group, []
+            connection = self._replicas_connection()
+            try:
+                loads: list[asyncio.Future[Any]] = []
+                for script in {script.sha: script for _, script, _ in group}.values():
+                    loads += await connection._send(script=script)  # where not loaded yet
+                sent = await connection._send(*(command for command, _, _ in group),
+                                              durability.command)  # fmt: skip
+            except Exception as e:  # lost before all went out
+                _tell(group, [e] * len(group), None, e)
+                continue
+            replies = await asyncio.gather(*loads, *sent, return_exceptions=True)
+            loaded, wrote, confirmed = replies[: len(loads)], replies[len(loads) : -1], replies[-1]
+            trouble = next((r for r in [*loaded, confirmed] if isinstance(r, BaseException)), None)
+            _tell(group, wrote, confirmed, trouble)
 
     async def _connect(self) -> _Protocol:
         if self._protocol is None or self._protocol.lost is not None:

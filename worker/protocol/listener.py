@@ -6,7 +6,8 @@ A waiter ``watching`` some jobs is subscribed to their queues' events channels (
 by Redis) before the jobs are marked as waited for, and reads their state only after that:
 an end stored before the mark is seen by the read, one stored after it is published to a
 subscribed connection. When the connection breaks (an error, or a ping unanswered for
-HEALTH_EVERY: a half-open connection), the listener connects again, subscribes again, and
+HEALTH_EVERY: a half-open connection; through Sentinel, the sentinels naming another
+master), the listener connects again, subscribes again, and
 tells every waiter to read its jobs' state again: what was published meanwhile is not
 lost, only heard as a re-read. While jobs are watched, their marks are renewed before they
 expire.
@@ -19,6 +20,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from worker.exceptions import BrokerUnavailable
 from worker.protocol.connection import REDIS_ERRORS
@@ -40,6 +43,10 @@ WAITED_TTL_MS = 3600 * 1000
 # Seconds of silence after which the connection is pinged; a ping unanswered for as long
 # means the connection is gone without having said so.
 HEALTH_EVERY = 30.0
+# On a master found through Sentinel, seconds between asking the sentinels whether it is
+# still the master: one that hangs says nothing, and the events of the master that replaced
+# it would go unheard until a ping gives up (twice HEALTH_EVERY).
+MASTER_CHECK_EVERY = 2.0
 # Seconds between attempts to connect again (doubling up to RECONNECT_MAX).
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0
 
@@ -138,20 +145,29 @@ class Listener:
                 pause = min(pause * 2, RECONNECT_MAX)
 
     async def _listen(self) -> None:
+        pool = getattr(self._client, "connection_pool", None)  # (a cluster client has none)
+        sentinels = pool if isinstance(pool, SentinelConnectionPool) else None
+        every = HEALTH_EVERY if sentinels is None else MASTER_CHECK_EVERY
         unanswered = False
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
             pubsub = self._pubsub
             if pubsub is None:
                 raise ConnectionError("the listener's connection was dropped")
-            message = await pubsub.get_message(timeout=HEALTH_EVERY)
+            message = await pubsub.get_message(timeout=every)
             if message is not None:
-                unanswered = False
+                unanswered, quiet_since = False, loop.time()
                 self._hear(message)
-            elif unanswered:
+                continue
+            if sentinels is not None:
+                await _still_master(sentinels, pubsub.connection)
+            if loop.time() - quiet_since < HEALTH_EVERY:
+                continue
+            if unanswered:
                 raise ConnectionError(f"no answer to a ping in {HEALTH_EVERY:.0f}s")
-            else:
-                await pubsub.ping()
-                unanswered = True
+            await pubsub.ping()
+            unanswered, quiet_since = True, loop.time()
 
     async def _connect(self, again: bool) -> None:
         """A new connection subscribed to every channel; after a broken one (``again``),
@@ -218,3 +234,15 @@ class Listener:
         for waiters in list(self._watchers.values()):
             for events in waiters:
                 events.put_nowait(AGAIN)
+
+
+async def _still_master(pool: SentinelConnectionPool, connection: Any) -> None:
+    """ConnectionError if the sentinels name a master other than the server ``connection``
+    is to (a failover away from a master that hangs, or that a partition hides); no answer
+    from them changes nothing (the ping finds a connection that is gone)."""
+    try:
+        address = tuple(await pool.get_master_address())  # type: ignore[no-untyped-call]
+    except REDIS_ERRORS:
+        return
+    if connection is not None and (connection.host, connection.port) != address:
+        raise ConnectionError(f"the sentinels name another master ({address[0]}:{address[1]})")

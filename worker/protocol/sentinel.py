@@ -8,8 +8,9 @@ Each host is a sentinel (port 26379 unless given); ``master-name`` is the name t
 sentinels monitor the master by. ``rediss+sentinel://`` speaks TLS to the master and the
 sentinels. The user and password are the master's (an ACL user, or ``:password``); the
 query takes what a ``redis://`` URL takes (TLS files, ``socket_keepalive``...), for the
-sentinels too, and ``sentinel_username`` / ``sentinel_password`` for sentinels that ask
-for a password of their own (``requirepass`` in sentinel.conf).
+sentinels too but the master's ``username`` and ``password``, and ``sentinel_username`` /
+``sentinel_password`` for sentinels that ask for a password of their own (``requirepass``
+in sentinel.conf).
 
 A client follows a failover: a connection that is lost, or that finds its server turned
 into a replica (READONLY), is opened again to the master the sentinels name then.
@@ -18,8 +19,8 @@ into a replica (READONLY), is opened again to the master the sentinels name then
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import redis
@@ -35,6 +36,8 @@ SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 26379
 # The query parameters that are the sentinels' own credentials, not the master's.
 CREDENTIALS = ("sentinel_username", "sentinel_password")
+# The master's credentials when the query gives them: never sent to the sentinels.
+MASTERS = ("username", "password")
 # A sentinel answers from memory: one silent this long is skipped for the next.
 SENTINEL_TIMEOUT = 2.0
 USAGE = "redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]"
@@ -53,8 +56,9 @@ class Sentinels:
     addresses: tuple[tuple[str, int], ...]
     service: str
     tls: bool
-    master: dict[str, Any]
-    sentinel: dict[str, Any]
+    # (Out of the repr, which tracebacks' locals show: they hold the passwords.)
+    master: dict[str, Any] = field(repr=False)
+    sentinel: dict[str, Any] = field(repr=False)
 
     @property
     def db(self) -> int:
@@ -66,9 +70,12 @@ def parse(url: str) -> Sentinels:
     scheme, _, rest = url.partition("://")
     if scheme not in SCHEMES:
         raise ValueError(f"has scheme {scheme!r}; a sentinel URL's is one of {', '.join(SCHEMES)}")
+    # The credentials end at the URL's last '@', as redacted() (connection.py) takes them:
+    # a password with a '/', '?' or '#' not percent-encoded is still all hidden, and read
+    # as the password rather than as hosts or a query that messages would quote.
+    userinfo, _, rest = rest.rpartition("@")
     place, _, query = rest.partition("?")
-    userinfo, at, hosts_and_path = place.rpartition("@")
-    hosts, _, path = hosts_and_path.partition("/")
+    hosts, _, path = place.partition("/")
     addresses = tuple(address(host) for host in hosts.split(","))
     service, _, db = unquote(path).partition("/")
     if not service:
@@ -76,11 +83,12 @@ def parse(url: str) -> Sentinels:
     if db and not db.isdigit():
         raise ValueError(f"names database {db!r}: give a number (/mymaster/0, /mymaster/1, ...)")
     params = parse_qsl(query, keep_blank_values=True)
-    own = urlencode([(name, value) for name, value in params if name not in CREDENTIALS])
     plain = "rediss" if scheme.startswith("rediss") else "redis"
-    # redis-py reads the rest as it reads a redis:// URL's (the host is a stand-in).
-    master = redis_options(f"{plain}://{userinfo}{at}sentinel/{db or 0}?{own}")
-    sentinel = redis_options(f"{plain}://sentinel/0?{own}")
+    # redis-py reads the query as it reads a redis:// URL's (the host is a stand-in); the
+    # master's credentials, in the userinfo or the query, are the master's only.
+    master = redis_options(f"{plain}://sentinel/{db or 0}?{_query(params, CREDENTIALS)}")
+    master |= _credentials(userinfo)
+    sentinel = redis_options(f"{plain}://sentinel/0?{_query(params, CREDENTIALS + MASTERS)}")
     for name, value in params:
         if name in CREDENTIALS:
             sentinel[name.removeprefix("sentinel_")] = value
@@ -89,6 +97,18 @@ def parse(url: str) -> Sentinels:
         options.pop("host", None)
     sentinel.pop("db", None)
     return Sentinels(addresses, service, plain == "rediss", master, sentinel)
+
+
+def _query(params: list[tuple[str, str]], leaving_out: tuple[str, ...]) -> str:
+    return urlencode([(name, value) for name, value in params if name not in leaving_out])
+
+
+def _credentials(userinfo: str) -> dict[str, str]:
+    """The user and password of ``user:password``, as redis-py reads a URL's (an empty one
+    is none)."""
+    user, _, password = userinfo.partition(":")
+    found = {"username": unquote(user), "password": unquote(password)}
+    return {name: value for name, value in found.items() if value}
 
 
 def sentinel_url(
@@ -146,6 +166,44 @@ def _sentinel_options(sentinels: Sentinels, retry: type = Retry) -> dict[str, An
     }
 
 
+class _SyncConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the master that asks the sentinels where it is each time it opens a
+    socket: redis-py's retry of a command reopens one past them (``_connect``, not
+    ``connect``), to the master of before, which may hang for SOCKET_TIMEOUT a try."""
+
+    def _connect_retry(self) -> None:
+        if not self._sock:  # (the pools of this module are the master's only)
+            self.connect_check_health(
+                check_health=self.connection_pool.check_connection, retry_socket_connect=False
+            )
+
+    def _connect(self) -> Any:
+        self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+
+class _SyncTLSConnection(_SyncConnection, redis.SSLConnection):
+    pass
+
+
+class _AsyncConnection(aiosentinel.SentinelManagedConnection):
+    """The same for redis.asyncio."""
+
+    async def _connect_retry(self) -> None:
+        if not self._reader:
+            await self.connect_check_health(
+                check_health=self.connection_pool.check_connection, retry_socket_connect=False
+            )
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+class _AsyncTLSConnection(_AsyncConnection, aioredis.SSLConnection):
+    pass
+
+
 class _SyncPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """Sentinel's pool, blocking as the engine's other pools: callers beyond its size wait
     for a connection."""
@@ -161,18 +219,22 @@ def sync_pool(sentinels: Sentinels, **options: Any) -> redis.ConnectionPool:
     manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(sentinels.addresses), sentinel_kwargs=_sentinel_options(sentinels)
     )
+    connection = _SyncTLSConnection if sentinels.tls else _SyncConnection
     return _SyncPool(  # type: ignore[no-untyped-call]
-        sentinels.service, manager, ssl=sentinels.tls, **{**options, **sentinels.master}
-    )
+        sentinels.service, manager, ssl=sentinels.tls, connection_class=connection,
+        **{**options, **sentinels.master},
+    )  # fmt: skip
 
 
 def async_pool(sentinels: Sentinels, **options: Any) -> aioredis.ConnectionPool:
     manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(sentinels.addresses), sentinel_kwargs=_sentinel_options(sentinels, AsyncRetry)
     )
+    connection = _AsyncTLSConnection if sentinels.tls else _AsyncConnection
     return _AsyncPool(  # type: ignore[no-untyped-call]
-        sentinels.service, manager, ssl=sentinels.tls, **{**options, **sentinels.master}
-    )
+        sentinels.service, manager, ssl=sentinels.tls, connection_class=connection,
+        **{**options, **sentinels.master},
+    )  # fmt: skip
 
 
 async def master_address(sentinels: Sentinels) -> tuple[str, int]:
@@ -191,24 +253,30 @@ async def master_address(sentinels: Sentinels) -> tuple[str, int]:
 
 def survey(sentinels: Sentinels) -> list[str]:
     """What is wrong with the sentinels of the URL, for ``check --deploy``: each one that
-    does not answer or does not watch the master, and a master they know no replica of
-    (a failover would have nothing to promote)."""
+    does not answer or does not watch the master, and a master they know no live replica
+    of (a failover would have nothing to promote)."""
     found = []
     replicas = None
     for host, port in sentinels.addresses:
         client = redis.Redis(host, port, **_sentinel_options(sentinels))
         where = f"sentinel {host}:{port}"
         try:
-            state = cast("dict[str, Any]", client.sentinel_master(sentinels.service))
+            client.sentinel_master(sentinels.service)
+            views = client.sentinel_slaves(sentinels.service)
         except redis.ResponseError as e:
             found.append(f"{where} does not watch a master named {sentinels.service!r} ({e})")
         except (redis.RedisError, OSError) as e:
             found.append(f"{where} does not answer ({e})")
         else:
-            replicas = max(replicas or 0, int(state.get("num-slaves", 0)))
+            replicas = max(replicas or 0, sum(map(_up, views)))
         finally:
             client.close()
     if replicas == 0:
-        found.append(f"the sentinels know no replica of {sentinels.service!r}: a failover "
-                     "would have nothing to promote")  # fmt: skip
+        found.append(f"the sentinels know no replica of {sentinels.service!r} that is up: a "
+                     "failover would have nothing to promote")  # fmt: skip
     return found
+
+
+def _up(replica: dict[str, Any]) -> bool:
+    # (A master's num-slaves counts replicas the sentinels take for down too.)
+    return not (replica["is_sdown"] or replica["is_odown"] or replica["is_disconnected"])
