@@ -318,12 +318,17 @@ step_ended = function(wkey, i, id, outcome, value, now)
     return
   end
   local w = redis.call('HMGET', wkey, 's', 'k', 'P', 'm', 'e:' .. i, 'c:' .. i, 'o:' .. i,
-                       'r:' .. i, 'j:' .. i, 'J', 'w:' .. i)
+                       'r:' .. i, 'j:' .. i, 'J', 'w:' .. i, 'd')
   if not w[1] or w[5] then return end  -- its workflow is gone; or it ended already
-  redis.call('HSET', wkey, 'e:' .. i, outcome)
+  if ok and w[8] and w[2] ~= 'b' then  -- (a step takes its value)
+    redis.call('HSET', wkey, 'e:' .. i, outcome, 'v:' .. i, value)
+  else
+    redis.call('HSET', wkey, 'e:' .. i, outcome)
+  end
   if w[2] == 'b' then return end  -- a batch's callback: the batch ended already
-  if ok and w[8] then redis.call('HSET', wkey, 'v:' .. i, value) end
-  local d = tonumber(redis.call('HGET', wkey, 'd'))
+  -- (a join changes no count: its d, read above, is as good as any for the check below,
+  -- which a join, always followed by a step, never passes)
+  local d = tonumber(w[12])
   if w[9] then  -- a job, not a join
     d = redis.call('HINCRBY', wkey, 'd', 1)
     if not ok then redis.call('HINCRBY', wkey, 'x', 1) end
