@@ -70,12 +70,15 @@ def test_the_url_names_the_seeds_and_the_nodes_credentials():
         ("redis+cluster://:secret@h:70000", "names node 'h:70000', whose port is not a number"),
         ("redis+cluster://:secret@,h:7000", "names a node without a host"),
         ("redis+cluster://:secret@h:7000?frobnicate=1", "its nodes' "),
+        # a password with a '?' or a '/' not percent-encoded is read whole
+        ("redis+cluster://:se?cret@h:7000/1", "names database '1'"),
+        ("redis+cluster://:se/cret@h:70000", "names node 'h:70000'"),
     ],
 )
 def test_a_bad_cluster_url_is_named_by_the_check_without_its_password(url, problem):
     [message] = url_errors(url)
     assert problem in message and message.endswith("[worker.E003]"), message
-    assert "secret" not in message
+    assert "secret" not in message and "cret" not in message
 
 
 def test_replicated_durability_is_refused_on_a_cluster_for_now(on_cluster, settings):

@@ -144,20 +144,33 @@ def test_durability_must_be_async_or_replicated_with_a_timeout_it_can_wait():
 # Every client through the sentinels
 
 
+class Clients:
+    """The engine's three kinds of client of ``url`` (redis-py's blocking and asyncio
+    ones, the hot path's), each as a write of a value to a key of its own name."""
+
+    def __init__(self, url: str) -> None:
+        self.blocking, self.aclient = sync_client(url, 2), async_client(url, 2)
+        self.fast = FastRedis(url)
+        self.writes = {
+            "sync": lambda value: asyncio.to_thread(self.blocking.set, "sync", value),
+            "async": lambda value: self.aclient.set("async", value),
+            "fast": lambda value: self.fast.execute("SET", "fast", value),
+        }
+
+    async def close(self) -> None:
+        self.blocking.close()
+        await self.aclient.aclose()
+        self.fast.close()
+
+
 async def test_every_client_finds_the_master_and_follows_a_failover(topology):
-    url = topology.url()
-    blocking, aclient, fast = sync_client(url, 2), async_client(url, 2), FastRedis(url)
-    clients = {
-        "sync": lambda value: asyncio.to_thread(blocking.set, "sync", value),
-        "async": lambda value: aclient.set("async", value),
-        "fast": lambda value: fast.execute("SET", "fast", value),
-    }
+    clients = Clients(topology.url())
     try:
-        for write in clients.values():
+        for write in clients.writes.values():
             await write("before")
         topology.pair.master.process.kill()
         topology.pair.master.process.wait()
-        for name, write in clients.items():
+        for name, write in clients.writes.items():
 
             async def written(write=write) -> bool:
                 try:
@@ -171,9 +184,7 @@ async def test_every_client_finds_the_master_and_follows_a_failover(topology):
         assert promoted.mget("sync", "async", "fast") == [b"after"] * 3
         promoted.close()
     finally:
-        blocking.close()
-        await aclient.aclose()
-        fast.close()
+        await clients.close()
 
 
 async def test_the_masters_and_the_sentinels_passwords_log_in_and_stay_hidden(tmp_path):
@@ -263,16 +274,10 @@ async def test_every_client_follows_a_failover_from_a_hung_master(topology):
     """A master that hangs (SIGSTOP: a frozen host, a partition) is left for the one the
     sentinels promote within about SOCKET_TIMEOUT: a retry of a command asks the
     sentinels again rather than reconnecting to the hung one."""
-    url = topology.url()
-    blocking, aclient, fast = sync_client(url, 2), async_client(url, 2), FastRedis(url)
-    clients = {
-        "sync": lambda value: asyncio.to_thread(blocking.set, "sync", value),
-        "async": lambda value: aclient.set("async", value),
-        "fast": lambda value: fast.execute("SET", "fast", value),
-    }
+    clients = Clients(topology.url())
     master = topology.pair.master.process
     try:
-        for write in clients.values():
+        for write in clients.writes.values():
             await write("before")
         master.send_signal(signal.SIGSTOP)
         await asyncio.to_thread(
@@ -289,15 +294,13 @@ async def test_every_client_follows_a_failover_from_a_hung_master(topology):
                 except (redis.ConnectionError, redis.TimeoutError):
                     await asyncio.sleep(0.05)
 
-        took = dict(await asyncio.gather(*(written(n, w) for n, w in clients.items())))
+        took = dict(await asyncio.gather(*(written(n, w) for n, w in clients.writes.items())))
         # SOCKET_TIMEOUT (10 s) for a command sent to the hung master, then the new one.
         assert max(took.values()) < 15, {name: f"{s:.1f} s" for name, s in took.items()}
     finally:
         master.kill()  # (a stopped process takes no SIGTERM)
         master.wait()
-        blocking.close()
-        await aclient.aclose()
-        fast.close()
+        await clients.close()
 
 
 async def polled(backend, job_id: str, timeout: float):

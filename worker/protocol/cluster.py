@@ -78,12 +78,7 @@ class Seeds:
 
 def parse(url: str) -> Seeds:
     """ValueError naming what is wrong (never the password)."""
-    scheme, _, rest = url.partition("://")
-    if scheme not in SCHEMES:
-        raise ValueError(f"has scheme {scheme!r}; a cluster URL's is one of {', '.join(SCHEMES)}")
-    place, _, query = rest.partition("?")
-    userinfo, _, hosts_and_path = place.rpartition("@")
-    hosts, _, path = hosts_and_path.partition("/")
+    scheme, userinfo, hosts, path, query = sentinel.url_parts(url, SCHEMES, "cluster")
     if unquote(path) not in ("", "0"):
         raise ValueError(f"names database {unquote(path)!r}: a Redis Cluster has database 0 only")
     addresses = tuple(

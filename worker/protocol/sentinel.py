@@ -65,17 +65,24 @@ class Sentinels:
         return int(self.master.get("db") or 0)
 
 
-def parse(url: str) -> Sentinels:
-    """ValueError naming what is wrong (never the password)."""
+def url_parts(url: str, schemes: tuple[str, ...], kind: str) -> tuple[str, str, str, str, str]:
+    """The scheme, userinfo, hosts, path and query of a URL of several hosts (a sentinel's,
+    a cluster's); ValueError for another scheme. The credentials end at the URL's last
+    '@', as redacted() (connection.py) takes them: a password with a '/', '?' or '#' not
+    percent-encoded is still all hidden, and read as the password rather than as hosts or
+    a query that messages would quote."""
     scheme, _, rest = url.partition("://")
-    if scheme not in SCHEMES:
-        raise ValueError(f"has scheme {scheme!r}; a sentinel URL's is one of {', '.join(SCHEMES)}")
-    # The credentials end at the URL's last '@', as redacted() (connection.py) takes them:
-    # a password with a '/', '?' or '#' not percent-encoded is still all hidden, and read
-    # as the password rather than as hosts or a query that messages would quote.
+    if scheme not in schemes:
+        raise ValueError(f"has scheme {scheme!r}; a {kind} URL's is one of {', '.join(schemes)}")
     userinfo, _, rest = rest.rpartition("@")
     place, _, query = rest.partition("?")
     hosts, _, path = place.partition("/")
+    return scheme, userinfo, hosts, path, query
+
+
+def parse(url: str) -> Sentinels:
+    """ValueError naming what is wrong (never the password)."""
+    scheme, userinfo, hosts, path, query = url_parts(url, SCHEMES, "sentinel")
     addresses = tuple(address(host) for host in hosts.split(","))
     service, _, db = unquote(path).partition("/")
     if not service:
