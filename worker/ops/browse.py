@@ -42,10 +42,11 @@ BROWSE = {
     "cancelled": "cancelled",
 }
 _NEWEST_FIRST = ("dead", "successful", "cancelled")
-# Which states each action applies to.
+# Which states each action applies to ("waiting": a workflow's step waiting for the steps
+# before it, on no list, shown on its own page only).
 ACTIONS = {
     "retry": ("dead",),
-    "cancel": ("ready", "held", "running", "delayed", "retrying"),
+    "cancel": ("ready", "held", "running", "delayed", "retrying", "waiting"),
     "delete": ("ready", "held", "delayed", "retrying", "dead", "succeeded", "cancelled"),
 }
 # Ids read per round trip.
