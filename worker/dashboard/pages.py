@@ -185,7 +185,10 @@ def job(request: HttpRequest, job_id: str) -> HttpResponse:
     unique = None
     if task is not None and task.unique_for is not None:
         unique = fingerprint(task, record.args, record.kwargs)
-    actions = [a for a, states in ACTIONS.items() if _browse_state(place.state) in states]
+    if place.state == "waiting":  # on no list: nothing to retry or delete, but it can be cancelled
+        actions = ["cancel"]
+    else:
+        actions = [a for a, states in ACTIONS.items() if _browse_state(place.state) in states]
     return _render(
         request,
         "job.html",

@@ -42,11 +42,10 @@ BROWSE = {
     "cancelled": "cancelled",
 }
 _NEWEST_FIRST = ("dead", "successful", "cancelled")
-# Which states each action applies to ("waiting": a workflow's step waiting for the steps
-# before it, on no list, shown on its own page only).
+# Which states each action applies to.
 ACTIONS = {
     "retry": ("dead",),
-    "cancel": ("ready", "held", "running", "delayed", "retrying", "waiting"),
+    "cancel": ("ready", "held", "running", "delayed", "retrying"),
     "delete": ("ready", "held", "delayed", "retrying", "dead", "succeeded", "cancelled"),
 }
 # Ids read per round trip.
